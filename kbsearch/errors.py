@@ -1,0 +1,64 @@
+"""Named errors of kbsearch; each carries a message a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class KbsearchError(Exception):
+    """Base class of every error kbsearch raises on purpose."""
+
+
+class ConfigError(KbsearchError):
+    """A setting has a value kbsearch cannot use."""
+
+
+class ArticleError(KbsearchError):
+    """An article file is invalid; names the file, the line and the field."""
+
+    def __init__(
+        self, path: Path | str, message: str, line: int | None = None, field: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = str(self.path) + (f":{line}" if line else "")
+        what = f" field '{field}':" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+
+
+class ArticlesNotFoundError(KbsearchError):
+    """The articles folder does not exist or is not a folder."""
+
+
+class IndexNotFoundError(KbsearchError):
+    """No index build exists yet; run ``kbsearch index`` first."""
+
+
+class IndexBuildError(KbsearchError):
+    """An index build failed; the current index stays as it was."""
+
+
+class ModelError(KbsearchError):
+    """The embedding model cannot be loaded or built."""
+
+
+class QueryError(KbsearchError):
+    """A search request has an invalid parameter; names the parameter."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {message}")
+
+
+class ArticleNotFoundError(KbsearchError):
+    """No article with this id is visible to the caller."""
+
+    def __init__(self, article_id: str) -> None:
+        self.article_id = article_id
+        super().__init__(f"no article with id '{article_id}'")
+
+
+class DatasetError(KbsearchError):
+    """An evaluation dataset folder is missing files or has malformed lines."""

@@ -1,0 +1,392 @@
+"""Build, update and open versioned index builds; switch between them atomically.
+
+Layout of the index folder::
+
+    index/
+      CURRENT               name of the build that serves (replaced atomically)
+      .lock                 held while a build runs
+      builds/<version>/     one complete build, never changed after it is published
+        manifest.json       model, counts, parameters, content hashes, kbsearch version
+        articles.jsonl      article metadata and Markdown, one per line
+        chunks.jsonl        chunk → article, heading, text hash
+        chunk_vectors.npy   float32 (n_chunks, dim), L2-normalised
+        title_vectors.npy   float32 (n_articles, dim), titles embedded as queries
+        dense.faiss         FAISS index over chunk_vectors
+        keyword/            Whoosh index
+
+A build is written to a staging folder and renamed into ``builds/`` when complete; only then
+is CURRENT replaced (``os.replace`` is atomic). A failed build removes its staging folder and
+leaves CURRENT as it was. Unchanged chunks and titles are copied from the current build
+instead of being embedded again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kbsearch import __version__
+from kbsearch.analysis import Lexicon
+from kbsearch.articles import Article, load_articles
+from kbsearch.chunking import Chunk, chunk_article
+from kbsearch.dense import build_faiss, index_kind, load_faiss, save_faiss
+from kbsearch.embedding import Embedder
+from kbsearch.errors import ArticleError, IndexBuildError, IndexNotFoundError
+from kbsearch.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
+
+FORMAT = 1
+CURRENT = "CURRENT"
+BUILDS = "builds"
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did: its version, counts, reuse and the articles it skipped."""
+
+    version: str
+    path: Path
+    articles: int
+    chunks: int
+    embedded: int
+    reused: int
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    errors: tuple[ArticleError, ...]
+    seconds: float
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def current_version(index_dir: Path) -> str | None:
+    """Return the name of the current build, or None when there is none."""
+    try:
+        name = (index_dir / CURRENT).read_text("utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name if name and (index_dir / BUILDS / name / "manifest.json").exists() else None
+
+
+def list_builds(index_dir: Path) -> list[str]:
+    """Return the names of all complete builds, oldest first."""
+    builds = index_dir / BUILDS
+    if not builds.is_dir():
+        return []
+    return sorted(p.name for p in builds.iterdir() if (p / "manifest.json").exists())
+
+
+@contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBuildError(
+                f"another build of {index_dir} is running; try again when it has finished"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _new_version(articles: Sequence[Article]) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    digest = hashlib.sha256("".join(a.content_hash for a in articles).encode()).hexdigest()
+    return f"{stamp}-{digest[:8]}"
+
+
+def _switch_current(index_dir: Path, version: str) -> None:
+    """Point CURRENT at a build with an atomic rename."""
+    fd, tmp = tempfile.mkstemp(prefix=".current-", dir=index_dir)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(version + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, index_dir / CURRENT)
+
+
+def _prune(index_dir: Path, keep: int) -> None:
+    current = current_version(index_dir)
+    builds = [b for b in list_builds(index_dir) if b != current]
+    for name in builds[: max(0, len(builds) - (keep - 1))]:
+        shutil.rmtree(index_dir / BUILDS / name, ignore_errors=True)
+    for stale in (index_dir / BUILDS).glob(".staging-*"):
+        if time.time() - stale.stat().st_mtime > 24 * 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+class _VectorCache:
+    """Vectors of the current build, by text hash, for reuse in the next build."""
+
+    def __init__(self, index_dir: Path, model: str, dimension: int) -> None:
+        self.chunks: dict[str, np.ndarray] = {}
+        self.titles: dict[str, np.ndarray] = {}
+        self.hashes: dict[str, str] = {}
+        version = current_version(index_dir)
+        if version is None:
+            return
+        folder = index_dir / BUILDS / version
+        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+        self.hashes = dict(manifest.get("content_hashes", {}))
+        same_model = manifest["model"]["name"] == model and manifest["model"][
+            "dimension"
+        ] == dimension
+        if not same_model or manifest.get("format") != FORMAT:
+            return
+        vectors = np.load(folder / "chunk_vectors.npy")
+        for row, line in enumerate(_read_jsonl(folder / "chunks.jsonl")):
+            self.chunks[line["text_key"]] = vectors[row]
+        titles = np.load(folder / "title_vectors.npy")
+        for row, line in enumerate(_read_jsonl(folder / "articles.jsonl")):
+            self.titles[_text_key(line["title"])] = titles[row]
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _embed_missing(
+    texts: Sequence[str],
+    cache: dict[str, np.ndarray],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    dimension: int,
+) -> tuple[np.ndarray, int]:
+    """Return vectors for texts, embedding only those not in the cache."""
+    keys = [_text_key(t) for t in texts]
+    missing = [i for i, key in enumerate(keys) if key not in cache]
+    out = np.zeros((len(texts), dimension), dtype=np.float32)
+    if missing:
+        fresh = embed([texts[i] for i in missing])
+        for i, vector in zip(missing, fresh):
+            out[i] = vector
+    for i, key in enumerate(keys):
+        if key in cache:
+            out[i] = cache[key]
+    return out, len(missing)
+
+
+def build_index(
+    articles_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    chunk_tokens: int = 256,
+    exact_limit: int = 50_000,
+    languages: Sequence[str] = ("de", "en"),
+    strict: bool = False,
+    keep_builds: int = 3,
+    progress: bool = False,
+) -> BuildReport:
+    """Build a new index version from the articles and make it current.
+
+    Raises IndexBuildError (strict mode with invalid articles, no valid article, or any
+    failure while building); the current build then stays as it was.
+    """
+    started = time.perf_counter()
+    loaded = load_articles(articles_dir, languages)
+    if strict and loaded.errors:
+        raise IndexBuildError(
+            f"{len(loaded.errors)} invalid article(s), nothing built (--strict):\n"
+            + "\n".join(f"  {e}" for e in loaded.errors)
+        )
+    if not loaded.articles:
+        detail = "".join(f"\n  {e}" for e in loaded.errors)
+        raise IndexBuildError(f"no valid article in {articles_dir}; nothing built{detail}")
+    articles = list(loaded.articles)
+    with _build_lock(index_dir):
+        builds = index_dir / BUILDS
+        builds.mkdir(parents=True, exist_ok=True)
+        cache = _VectorCache(index_dir, embedder.name, embedder.dimension)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=builds))
+        try:
+            report = _write_build(
+                staging, articles, loaded.errors, embedder, cache, chunk_tokens,
+                exact_limit, progress, started,
+            )
+            final = builds / report.version
+            staging.rename(final)
+            _switch_current(index_dir, report.version)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, IndexBuildError | KeyboardInterrupt):
+                raise
+            if isinstance(exc, Exception):
+                raise IndexBuildError(
+                    f"index build failed, the current index is unchanged: {exc}"
+                ) from exc
+            raise
+        _prune(index_dir, keep_builds)
+    return dataclasses.replace(report, path=final)
+
+
+def _write_build(
+    staging: Path,
+    articles: list[Article],
+    errors: Sequence[ArticleError],
+    embedder: Embedder,
+    cache: _VectorCache,
+    chunk_tokens: int,
+    exact_limit: int,
+    progress: bool,
+    started: float,
+) -> BuildReport:
+    budget = min(chunk_tokens, getattr(embedder, "max_tokens", chunk_tokens))
+    chunks: list[Chunk] = []
+    for article in articles:
+        chunks.extend(
+            chunk_article(article.id, article.title, article.body, embedder.count_tokens, budget)
+        )
+    chunk_vectors, embedded = _embed_missing(
+        [c.text for c in chunks],
+        cache.chunks,
+        lambda texts: embedder.embed_passages(texts, progress=progress),
+        embedder.dimension,
+    )
+    title_vectors, _ = _embed_missing(
+        [a.title for a in articles], cache.titles, embedder.embed_queries, embedder.dimension
+    )
+    np.save(staging / "chunk_vectors.npy", chunk_vectors)
+    np.save(staging / "title_vectors.npy", title_vectors)
+    faiss_index = build_faiss(chunk_vectors, exact_limit)
+    save_faiss(faiss_index, staging / "dense.faiss")
+
+    lexicon = Lexicon.from_texts(
+        f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
+    )
+    build_keyword_index(staging / "keyword", articles, lexicon)
+
+    with (staging / "articles.jsonl").open("w", encoding="utf-8") as handle:
+        for article in articles:
+            record = {**article.to_metadata(), "body": article.body}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
+        for chunk in chunks:
+            record = {
+                "article_id": chunk.article_id,
+                "ordinal": chunk.ordinal,
+                "heading": chunk.heading,
+                "text_key": _text_key(chunk.text),
+                "text": chunk.text,
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    hashes = {a.id: a.content_hash for a in articles}
+    old = cache.hashes
+    added = tuple(sorted(set(hashes) - set(old)))
+    removed = tuple(sorted(set(old) - set(hashes)))
+    changed = tuple(sorted(a for a in hashes if a in old and old[a] != hashes[a]))
+    version = _new_version(articles)
+    seconds = time.perf_counter() - started
+    manifest = {
+        "format": FORMAT,
+        "version": version,
+        "kbsearch_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": {
+            "name": embedder.name,
+            "dimension": embedder.dimension,
+            "query_prompt": getattr(embedder, "query_prompt", ""),
+            "passage_prompt": getattr(embedder, "passage_prompt", ""),
+        },
+        "articles": len(articles),
+        "chunks": len(chunks),
+        "dense_index": index_kind(faiss_index),
+        "parameters": {
+            "chunk_tokens": budget,
+            "exact_limit": exact_limit,
+            "bm25_k1": BM25_K1,
+            "bm25_b": BM25_B,
+            "field_boosts": FIELD_BOOSTS,
+            "lexicon_words": len(lexicon.words),
+        },
+        "embedded_chunks": embedded,
+        "reused_chunks": len(chunks) - embedded,
+        "skipped_articles": [str(e) for e in errors],
+        "content_hashes": hashes,
+        "build_seconds": round(seconds, 3),
+    }
+    (staging / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False), "utf-8"
+    )
+    return BuildReport(
+        version=version, path=staging, articles=len(articles), chunks=len(chunks),
+        embedded=embedded, reused=len(chunks) - embedded, added=added, changed=changed,
+        removed=removed, errors=tuple(errors), seconds=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedIndex:
+    """A published build, opened read-only for searching."""
+
+    version: str
+    path: Path
+    manifest: dict
+    articles: tuple[Article, ...]
+    positions: dict[str, int]
+    chunk_article: np.ndarray
+    chunk_starts: np.ndarray
+    chunk_texts: tuple[str, ...]
+    chunk_vectors: np.ndarray
+    title_vectors: np.ndarray
+    dense: object
+    keyword: KeywordIndex
+
+    def close(self) -> None:
+        """Release the keyword index's files."""
+        self.keyword.close()
+
+
+def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
+    """Open the current build (or a named one); raise IndexNotFoundError if there is none."""
+    version = version or current_version(index_dir)
+    if version is None:
+        raise IndexNotFoundError(
+            f"no index in {index_dir}; build one with 'kbsearch index'"
+        )
+    folder = index_dir / BUILDS / version
+    if not (folder / "manifest.json").exists():
+        raise IndexNotFoundError(f"index build {version} not found in {index_dir}")
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    articles = tuple(
+        Article.from_metadata(record, record["body"])
+        for record in _read_jsonl(folder / "articles.jsonl")
+    )
+    positions = {article.id: i for i, article in enumerate(articles)}
+    chunk_rows = list(_read_jsonl(folder / "chunks.jsonl"))
+    chunk_article = np.array([positions[c["article_id"]] for c in chunk_rows], dtype=np.int64)
+    if np.any(np.diff(chunk_article) < 0):
+        raise IndexNotFoundError(f"index build {version} is damaged: chunks out of order")
+    return LoadedIndex(
+        version=version,
+        path=folder,
+        manifest=manifest,
+        articles=articles,
+        positions=positions,
+        chunk_article=chunk_article,
+        chunk_starts=np.searchsorted(chunk_article, np.arange(len(articles) + 1)),
+        chunk_texts=tuple(c["text"] for c in chunk_rows),
+        chunk_vectors=np.load(folder / "chunk_vectors.npy", mmap_mode="r"),
+        title_vectors=np.load(folder / "title_vectors.npy"),
+        dense=load_faiss(folder / "dense.faiss"),
+        keyword=KeywordIndex(folder / "keyword"),
+    )

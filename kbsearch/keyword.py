@@ -1,0 +1,153 @@
+"""The keyword index: Whoosh BM25F over title, tags and body, one field set per language."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from whoosh import index as whoosh_index
+from whoosh import scoring
+from whoosh.fields import ID, TEXT, Schema
+from whoosh.query import Or, Term
+
+from kbsearch.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_terms
+from kbsearch.articles import Article
+from kbsearch.chunking import plain_text
+
+FIELDS = ("title", "tags", "body")
+FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
+BM25_K1 = 0.9
+BM25_B = 0.4
+
+
+@dataclass(frozen=True)
+class KeywordScores:
+    """BM25 scores of one article for one query: all fields, title only, body only."""
+
+    total: float
+    title: float
+    body: float
+    coverage: float
+
+
+def make_schema(lexicon: Lexicon) -> Schema:
+    """Return the Whoosh schema: an id, and title/tags/body per language with its analyzer."""
+    fields: dict[str, object] = {"id": ID(stored=True, unique=True)}
+    for language in LANGUAGES:
+        analyzer = KbAnalyzer(language, lexicon if language == "de" else Lexicon(frozenset()))
+        for name in FIELDS:
+            fields[f"{name}_{language}"] = TEXT(analyzer=analyzer, phrase=False)
+    return Schema(**fields)
+
+
+def build_keyword_index(folder: Path, articles: Iterable[Article], lexicon: Lexicon) -> None:
+    """Write a fresh Whoosh index of the articles into an empty folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ix = whoosh_index.create_in(str(folder), make_schema(lexicon))
+    writer = ix.writer(limitmb=128)
+    for article in articles:
+        lang = article.language
+        writer.add_document(
+            id=article.id,
+            **{
+                f"title_{lang}": article.title,
+                f"tags_{lang}": " ".join(article.tags),
+                f"body_{lang}": plain_text(article.body),
+            },
+        )
+    writer.commit()
+
+
+class KeywordIndex:
+    """A read-only Whoosh index with BM25F search by article id."""
+
+    def __init__(self, folder: Path) -> None:
+        """Open the index in ``folder``; queries use the lexicon it was built with."""
+        self._ix = whoosh_index.open_dir(str(folder), readonly=True)
+        self._lexicon: Lexicon = self._ix.schema["body_de"].analyzer.lexicon
+        self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
+        self._searcher = self._ix.searcher(weighting=self._weighting)
+        self._lock = threading.Lock()
+        self._ids: list[str] = [""] * self._searcher.doc_count_all()
+        for docnum, stored in self._searcher.reader().iter_docs():
+            self._ids[docnum] = stored["id"]
+        self._docnums = {article_id: n for n, article_id in enumerate(self._ids) if article_id}
+
+    def close(self) -> None:
+        """Release the searcher's files."""
+        self._searcher.close()
+
+    def terms(self, query: str, languages: Sequence[str]) -> dict[str, list[str]]:
+        """Return the analysed query terms per language."""
+        return {lang: query_terms(query, lang, self._lexicon) for lang in languages}
+
+    def _query(self, terms: dict[str, list[str]], fields: Sequence[str]) -> Or:
+        return Or(
+            [
+                Term(f"{name}_{lang}", term, boost=FIELD_BOOSTS[name])
+                for lang, words in terms.items()
+                for term in words
+                for name in fields
+            ]
+        )
+
+    def search(
+        self,
+        query: str,
+        limit: int,
+        allowed: set[str] | None = None,
+        languages: Sequence[str] = LANGUAGES,
+    ) -> tuple[list[str], dict[str, KeywordScores]]:
+        """Return the top article ids by BM25F, and field scores and term coverage for them."""
+        terms = self.terms(query, languages)
+        if not any(terms.values()):
+            return [], {}
+        allow = None
+        if allowed is not None:
+            allow = {self._docnums[a] for a in allowed if a in self._docnums}
+            if not allow:
+                return [], {}
+        with self._lock:
+            results = self._searcher.search(
+                self._query(terms, FIELDS), limit=limit, filter=allow
+            )
+            ranked = [(hit.docnum, hit.score) for hit in results]
+            if not ranked:
+                return [], {}
+            found = {docnum for docnum, _ in ranked}
+            title = self._field_scores(terms, ("title",), found)
+            body = self._field_scores(terms, ("body",), found)
+            coverage = self._coverage(terms, found)
+        scores = {
+            self._ids[docnum]: KeywordScores(
+                total=float(score),
+                title=title.get(docnum, 0.0),
+                body=body.get(docnum, 0.0),
+                coverage=coverage.get(docnum, 0.0),
+            )
+            for docnum, score in ranked
+        }
+        return [self._ids[docnum] for docnum, _ in ranked], scores
+
+    def _field_scores(
+        self, terms: dict[str, list[str]], fields: Sequence[str], docnums: set[int]
+    ) -> dict[int, float]:
+        results = self._searcher.search(self._query(terms, fields), limit=None, filter=docnums)
+        return {hit.docnum: float(hit.score) for hit in results}
+
+    def _coverage(self, terms: dict[str, list[str]], docnums: set[int]) -> dict[int, float]:
+        """Return per document the best share of a language's query terms it contains."""
+        best: dict[int, float] = {}
+        for lang, words in terms.items():
+            if not words:
+                continue
+            counts: dict[int, int] = {}
+            for term in words:
+                query = Or([Term(f"{name}_{lang}", term) for name in FIELDS])
+                for docnum in set(self._searcher.docs_for_query(query)) & docnums:
+                    counts[docnum] = counts.get(docnum, 0) + 1
+            for docnum, count in counts.items():
+                best[docnum] = max(best.get(docnum, 0.0), count / len(words))
+        return best

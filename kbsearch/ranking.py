@@ -1,0 +1,233 @@
+"""Hybrid ranking: features per candidate article, a logistic model, a probability per hit.
+
+Everything here is pure: plain arrays in, arrays and ``Hit``s out; no Flask, no disk, no model.
+
+The probability that an article solves the query is a logistic regression over features
+that describe how well the article matches (Cox 1958; as a learning-to-rank pointwise
+model, see Liu 2009, "Learning to Rank for Information Retrieval", ch. 2). Features are
+deliberately scale-free (similarities, per-query normalised BM25, reciprocal ranks, gaps
+to the best candidate), so one set of weights carries across knowledge bases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from kbsearch.errors import ConfigError
+
+FEATURES: tuple[str, ...] = (
+    "dense",        # best chunk cosine of query and article
+    "dense_gap",    # dense minus the best dense among the candidates (<= 0)
+    "dense_z",      # dense standardised over the candidates
+    "title_sim",    # cosine of query and title, both embedded as queries
+    "title_gap",    # title_sim minus the best title_sim among the candidates
+    "bm25",         # BM25F over all fields / best BM25F of the query (0 if no match)
+    "bm25_title",   # BM25 over the title / best title BM25 among the candidates
+    "bm25_body",    # BM25 over the body / best body BM25 among the candidates
+    "coverage",     # share of the query's terms found in the article
+    "dense_rr",     # 1 / (1 + rank) in the dense list, 0 if not in it
+    "kw_rr",        # 1 / (1 + rank) in the keyword list, 0 if not in it
+    "both",         # 1 when both retrievers returned the article
+)
+MODES = ("hybrid", "keyword", "dense")
+MODE_FEATURES: dict[str, tuple[str, ...]] = {
+    "hybrid": FEATURES,
+    "dense": ("dense", "dense_gap", "dense_z", "dense_rr"),
+    "keyword": ("bm25", "bm25_title", "bm25_body", "coverage", "kw_rr"),
+}
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Raw retrieval scores of the candidate articles of one query, aligned by position.
+
+    ``dense_rank`` and ``keyword_rank`` are 0-based ranks in each retriever's list, -1 when
+    the retriever did not return the article; keyword scores are 0 when it did not match.
+    """
+
+    ids: tuple[str, ...]
+    dense: np.ndarray
+    title_sim: np.ndarray
+    bm25: np.ndarray
+    bm25_title: np.ndarray
+    bm25_body: np.ndarray
+    coverage: np.ndarray
+    dense_rank: np.ndarray
+    keyword_rank: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked article with its probability of solving the query."""
+
+    id: str
+    probability: float
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RankingWeights:
+    """A logistic model: one coefficient per named feature, and an intercept."""
+
+    features: tuple[str, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.coefficients):
+            raise ConfigError("ranking weights: one coefficient per feature is required")
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise ConfigError(f"ranking weights: unknown features {sorted(unknown)}")
+
+    def to_json(self) -> dict[str, object]:
+        """Return a JSON-ready dict, feature name → coefficient."""
+        return {
+            "intercept": self.intercept,
+            "coefficients": dict(zip(self.features, self.coefficients)),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RankingWeights:
+        """Read weights written by :meth:`to_json`."""
+        coefficients = data.get("coefficients")
+        if not isinstance(coefficients, dict):
+            raise ConfigError("ranking weights: 'coefficients' must be an object")
+        return cls(
+            features=tuple(coefficients),
+            coefficients=tuple(float(v) for v in coefficients.values()),
+            intercept=float(data.get("intercept", 0.0)),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class RankingModel:
+    """The weights of every retrieval mode, as shipped in one JSON file."""
+
+    modes: Mapping[str, RankingWeights]
+    description: str = ""
+
+    def for_mode(self, mode: str) -> RankingWeights:
+        """Return the weights of a mode; raise ConfigError if the file lacks it."""
+        try:
+            return self.modes[mode]
+        except KeyError:
+            raise ConfigError(f"ranking weights have no model for mode {mode!r}") from None
+
+    def to_json(self) -> dict[str, object]:
+        """Return the JSON document of all modes."""
+        return {
+            "description": self.description,
+            "modes": {mode: weights.to_json() for mode, weights in self.modes.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RankingModel:
+        """Read a model document written by :meth:`to_json`."""
+        modes = data.get("modes")
+        if not isinstance(modes, dict):
+            raise ConfigError("ranking weights: 'modes' must be an object")
+        return cls(
+            modes={mode: RankingWeights.from_json(w) for mode, w in modes.items()},
+            description=str(data.get("description", "")),
+        )
+
+
+def load_ranking_model(path: str | Path | None = None) -> RankingModel:
+    """Load ranking weights from a file, or the weights shipped with kbsearch."""
+    try:
+        if path:
+            text = Path(path).read_text("utf-8")
+        else:
+            text = resources.files("kbsearch").joinpath("weights/default.json").read_text("utf-8")
+        return RankingModel.from_json(json.loads(text))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read ranking weights {path or 'default'}: {exc}") from None
+
+
+def _relative(values: np.ndarray) -> np.ndarray:
+    """Divide by the largest value (0 stays 0); all-zero input stays zero."""
+    top = float(values.max()) if len(values) else 0.0
+    return values / top if top > 0 else np.zeros_like(values)
+
+
+def _reciprocal_rank(ranks: np.ndarray) -> np.ndarray:
+    return np.where(ranks >= 0, 1.0 / (1.0 + np.maximum(ranks, 0)), 0.0)
+
+
+def feature_matrix(candidates: Candidates) -> np.ndarray:
+    """Return the (n_candidates, len(FEATURES)) matrix of ranking features."""
+    n = len(candidates.ids)
+    if n == 0:
+        return np.zeros((0, len(FEATURES)))
+    dense = candidates.dense.astype(np.float64)
+    title = candidates.title_sim.astype(np.float64)
+    spread = float(dense.std())
+    columns = {
+        "dense": dense,
+        "dense_gap": dense - dense.max(),
+        "dense_z": (dense - dense.mean()) / spread if spread > 1e-9 else np.zeros(n),
+        "title_sim": title,
+        "title_gap": title - title.max(),
+        "bm25": _relative(candidates.bm25.astype(np.float64)),
+        "bm25_title": _relative(candidates.bm25_title.astype(np.float64)),
+        "bm25_body": _relative(candidates.bm25_body.astype(np.float64)),
+        "coverage": candidates.coverage.astype(np.float64),
+        "dense_rr": _reciprocal_rank(candidates.dense_rank),
+        "kw_rr": _reciprocal_rank(candidates.keyword_rank),
+        "both": ((candidates.dense_rank >= 0) & (candidates.keyword_rank >= 0)).astype(float),
+    }
+    return np.column_stack([columns[name] for name in FEATURES])
+
+
+def select(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Return the columns of a feature matrix for the given feature names."""
+    return matrix[:, [FEATURES.index(name) for name in names]]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Return the logistic function, computed without overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def probabilities(matrix: np.ndarray, weights: RankingWeights) -> np.ndarray:
+    """Return P(article solves the query) for each row of a feature matrix."""
+    if len(matrix) == 0:
+        return np.zeros(0)
+    x = select(matrix, weights.features)
+    return sigmoid(x @ np.asarray(weights.coefficients) + weights.intercept)
+
+
+def rank(
+    candidates: Candidates, weights: RankingWeights, k: int, min_probability: float = 0.0
+) -> list[Hit]:
+    """Score candidates and return the top-k hits sorted by probability (ties: dense)."""
+    matrix = feature_matrix(candidates)
+    probs = probabilities(matrix, weights)
+    order = sorted(
+        range(len(probs)), key=lambda i: (-probs[i], -candidates.dense[i], candidates.ids[i])
+    )
+    hits: list[Hit] = []
+    for i in order:
+        if probs[i] < min_probability:
+            break
+        scores = {name: round(float(matrix[i, j]), 6) for j, name in enumerate(FEATURES)}
+        hits.append(Hit(candidates.ids[i], float(probs[i]), scores))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> dict[str, float]:
+    """Return RRF scores, sum of 1 / (k + rank) over rankings (Cormack et al., SIGIR 2009)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for position, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + position)
+    return scores
