@@ -110,6 +110,14 @@ def _field_line(lines: Sequence[str], name: str) -> int | None:
     return None
 
 
+def _is_date(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _decode(path: Path, raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
@@ -166,6 +174,15 @@ def parse_article(
     lines = text[4:end].split("\n")
     try:
         post = frontmatter.loads(text)
+    except ValueError as exc:  # YAML read an impossible date such as 2026-13-45
+        for number, line in enumerate(lines, start=2):
+            match = re.match(r"^([\w-]+)\s*:\s*['\"]?(\d{4}-\d{1,2}-\d{1,2})['\"]?\s*$", line)
+            if match and not _is_date(match.group(2)):
+                raise ArticleError(
+                    shown, f"{match.group(2)!r} is not a date (YYYY-MM-DD)", number,
+                    match.group(1),
+                ) from None
+        raise ArticleError(shown, f"front matter has an invalid value: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else None

