@@ -10,7 +10,7 @@ Layout of the index folder::
         articles.jsonl      article metadata and Markdown, one per line
         chunks.jsonl        chunk → article, heading, text hash
         chunk_vectors.npy   float32 (n_chunks, dim), L2-normalised
-        title_vectors.npy   float32 (n_articles, dim), titles embedded as queries
+        title_vectors.npy   float32 (n_articles, dim), titles embedded as passages
         dense.faiss         FAISS index over chunk_vectors
         keyword/            Whoosh index
 
@@ -47,7 +47,7 @@ from kbsearch.embedding import Embedder
 from kbsearch.errors import ArticleError, IndexBuildError, IndexNotFoundError
 from kbsearch.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
 
-FORMAT = 1
+FORMAT = 2
 CURRENT = "CURRENT"
 BUILDS = "builds"
 
@@ -135,7 +135,7 @@ def _prune(index_dir: Path, keep: int) -> None:
 class _VectorCache:
     """Vectors of the current build, by text hash, for reuse in the next build."""
 
-    def __init__(self, index_dir: Path, model: str, dimension: int) -> None:
+    def __init__(self, index_dir: Path, model: dict[str, object]) -> None:
         self.chunks: dict[str, np.ndarray] = {}
         self.titles: dict[str, np.ndarray] = {}
         self.hashes: dict[str, str] = {}
@@ -145,9 +145,7 @@ class _VectorCache:
         folder = index_dir / BUILDS / version
         manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
         self.hashes = dict(manifest.get("content_hashes", {}))
-        same_model = manifest["model"]["name"] == model and manifest["model"][
-            "dimension"
-        ] == dimension
+        same_model = manifest["model"] == model
         if not same_model or manifest.get("format") != FORMAT:
             return
         vectors = np.load(folder / "chunk_vectors.npy")
@@ -155,7 +153,22 @@ class _VectorCache:
             self.chunks[line["text_key"]] = vectors[row]
         titles = np.load(folder / "title_vectors.npy")
         for row, line in enumerate(_read_jsonl(folder / "articles.jsonl")):
-            self.titles[_text_key(line["title"])] = titles[row]
+            self.titles[_text_key(title_text(line["title"], line["body"]))] = titles[row]
+
+
+def model_description(embedder: Embedder) -> dict[str, object]:
+    """Describe the embedding model; vectors are reused only under an equal description."""
+    return {
+        "name": embedder.name,
+        "dimension": embedder.dimension,
+        "query_prompt": getattr(embedder, "query_prompt", ""),
+        "passage_prompt": getattr(embedder, "passage_prompt", ""),
+    }
+
+
+def title_text(title: str, body: str) -> str:
+    """Return the text embedded as an article's title: the title, or the body's opening."""
+    return title if title.strip() else " ".join(body.split()[:24])
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
@@ -177,7 +190,7 @@ def _embed_missing(
     out = np.zeros((len(texts), dimension), dtype=np.float32)
     if missing:
         fresh = embed([texts[i] for i in missing])
-        for i, vector in zip(missing, fresh):
+        for i, vector in zip(missing, fresh, strict=True):
             out[i] = vector
     for i, key in enumerate(keys):
         if key in cache:
@@ -211,15 +224,34 @@ def build_index(
     if not loaded.articles:
         detail = "".join(f"\n  {e}" for e in loaded.errors)
         raise IndexBuildError(f"no valid article in {articles_dir}; nothing built{detail}")
-    articles = list(loaded.articles)
+    return build_from_articles(
+        list(loaded.articles), index_dir, embedder, chunk_tokens=chunk_tokens,
+        exact_limit=exact_limit, errors=loaded.errors, keep_builds=keep_builds,
+        progress=progress, started=started,
+    )
+
+
+def build_from_articles(
+    articles: list[Article],
+    index_dir: Path,
+    embedder: Embedder,
+    chunk_tokens: int = 256,
+    exact_limit: int = 50_000,
+    errors: Sequence[ArticleError] = (),
+    keep_builds: int = 3,
+    progress: bool = False,
+    started: float | None = None,
+) -> BuildReport:
+    """Build a new index version from parsed articles and make it current."""
+    started = time.perf_counter() if started is None else started
     with _build_lock(index_dir):
         builds = index_dir / BUILDS
         builds.mkdir(parents=True, exist_ok=True)
-        cache = _VectorCache(index_dir, embedder.name, embedder.dimension)
+        cache = _VectorCache(index_dir, model_description(embedder))
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=builds))
         try:
             report = _write_build(
-                staging, articles, loaded.errors, embedder, cache, chunk_tokens,
+                staging, articles, errors, embedder, cache, chunk_tokens,
                 exact_limit, progress, started,
             )
             final = builds / report.version
@@ -262,7 +294,8 @@ def _write_build(
         embedder.dimension,
     )
     title_vectors, _ = _embed_missing(
-        [a.title for a in articles], cache.titles, embedder.embed_queries, embedder.dimension
+        [title_text(a.title, a.body) for a in articles], cache.titles,
+        embedder.embed_passages, embedder.dimension,
     )
     np.save(staging / "chunk_vectors.npy", chunk_vectors)
     np.save(staging / "title_vectors.npy", title_vectors)
@@ -301,12 +334,7 @@ def _write_build(
         "version": version,
         "kbsearch_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": {
-            "name": embedder.name,
-            "dimension": embedder.dimension,
-            "query_prompt": getattr(embedder, "query_prompt", ""),
-            "passage_prompt": getattr(embedder, "passage_prompt", ""),
-        },
+        "model": model_description(embedder),
         "articles": len(articles),
         "chunks": len(chunks),
         "dense_index": index_kind(faiss_index),

@@ -2,11 +2,12 @@
 
 Everything here is pure: plain arrays in, arrays and ``Hit``s out; no Flask, no disk, no model.
 
-The probability that an article solves the query is a logistic regression over features
-that describe how well the article matches (Cox 1958; as a learning-to-rank pointwise
-model, see Liu 2009, "Learning to Rank for Information Retrieval", ch. 2). Features are
-deliberately scale-free (similarities, per-query normalised BM25, reciprocal ranks, gaps
-to the best candidate), so one set of weights carries across knowledge bases.
+Ranking is a linear score over features that describe how well an article matches, its
+weights learnt with a listwise softmax loss (ListNet, Cao et al., ICML 2007). The
+probability that the article solves the query is a logistic function of that score and of
+the query's best match (Platt scaling, Platt 1999), so it is monotone in the score within a
+query. Features are scale-free (similarities, per-query normalised BM25, reciprocal ranks,
+gaps to the best candidate), so one set of weights carries across knowledge bases.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ FEATURES: tuple[str, ...] = (
     "dense",        # best chunk cosine of query and article
     "dense_gap",    # dense minus the best dense among the candidates (<= 0)
     "dense_z",      # dense standardised over the candidates
-    "title_sim",    # cosine of query and title, both embedded as queries
+    "title_sim",    # cosine of query and title (title embedded as a passage)
     "title_gap",    # title_sim minus the best title_sim among the candidates
     "bm25",         # BM25F over all fields / best BM25F of the query (0 if no match)
     "bm25_title",   # BM25 over the title / best title BM25 among the candidates
@@ -38,8 +39,8 @@ FEATURES: tuple[str, ...] = (
 MODES = ("hybrid", "keyword", "dense")
 MODE_FEATURES: dict[str, tuple[str, ...]] = {
     "hybrid": FEATURES,
-    "dense": ("dense", "dense_gap", "dense_z", "dense_rr"),
-    "keyword": ("bm25", "bm25_title", "bm25_body", "coverage", "kw_rr"),
+    "dense": ("dense",),
+    "keyword": ("bm25",),
 }
 
 
@@ -90,7 +91,7 @@ class RankingWeights:
         """Return a JSON-ready dict, feature name → coefficient."""
         return {
             "intercept": self.intercept,
-            "coefficients": dict(zip(self.features, self.coefficients)),
+            "coefficients": dict(zip(self.features, self.coefficients, strict=True)),
         }
 
     @classmethod
@@ -107,14 +108,64 @@ class RankingWeights:
 
 
 @dataclass(frozen=True)
-class RankingModel:
-    """The weights of every retrieval mode, as shipped in one JSON file."""
+class Calibration:
+    """Turns a ranking score into a probability (Platt 1999, with query context).
 
-    modes: Mapping[str, RankingWeights]
+    p = sigmoid(slope * s + gap * (s - best s of the query) + top_dense * best dense of the
+    query + intercept). Within one query p grows with s (slope + gap > 0), so ranking by p
+    and by s agree; across queries, a weak best match lowers every probability.
+    """
+
+    slope: float
+    gap: float = 0.0
+    top_dense: float = 0.0
+    intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.slope + self.gap <= 0 or self.slope < 0:
+            raise ConfigError("calibration: probability must grow with the score")
+
+    def to_json(self) -> dict[str, float]:
+        """Return the four coefficients."""
+        return {"slope": self.slope, "gap": self.gap, "top_dense": self.top_dense,
+                "intercept": self.intercept}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, float]) -> Calibration:
+        """Read coefficients written by :meth:`to_json`."""
+        return cls(**{k: float(data.get(k, 0.0)) for k in ("slope", "gap", "top_dense",
+                                                          "intercept")})
+
+
+@dataclass(frozen=True)
+class ModeModel:
+    """How one mode ranks (a linear score over features) and calibrates (score → p)."""
+
+    weights: RankingWeights
+    calibration: Calibration
+
+    def to_json(self) -> dict[str, object]:
+        """Return the mode's JSON document."""
+        return {"score": self.weights.to_json(), "calibration": self.calibration.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ModeModel:
+        """Read a mode written by :meth:`to_json`."""
+        score, calibration = data.get("score"), data.get("calibration")
+        if not isinstance(score, dict) or not isinstance(calibration, dict):
+            raise ConfigError("ranking weights: a mode needs 'score' and 'calibration'")
+        return cls(RankingWeights.from_json(score), Calibration.from_json(calibration))
+
+
+@dataclass(frozen=True)
+class RankingModel:
+    """The ranking and calibration of every retrieval mode, as shipped in one JSON file."""
+
+    modes: Mapping[str, ModeModel]
     description: str = ""
 
-    def for_mode(self, mode: str) -> RankingWeights:
-        """Return the weights of a mode; raise ConfigError if the file lacks it."""
+    def for_mode(self, mode: str) -> ModeModel:
+        """Return a mode's model; raise ConfigError if the file lacks it."""
         try:
             return self.modes[mode]
         except KeyError:
@@ -124,7 +175,7 @@ class RankingModel:
         """Return the JSON document of all modes."""
         return {
             "description": self.description,
-            "modes": {mode: weights.to_json() for mode, weights in self.modes.items()},
+            "modes": {mode: model.to_json() for mode, model in self.modes.items()},
         }
 
     @classmethod
@@ -134,7 +185,7 @@ class RankingModel:
         if not isinstance(modes, dict):
             raise ConfigError("ranking weights: 'modes' must be an object")
         return cls(
-            modes={mode: RankingWeights.from_json(w) for mode, w in modes.items()},
+            modes={mode: ModeModel.from_json(m) for mode, m in modes.items()},
             description=str(data.get("description", "")),
         )
 
@@ -196,29 +247,56 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def probabilities(matrix: np.ndarray, weights: RankingWeights) -> np.ndarray:
-    """Return P(article solves the query) for each row of a feature matrix."""
+def scores(matrix: np.ndarray, weights: RankingWeights) -> np.ndarray:
+    """Return the linear ranking score of each row of a feature matrix."""
     if len(matrix) == 0:
         return np.zeros(0)
-    x = select(matrix, weights.features)
-    return sigmoid(x @ np.asarray(weights.coefficients) + weights.intercept)
+    return select(matrix, weights.features) @ np.asarray(weights.coefficients) + weights.intercept
+
+
+def calibrate(score: np.ndarray, matrix: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """Return P(article solves the query) for the candidates of one query."""
+    if len(score) == 0:
+        return np.zeros(0)
+    top_dense = float(matrix[:, FEATURES.index("dense")].max())
+    z = (
+        calibration.slope * score
+        + calibration.gap * (score - score.max())
+        + calibration.top_dense * top_dense
+        + calibration.intercept
+    )
+    return sigmoid(z)
+
+
+def probabilities(matrix: np.ndarray, model: ModeModel) -> np.ndarray:
+    """Return the calibrated probability of each candidate of one query."""
+    return calibrate(scores(matrix, model.weights), matrix, model.calibration)
 
 
 def rank(
-    candidates: Candidates, weights: RankingWeights, k: int, min_probability: float = 0.0
+    candidates: Candidates, model: ModeModel, k: int, min_probability: float = 0.0,
+    eligible: np.ndarray | None = None,
 ) -> list[Hit]:
-    """Score candidates and return the top-k hits sorted by probability (ties: dense)."""
+    """Score candidates and return the top-k hits by probability (ties: dense, then id).
+
+    ``eligible`` limits the hits to some candidates (e.g. those one retriever returned),
+    while the probabilities still see every candidate of the query.
+    """
     matrix = feature_matrix(candidates)
-    probs = probabilities(matrix, weights)
+    score = scores(matrix, model.weights)
+    probs = calibrate(score, matrix, model.calibration)
     order = sorted(
-        range(len(probs)), key=lambda i: (-probs[i], -candidates.dense[i], candidates.ids[i])
+        range(len(probs)),
+        key=lambda i: (-probs[i], -score[i], -candidates.dense[i], candidates.ids[i]),
     )
     hits: list[Hit] = []
     for i in order:
+        if eligible is not None and not eligible[i]:
+            continue
         if probs[i] < min_probability:
             break
-        scores = {name: round(float(matrix[i, j]), 6) for j, name in enumerate(FEATURES)}
-        hits.append(Hit(candidates.ids[i], float(probs[i]), scores))
+        features = {name: round(float(matrix[i, j]), 6) for j, name in enumerate(FEATURES)}
+        hits.append(Hit(candidates.ids[i], float(probs[i]), features))
         if len(hits) == k:
             break
     return hits

@@ -20,16 +20,7 @@ from kbsearch.config import Settings
 from kbsearch.embedding import Embedder, SentenceTransformerEmbedder
 from kbsearch.errors import ArticleNotFoundError, QueryError
 from kbsearch.indexer import LoadedIndex, current_version, open_index
-from kbsearch.ranking import (
-    MODES,
-    Candidates,
-    Hit,
-    RankingModel,
-    feature_matrix,
-    load_ranking_model,
-    probabilities,
-    rank,
-)
+from kbsearch.ranking import MODES, Candidates, Hit, RankingModel, load_ranking_model, rank
 
 VISIBILITIES = ("public", "internal")
 RELOAD_CHECK_SECONDS = 1.0
@@ -254,15 +245,12 @@ class SearchService:
         )
 
     def rank(self, candidates: Candidates, mode: str, k: int) -> list[Hit]:
-        """Order candidates for a mode: the learned model, or one retriever alone."""
-        weights = self.ranking.for_mode(mode)
+        """Order candidates for a mode: the learned hybrid model, or one retriever alone."""
+        model = self.ranking.for_mode(mode)
         if mode == "hybrid":
-            return rank(candidates, weights, k, self.settings.min_probability)
-        primary = candidates.dense_rank if mode == "dense" else candidates.keyword_rank
-        matrix = feature_matrix(candidates)
-        probs = probabilities(matrix, weights)
-        order = [i for i in np.argsort(np.where(primary >= 0, primary, 1 << 30)) if primary[i] >= 0]
-        return [Hit(candidates.ids[i], float(probs[i]), {}) for i in order[:k]]
+            return rank(candidates, model, k, self.settings.min_probability)
+        returned = candidates.dense_rank if mode == "dense" else candidates.keyword_rank
+        return rank(candidates, model, k, eligible=returned >= 0)
 
     def search(self, query: str | None, **params: object) -> SearchResponse:
         """Validate, retrieve, rank; return the top results with snippets."""

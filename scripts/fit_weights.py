@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Fit the shipped ranking weights on judged BEIR sets and report held-out figures.
+
+Usage: scripts/fit_weights.py [DATASET_DIR ...] [--folds 5] [--write] [--json]
+
+Each dataset is scored by cross-validation over its queries: a fold is ranked by weights
+fitted on the other folds of that dataset plus all other datasets, so no query is scored by
+weights that saw it. With --write, weights fitted on every query of every dataset (each
+dataset weighted equally) replace kbsearch/weights/default.json. Retrieval results are
+cached under build/fit-cache/ (delete it after changing retrieval or features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kbsearch.config import load_settings
+from kbsearch.evaluation import collect_candidates, index_dataset, load_dataset, score_rankings
+from kbsearch.ranking import MODE_FEATURES, MODES, RankingModel, rank
+from kbsearch.service import SearchService, default_embedder
+from kbsearch.training import JudgedQuery, fit_mode, judged_query
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SETS = [p.parent for p in sorted((ROOT.parent / "shared" / "eval").glob("*/qrels.tsv"))]
+
+
+def collect(folder: Path, settings, embedder) -> dict:
+    """Index a dataset into a throwaway index and return each query's candidates."""
+    dataset = load_dataset(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        index_dataset(dataset, Path(tmp), embedder, settings)
+        service = SearchService(settings.replace(index=Path(tmp)), embedder=embedder)
+        judged = collect_candidates(service, dataset, progress=True)
+    return {"name": dataset.name, "judged": judged}
+
+
+def held_out_rankings(test, model, mode: str) -> dict[str, list[tuple[str, float]]]:
+    """Rank the test queries as the service would in a mode."""
+    out = {}
+    for j in test:
+        c = j.candidates
+        returned = None if mode == "hybrid" else (
+            c.dense_rank >= 0 if mode == "dense" else c.keyword_rank >= 0)
+        out[j.query_id] = [(h.id, h.probability) for h in rank(c, model, 100, eligible=returned)]
+    return out
+
+
+def training_set(judged, weight: float) -> list[JudgedQuery]:
+    return [judged_query(j.candidates, j.relevant, weight) for j in judged]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", type=Path, default=DEFAULT_SETS)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("--write", action="store_true", help="replace the shipped weights")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "fit-cache")
+    args = parser.parse_args()
+
+    settings = load_settings()
+    embedder = None
+    data = []
+    for folder in args.datasets:
+        cache = args.cache / f"{folder.name}.npy"
+        if cache.exists():
+            data.append(np.load(cache, allow_pickle=True).item())
+            continue
+        embedder = embedder or default_embedder(settings)
+        collected = collect(folder, settings, embedder)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, np.array(collected, dtype=object), allow_pickle=True)
+        data.append(collected)
+
+    rng = np.random.default_rng(7)
+    report: dict[str, dict] = {}
+    for d in data:
+        judged = d["judged"]
+        folds = rng.permutation(len(judged)) % args.folds
+        others = [
+            q for o in data if o is not d for q in training_set(o["judged"], 1 / len(o["judged"]))
+        ]
+        qrels = {j.query_id: dict.fromkeys(j.relevant, 1) for j in judged}
+        report[d["name"]] = {"queries": len(judged), "modes": {}}
+        for mode in MODES:
+            held: dict[str, list[tuple[str, float]]] = {}
+            for fold in range(args.folds):
+                train = [j for j, f in zip(judged, folds, strict=True) if f != fold]
+                test = [j for j, f in zip(judged, folds, strict=True) if f == fold]
+                model = fit_mode(others + training_set(train, 1 / len(train)),
+                                 MODE_FEATURES[mode], args.l2)
+                held.update(held_out_rankings(test, model, mode))
+            report[d["name"]]["modes"][mode] = score_rankings(held, qrels)
+
+    for name, r in report.items():
+        print(f"\n{name} ({r['queries']} queries, {args.folds}-fold cross-validated)",
+              file=sys.stderr)
+        for mode, m in r["modes"].items():
+            print(f"  {mode:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()),
+                  file=sys.stderr)
+
+    if args.write:
+        everything = [q for d in data for q in training_set(d["judged"], 1 / len(d["judged"]))]
+        model = RankingModel(
+            modes={mode: fit_mode(everything, MODE_FEATURES[mode], args.l2) for mode in MODES},
+            description=(
+                f"Fitted {dt.date.today().isoformat()} by scripts/fit_weights.py on "
+                + ", ".join(f"{d['name']} ({len(d['judged'])} queries)" for d in data)
+                + f"; each set weighted equally; ListNet l2={args.l2}, Platt calibration."
+            ),
+        )
+        path = ROOT / "kbsearch" / "weights" / "default.json"
+        path.write_text(json.dumps(model.to_json(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from kbsearch.errors import IndexBuildError, IndexNotFoundError
+from kbsearch.indexer import (
+    BUILDS,
+    build_index,
+    current_version,
+    list_builds,
+    open_index,
+)
+
+
+class CountingEmbedder:
+    """The real embedder, counting what it embeds; can be told to fail mid-build."""
+
+    def __init__(self, inner, fail_after: int | None = None):
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self.max_tokens = inner.max_tokens
+        self.query_prompt = inner.query_prompt
+        self.passage_prompt = inner.passage_prompt
+        self.passages: list[str] = []
+        self.fail_after = fail_after
+
+    def count_tokens(self, text):
+        return self.inner.count_tokens(text)
+
+    def embed_queries(self, texts):
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts, progress=False):
+        if self.fail_after is not None and len(self.passages) + len(texts) > self.fail_after:
+            raise RuntimeError("simulated crash while embedding")
+        self.passages.extend(texts)
+        return self.inner.embed_passages(texts)
+
+
+def test_build_writes_a_complete_versioned_build(small_kb, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    report = build_index(small_kb, index_dir, embedder)
+    assert report.articles == 4 and report.embedded == report.chunks > 4
+    assert current_version(index_dir) == report.version
+    build = index_dir / BUILDS / report.version
+    manifest = json.loads((build / "manifest.json").read_text())
+    assert manifest["model"]["dimension"] == 384
+    assert manifest["articles"] == 4 and manifest["dense_index"] == "flat"
+    assert set(manifest["content_hashes"]) == {
+        "zaehlerstand-melden", "abschlag-anpassen", "router-stoerung-en",
+        "kulanz-gutschrift-regeln",
+    }
+    assert manifest["kbsearch_version"]
+    vectors = np.load(build / "chunk_vectors.npy")
+    assert vectors.shape == (report.chunks, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+def test_incremental_build_embeds_only_changed_text(small_kb, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    first = build_index(small_kb, index_dir, embedder)
+    path = small_kb / "abschlag-anpassen.md"
+    path.write_text(path.read_text("utf-8") + "\nNeuer Absatz über Abschläge im Winter.\n")
+    counting = CountingEmbedder(embedder)
+    second = build_index(small_kb, index_dir, counting)
+    assert second.changed == ("abschlag-anpassen",)
+    assert second.added == () and second.removed == ()
+    assert 1 <= second.embedded <= 2
+    assert second.reused == second.chunks - second.embedded
+    assert all("Abschl" in text or "abschl" in text.lower() for text in counting.passages)
+    assert second.version != first.version
+    (small_kb / "router-stoerung-en.md").unlink()
+    third = build_index(small_kb, index_dir, CountingEmbedder(embedder))
+    assert third.removed == ("router-stoerung-en",) and third.embedded == 0
+
+
+def test_failed_build_leaves_the_current_index_serving(small_kb, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    good = build_index(small_kb, index_dir, embedder)
+    (small_kb / "new.md").write_text(
+        (small_kb / "abschlag-anpassen.md").read_text("utf-8")
+        .replace("id: abschlag-anpassen", "id: neu-artikel"),
+        "utf-8",
+    )
+    path = small_kb / "zaehlerstand-melden.md"
+    path.write_text(path.read_text("utf-8") + "\nGeändert.\n", "utf-8")
+    with pytest.raises(IndexBuildError, match="current index is unchanged"):
+        build_index(small_kb, index_dir, CountingEmbedder(embedder, fail_after=0))
+    assert current_version(index_dir) == good.version
+    assert list_builds(index_dir) == [good.version]
+    assert not list((index_dir / BUILDS).glob(".staging-*"))
+    loaded = open_index(index_dir)
+    assert len(loaded.articles) == 4
+
+
+def test_strict_build_refuses_invalid_articles(small_kb, tmp_path, embedder):
+    (small_kb / "broken.md").write_text("---\nid: x\n---\n", "utf-8")
+    with pytest.raises(IndexBuildError, match="--strict"):
+        build_index(small_kb, tmp_path / "index", embedder, strict=True)
+    assert current_version(tmp_path / "index") is None
+    report = build_index(small_kb, tmp_path / "index", embedder)
+    assert report.articles == 4 and len(report.errors) == 1
+    assert "broken.md" in str(report.errors[0])
+
+
+def test_empty_folder_builds_nothing(tmp_path, embedder):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexBuildError, match="no valid article"):
+        build_index(tmp_path / "empty", tmp_path / "index", embedder)
+
+
+def test_old_builds_are_pruned(small_kb, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    versions = []
+    for n in range(4):
+        path = small_kb / "abschlag-anpassen.md"
+        path.write_text(path.read_text("utf-8") + f"\nVersion {n}.\n", "utf-8")
+        versions.append(build_index(small_kb, index_dir, embedder, keep_builds=2).version)
+    assert list_builds(index_dir) == versions[-2:]
+
+
+def test_hnsw_above_the_exact_limit(small_kb, tmp_path, embedder):
+    report = build_index(small_kb, tmp_path / "index", embedder, exact_limit=2)
+    manifest = json.loads((report.path / "manifest.json").read_text())
+    assert manifest["dense_index"] == "hnsw"
+
+
+def test_open_without_index_is_a_clear_error(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="kbsearch index"):
+        open_index(tmp_path / "none")
+
+
+def test_reader_keeps_its_build_while_a_new_one_is_published(small_kb, tmp_path, embedder):
+    index_dir = tmp_path / "index"
+    build_index(small_kb, index_dir, embedder)
+    reader = open_index(index_dir)
+    shutil.copy(small_kb / "abschlag-anpassen.md", small_kb / "copy.md")
+    (small_kb / "copy.md").write_text(
+        (small_kb / "copy.md").read_text("utf-8").replace("id: abschlag-anpassen", "id: kopie"))
+    build_index(small_kb, index_dir, embedder)
+    assert len(reader.articles) == 4
+    assert reader.keyword.search("Abschlag", 10)[0]
+    assert len(open_index(index_dir).articles) == 5

@@ -1,0 +1,92 @@
+import pytest
+
+from kbsearch.errors import ArticleNotFoundError, QueryError
+from kbsearch.service import make_snippet
+
+
+def ids(response):
+    return [r.article.id for r in response.results]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Wie melde ich meinen Zählerstand?", "zaehlerstand-melden"),
+        ("zaehlerstand melden", "zaehlerstand-melden"),
+        ("Internet geht nicht, Router blinkt rot", "router-stoerung"),
+        ("Nummer zu NordWerk mitnehmen", "rufnummernmitnahme"),
+        ("monatliche Rate ändern", "abschlag-anpassen"),
+        ("How do I submit my meter reading?", "zaehlerstand-melden-en"),
+        ("pay by bank transfer without credit card", "zahlung-ueberweisung-en"),
+    ],
+)
+def test_finds_the_right_article_first(sample_service, query, expected):
+    response = sample_service.search(query, k=5)
+    assert ids(response)[0] == expected
+    probabilities = [r.hit.probability for r in response.results]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+
+
+def test_compound_part_finds_the_compound_in_keyword_mode(sample_service):
+    response = sample_service.search("Zähler", k=10, mode="keyword")
+    assert "zaehlerstand-melden" in ids(response)
+    assert "zaehlernummer-finden" in ids(response)
+
+
+def test_public_search_never_returns_internal_drafts_or_archived(sample_service):
+    index = sample_service.index()
+    hidden = {a.id for a in index.articles if not a.is_public}
+    assert len(hidden) >= 10
+    for query in ("Kulanzgutschrift Regeln", "Eskalation 2nd Level", "dynamischer Stromtarif",
+                  "ISDN Abschaltung", "Sperrandrohung Härtefall"):
+        assert not set(ids(sample_service.search(query, k=20))) & hidden, query
+
+
+def test_internal_visibility_includes_internal_articles(sample_service):
+    response = sample_service.search("Wie viel Kulanz darf ich gutschreiben?", k=3,
+                                     visibility="internal")
+    assert ids(response)[0] in {"kulanz-gutschrift-regeln", "kulanz-gutschrift-regeln-en"}
+
+
+def test_filters_language_category_and_tags(sample_service):
+    english = sample_service.search("Zählerstand", k=10, language="en")
+    assert english.results and all(r.article.language == "en" for r in english.results)
+    category = sample_service.search("kündigen", k=10, category="internet")
+    assert all(r.article.category == "internet" for r in category.results)
+    tagged = sample_service.search("melden", k=10, tags="zählerstand")
+    assert tagged.results
+    assert all("zählerstand" in r.article.tags for r in tagged.results)
+    assert sample_service.search("melden", k=10, tags="gibt-es-nicht").results == ()
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"query": ""}, "q"), ({"query": "   "}, "q"), ({"query": "x" * 10_000}, "q"),
+        ({"query": "a", "k": 0}, "k"), ({"query": "a", "k": 10_000}, "k"),
+        ({"query": "a", "k": "zehn"}, "k"), ({"query": "a", "language": "fr"}, "lang"),
+        ({"query": "a", "mode": "magic"}, "mode"),
+    ],
+)
+def test_invalid_parameters_are_named(sample_service, params, parameter):
+    query = params.pop("query")
+    with pytest.raises(QueryError) as info:
+        sample_service.search(query, **params)
+    assert info.value.parameter == parameter
+
+
+def test_article_lookup_hides_internal_from_public(sample_service):
+    assert sample_service.article("zaehlerstand-melden").title
+    with pytest.raises(ArticleNotFoundError):
+        sample_service.article("kulanz-gutschrift-regeln")
+    assert sample_service.article("kulanz-gutschrift-regeln", visibility="internal")
+    with pytest.raises(ArticleNotFoundError):
+        sample_service.article("dynamischer-stromtarif", visibility="internal")
+
+
+def test_snippet_picks_the_sentence_with_the_query_words():
+    text = "Allgemeines zuerst. Den Zählerstand melden Sie im Portal. Danach Ruhe."
+    assert make_snippet(text, "Zählerstand melden") == "Den Zählerstand melden Sie im Portal."
+    assert make_snippet("Kurz.", "xyz", fallback="Anfang") == "Anfang"
+    assert len(make_snippet("wort " * 200 + ".", "wort")) <= 241
