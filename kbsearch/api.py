@@ -1,0 +1,206 @@
+"""The Flask app: an app factory, the JSON API blueprint and one JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import markdown as markdown_lib
+import nh3
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from kbsearch import __version__
+from kbsearch.articles import Article
+from kbsearch.config import Settings, load_settings
+from kbsearch.errors import (
+    ArticleNotFoundError,
+    IndexNotFoundError,
+    KbsearchError,
+    ModelError,
+    QueryError,
+)
+from kbsearch.openapi import openapi_document
+from kbsearch.service import SearchResponse, SearchService
+
+log = logging.getLogger(__name__)
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+health = Blueprint("health", __name__)
+SEARCH_PARAMETERS = frozenset({"q", "k", "lang", "tags", "category"})
+MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
+
+
+def service() -> SearchService:
+    """Return the app's search service."""
+    return current_app.extensions["kbsearch"]
+
+
+def render_markdown(text: str) -> str:
+    """Render article Markdown to HTML and sanitise it (nh3 / ammonia)."""
+    html = markdown_lib.markdown(text, extensions=list(MARKDOWN_EXTENSIONS))
+    return nh3.clean(html, link_rel="noopener noreferrer")
+
+
+def article_url(article_id: str) -> str:
+    """Return the FAQ page address of an article."""
+    return f"/articles/{article_id}"
+
+
+def response_json(response: SearchResponse) -> dict[str, Any]:
+    """Return the JSON body of a search response."""
+    return {
+        "search_id": response.search_id,
+        "query": response.query,
+        "took_ms": response.took_ms,
+        "index_version": response.index_version,
+        "results": [
+            {
+                "id": r.article.id,
+                "title": r.article.title,
+                "url": article_url(r.article.id),
+                "snippet": r.snippet,
+                "probability": round(r.hit.probability, 4),
+                "scores": dict(r.hit.scores),
+                "language": r.article.language,
+                "category": r.article.category,
+                "tags": list(r.article.tags),
+                "updated": r.article.updated.isoformat() if r.article.updated else None,
+            }
+            for r in response.results
+        ],
+    }
+
+
+def article_json(article: Article) -> dict[str, Any]:
+    """Return an article's metadata, Markdown and sanitised HTML."""
+    meta = article.to_metadata()
+    for private in ("path", "content_hash"):
+        meta.pop(private)
+    return {
+        **meta,
+        "url": article_url(article.id),
+        "markdown": article.body,
+        "html": render_markdown(article.body),
+    }
+
+
+def error(status: int, code: str, message: str) -> tuple[Any, int]:
+    """Return the one JSON error shape with a status code."""
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+@api.get("/search")
+def search() -> Any:
+    """Search published public articles; parameters q, k, lang, tags, category."""
+    unknown = sorted(set(request.args) - SEARCH_PARAMETERS)
+    if unknown:
+        return error(
+            400, "unknown_parameter",
+            f"unknown parameter(s): {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(SEARCH_PARAMETERS))}",
+        )
+    response = service().search(
+        request.args.get("q"),
+        k=request.args.get("k"),
+        language=request.args.get("lang"),
+        tags=request.args.get("tags"),
+        category=request.args.get("category"),
+    )
+    return jsonify(response_json(response))
+
+
+@api.get("/articles/<article_id>")
+def get_article(article_id: str) -> Any:
+    """Return one published public article: metadata, Markdown and sanitised HTML."""
+    return jsonify(article_json(service().article(article_id)))
+
+
+@api.get("/openapi.json")
+def openapi() -> Any:
+    """Return the OpenAPI 3 document of every route."""
+    return jsonify(openapi_document(__version__))
+
+
+@health.get("/healthz")
+def healthz() -> Any:
+    """Report whether an index is loaded, its version and article count."""
+    try:
+        index = service().index()
+    except IndexNotFoundError as exc:
+        return error(503, "index_unavailable", str(exc))
+    return jsonify(
+        {
+            "status": "ok",
+            "version": __version__,
+            "index_version": index.version,
+            "articles": len(index.articles),
+            "model": index.manifest["model"]["name"],
+        }
+    )
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def register_errors(app: Flask) -> None:
+    """Send every error as ``{"error": {"code", "message"}}`` on API routes."""
+
+    @app.errorhandler(QueryError)
+    def query_error(exc: QueryError) -> Any:
+        return error(400, "invalid_parameter", str(exc))
+
+    @app.errorhandler(ArticleNotFoundError)
+    def not_found(exc: ArticleNotFoundError) -> Any:
+        if not _wants_json():
+            return exc.args[0], 404
+        return error(404, "not_found", str(exc))
+
+    @app.errorhandler(IndexNotFoundError)
+    def no_index(exc: IndexNotFoundError) -> Any:
+        return error(503, "index_unavailable", str(exc))
+
+    @app.errorhandler(ModelError)
+    def no_model(exc: ModelError) -> Any:
+        log.error("embedding model unavailable: %s", exc)
+        return error(503, "model_unavailable", "the search model is not available")
+
+    @app.errorhandler(KbsearchError)
+    def kbsearch_error(exc: KbsearchError) -> Any:
+        return error(400, "bad_request", str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if not _wants_json():
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unexpected error on %s", request.path)
+        return error(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def create_app(
+    test_config: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    search_service: SearchService | None = None,
+) -> Flask:
+    """Create the kbsearch app: settings from KBSEARCH_* first, then the test override."""
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    app.config.from_mapping(MAX_CONTENT_LENGTH=1024 * 1024, JSON_SORT_KEYS=False)
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings = settings or load_settings()
+    app.extensions["kbsearch"] = search_service or SearchService(settings)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    from kbsearch.web import web
+
+    app.register_blueprint(api)
+    app.register_blueprint(health)
+    app.register_blueprint(web)
+    register_errors(app)
+    return app

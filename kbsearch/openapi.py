@@ -1,0 +1,162 @@
+"""The OpenAPI 3 document of the kbsearch HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    text = {400: "Invalid parameter", 404: "Not found", 503: "Index or model unavailable"}
+    return {
+        str(code): {
+            "description": text[code],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+        for code in codes
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """Return the OpenAPI 3.0 description of every route."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "kbsearch",
+            "version": version,
+            "description": "Hybrid knowledge-base search for customer service. Every error "
+                           "has the shape {\"error\": {\"code\", \"message\"}}.",
+        },
+        "paths": {
+            "/api/v1/search": {
+                "get": {
+                    "summary": "Search published public articles, ranked by probability",
+                    "parameters": [
+                        _query("q", {"type": "string", "maxLength": 1000},
+                               "The question or words to search for.", required=True),
+                        _query("k", {"type": "integer", "minimum": 1, "maximum": 100,
+                                     "default": 10}, "Number of results."),
+                        _query("lang", {"type": "string", "enum": ["de", "en"]},
+                               "Only articles in this language."),
+                        _query("tags", {"type": "string"},
+                               "Comma-separated tags an article must all have."),
+                        _query("category", {"type": "string"}, "Only this category."),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Ranked results",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/SearchResponse"}}},
+                        },
+                        **_error_responses(400, 503),
+                    },
+                }
+            },
+            "/api/v1/articles/{id}": {
+                "get": {
+                    "summary": "One article: metadata, Markdown and sanitised HTML",
+                    "parameters": [{"name": "id", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The article",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/Article"}}},
+                        },
+                        **_error_responses(404, 503),
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {"summary": "This document",
+                        "responses": {"200": {"description": "OpenAPI 3 document"}}}
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and the loaded index",
+                    "responses": {
+                        "200": {"description": "Serving",
+                                "content": {"application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Health"}}}},
+                        **_error_responses(503),
+                    },
+                }
+            },
+            "/": {"get": {"summary": "Self-service FAQ page (HTML)",
+                          "responses": {"200": {"description": "HTML page"}}}},
+            "/articles/{id}": {
+                "get": {
+                    "summary": "Article page (HTML)",
+                    "parameters": [{"name": "id", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "HTML page"},
+                                  "404": {"description": "Not found"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"},
+                                       "message": {"type": "string"}},
+                    }},
+                },
+                "Hit": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "title": {"type": "string"},
+                        "url": {"type": "string"}, "snippet": {"type": "string"},
+                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                        "scores": {"type": "object",
+                                   "additionalProperties": {"type": "number"}},
+                        "language": {"type": "string"}, "category": {"type": "string"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                        "updated": {"type": "string", "format": "date", "nullable": True},
+                    },
+                },
+                "SearchResponse": {
+                    "type": "object",
+                    "properties": {
+                        "search_id": {"type": "string"}, "query": {"type": "string"},
+                        "took_ms": {"type": "number"}, "index_version": {"type": "string"},
+                        "results": {"type": "array",
+                                    "items": {"$ref": "#/components/schemas/Hit"}},
+                    },
+                },
+                "Article": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "title": {"type": "string"},
+                        "language": {"type": "string"}, "category": {"type": "string"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                        "audience": {"type": "string"}, "status": {"type": "string"},
+                        "updated": {"type": "string", "nullable": True},
+                        "review_by": {"type": "string", "nullable": True},
+                        "translation_of": {"type": "string", "nullable": True},
+                        "related": {"type": "array", "items": {"type": "string"}},
+                        "url": {"type": "string"}, "markdown": {"type": "string"},
+                        "html": {"type": "string"},
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string"}, "version": {"type": "string"},
+                        "index_version": {"type": "string"}, "articles": {"type": "integer"},
+                        "model": {"type": "string"},
+                    },
+                },
+            }
+        },
+    }

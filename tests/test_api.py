@@ -1,0 +1,110 @@
+import pytest
+
+from kbsearch.api import render_markdown
+
+
+def test_search_returns_ranked_results(client):
+    response = client.get("/api/v1/search", query_string={"q": "Zählerstand melden", "k": 3})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) >= {"search_id", "query", "took_ms", "results"}
+    assert len(body["results"]) == 3
+    first = body["results"][0]
+    assert first["id"] == "zaehlerstand-melden"
+    assert first["url"] == "/articles/zaehlerstand-melden"
+    assert set(first) >= {"id", "title", "url", "snippet", "probability", "scores",
+                          "language", "tags", "updated"}
+    assert 0 <= first["probability"] <= 1 and "dense" in first["scores"]
+
+
+def test_search_filters(client):
+    body = client.get("/api/v1/search?q=meter+reading&lang=en&k=5").get_json()
+    assert body["results"] and {r["language"] for r in body["results"]} == {"en"}
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code", "words"),
+    [
+        ("", 400, "invalid_parameter", "q:"),
+        ("q=", 400, "invalid_parameter", "empty"),
+        ("q=" + "x" * 10_000, 400, "invalid_parameter", "characters"),
+        ("q=a&k=0", 400, "invalid_parameter", "k:"),
+        ("q=a&k=99999", 400, "invalid_parameter", "k:"),
+        ("q=a&k=abc", 400, "invalid_parameter", "k:"),
+        ("q=a&lang=fr", 400, "invalid_parameter", "lang:"),
+        ("q=a&colour=blue", 400, "unknown_parameter", "colour"),
+    ],
+)
+def test_bad_search_requests_get_the_error_shape(client, query, status, code, words):
+    response = client.get(f"/api/v1/search?{query}")
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["error"]["code"] == code and words in body["error"]["message"]
+
+
+def test_article_route(client):
+    body = client.get("/api/v1/articles/zaehlerstand-melden").get_json()
+    assert body["id"] == "zaehlerstand-melden"
+    assert body["markdown"].startswith("# ")
+    assert body["html"].startswith("<h1>")
+    assert "path" not in body and "content_hash" not in body
+
+
+@pytest.mark.parametrize("article_id", ["gibt-es-nicht", "kulanz-gutschrift-regeln",
+                                        "dynamischer-stromtarif", "isdn-abschaltung-ip-telefonie"])
+def test_unknown_internal_or_unpublished_articles_are_404(client, article_id):
+    response = client.get(f"/api/v1/articles/{article_id}")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_unknown_route_and_wrong_method_use_the_error_shape(client):
+    assert client.get("/api/v1/nope").get_json()["error"]["code"] == "not_found"
+    response = client.post("/api/v1/search")
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_healthz(client, sample_service):
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok"
+    assert body["index_version"] == sample_service.index().version
+    assert body["articles"] == len(sample_service.index().articles)
+
+
+def test_openapi_documents_every_route(app, client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    documented = set(document["paths"])
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<article_id>", "{id}")
+        assert path in documented, path
+
+
+def test_markdown_is_sanitised():
+    html = render_markdown("Hallo <script>alert(1)</script> [x](javascript:alert(1))")
+    assert "<script" not in html and "javascript:" not in html
+
+
+def test_faq_page_and_article_page(client):
+    page = client.get("/?q=Zählerstand melden")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "Wie melde ich meinen Zählerstand?" in text and "0800 6673 100" in text
+    article = client.get("/articles/zaehlerstand-melden")
+    assert article.status_code == 200 and "<h1>" in article.get_data(as_text=True)
+    assert client.get("/articles/kulanz-gutschrift-regeln").status_code == 404
+
+
+def test_no_stack_trace_leaks(app, client, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(app.extensions["kbsearch"], "search", boom)
+    response = client.get("/api/v1/search?q=x")
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body["error"]["code"] == "internal_error"
+    assert "secret" not in response.get_data(as_text=True)
