@@ -273,7 +273,8 @@ class SearchService:
         )
 
     def _snippet(self, index: LoadedIndex, article: Article, query: str) -> str:
-        body = plain_text(article.body)
+        lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
+        body = "\n".join(lines).strip()
         first = body.split("\n\n", 1)[0] if body else ""
         return make_snippet(body, query, fallback=first)
 

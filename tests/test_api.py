@@ -15,6 +15,7 @@ def test_search_returns_ranked_results(client):
     assert set(first) >= {"id", "title", "url", "snippet", "probability", "scores",
                           "language", "tags", "updated"}
     assert 0 <= first["probability"] <= 1 and "dense" in first["scores"]
+    assert first["snippet"] and first["snippet"] != first["title"]
 
 
 def test_search_filters(client):
