@@ -282,8 +282,9 @@ def build_tokenizer(model: PackedModel, charsmap: bytes):  # noqa: ANN201 - toke
         pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, model.special["bos"]), (eos, model.special["eos"])],
     )
-    for name in ("<s>", "<pad>", "</s>", "<unk>", "<mask>"):
-        tokenizer.add_special_tokens([name]) if name in model.pieces else None
+    tokenizer.add_special_tokens(
+        [name for name in ("<s>", "<pad>", "</s>", "<unk>", "<mask>") if name in model.pieces]
+    )
     return tokenizer
 
 

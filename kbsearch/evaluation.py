@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import tempfile
@@ -79,7 +80,7 @@ def load_dataset(folder: Path) -> Dataset:
                 language=language if language in ("de", "en") else "en",
                 category="eval",
                 body=text or title,
-                content_hash=str(hash((title, text))),
+                content_hash=hashlib.sha256(f"{title}\n{text}".encode()).hexdigest(),
             )
         )
     queries = {

@@ -201,13 +201,7 @@ class SearchService:
         chunk_rows = None if everything else np.nonzero(mask[index.chunk_article])[0]
         per_article = max(1, int(np.ceil(len(index.chunk_article) / max(1, len(mask)))))
         found = dense_search.search(index.dense, query_vector, n * per_article * 2, chunk_rows)
-        dense_order: list[int] = []
-        for row in found.rows:
-            article = int(index.chunk_article[row])
-            if article not in dense_order:
-                dense_order.append(article)
-                if len(dense_order) == n:
-                    break
+        dense_order = list(dict.fromkeys(int(a) for a in index.chunk_article[found.rows]))[:n]
         languages = (request.language,) if request.language else LANGUAGES
         allowed_ids = None if everything else {
             index.articles[i].id for i in np.nonzero(mask)[0]
