@@ -95,6 +95,7 @@ class SearchService:
         self._embedder_factory = embedder_factory or default_embedder
         self.ranking = ranking or load_ranking_model(settings.weights or None)
         self._index: LoadedIndex | None = None
+        self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._checked = 0.0
         self._lock = threading.Lock()
 
@@ -174,20 +175,36 @@ class SearchService:
         category = category.strip() if category and category.strip() else None
         return SearchRequest(query, k, language, tag_tuple, category, visibility, mode)
 
+    def _visible(self, index: LoadedIndex, visibility: str) -> np.ndarray:
+        """Return (cached per build) the mask of published articles visible at a level."""
+        key = (index.version, visibility)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = np.array(
+                [
+                    a.status == "published" and (visibility != "public" or a.audience == "public")
+                    for a in index.articles
+                ],
+                dtype=bool,
+            )
+            self._masks = {k: v for k, v in self._masks.items() if k[0] == index.version}
+            self._masks[key] = mask
+        return mask
+
     def _allowed(self, index: LoadedIndex, request: SearchRequest) -> np.ndarray:
         """Return a boolean mask over the index's articles that this request may see."""
-        def visible(article: Article) -> bool:
-            if article.status != "published":
-                return False
-            if request.visibility == "public" and article.audience != "public":
-                return False
+        mask = self._visible(index, request.visibility)
+        if not (request.language or request.category or request.tags):
+            return mask
+
+        def wanted(article: Article) -> bool:
             if request.language and article.language != request.language:
                 return False
             if request.category and article.category != request.category:
                 return False
             return all(tag in article.tags for tag in request.tags)
 
-        return np.array([visible(a) for a in index.articles], dtype=bool)
+        return mask & np.array([wanted(a) for a in index.articles], dtype=bool)
 
     def candidates(
         self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray
