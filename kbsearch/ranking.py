@@ -108,6 +108,88 @@ class RankingWeights:
 
 
 @dataclass(frozen=True)
+class Tree:
+    """One regression tree as flat node arrays; a row goes left when x[feature] <= threshold."""
+
+    feature: tuple[int, ...]
+    threshold: tuple[float, ...]
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    value: tuple[float, ...]
+    leaf: tuple[bool, ...]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Return the leaf value reached by each row of ``x``."""
+        feature, threshold = np.asarray(self.feature), np.asarray(self.threshold)
+        left, right, leaf = np.asarray(self.left), np.asarray(self.right), np.asarray(self.leaf)
+        node = np.zeros(len(x), dtype=np.int64)
+        rows = np.arange(len(x))
+        while True:
+            active = ~leaf[node]
+            if not active.any():
+                return np.asarray(self.value)[node]
+            goes_left = x[rows, feature[node]] <= threshold[node]
+            node = np.where(active, np.where(goes_left, left[node], right[node]), node)
+
+    def to_json(self) -> dict[str, list]:
+        """Return the node arrays as lists."""
+        return {"feature": list(self.feature), "threshold": list(self.threshold),
+                "left": list(self.left), "right": list(self.right),
+                "value": list(self.value), "leaf": list(self.leaf)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, list]) -> Tree:
+        """Read node arrays written by :meth:`to_json`."""
+        return cls(
+            feature=tuple(int(v) for v in data["feature"]),
+            threshold=tuple(float(v) for v in data["threshold"]),
+            left=tuple(int(v) for v in data["left"]),
+            right=tuple(int(v) for v in data["right"]),
+            value=tuple(float(v) for v in data["value"]),
+            leaf=tuple(bool(v) for v in data["leaf"]),
+        )
+
+
+@dataclass(frozen=True)
+class TreeEnsemble:
+    """Gradient-boosted regression trees (Friedman 2001) over named features: a log-odds score.
+
+    ``feature`` indices in the trees refer to positions in ``features``.
+    """
+
+    features: tuple[str, ...]
+    baseline: float
+    trees: tuple[Tree, ...]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise ConfigError(f"ranking trees: unknown features {sorted(unknown)}")
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        """Return the ensemble's raw score (log-odds) for each row of a feature matrix."""
+        x = select(matrix, self.features)
+        total = np.full(len(x), self.baseline)
+        for tree in self.trees:
+            total += tree.predict(x)
+        return total
+
+    def to_json(self) -> dict[str, object]:
+        """Return a JSON-ready dict."""
+        return {"type": "trees", "features": list(self.features), "baseline": self.baseline,
+                "trees": [tree.to_json() for tree in self.trees]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> TreeEnsemble:
+        """Read an ensemble written by :meth:`to_json`."""
+        return cls(
+            features=tuple(data["features"]),  # type: ignore[arg-type]
+            baseline=float(data["baseline"]),  # type: ignore[arg-type]
+            trees=tuple(Tree.from_json(t) for t in data["trees"]),  # type: ignore[union-attr]
+        )
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Turns a ranking score into a probability (Platt 1999, with query context).
 
@@ -141,7 +223,7 @@ class Calibration:
 class ModeModel:
     """How one mode ranks (a linear score over features) and calibrates (score → p)."""
 
-    weights: RankingWeights
+    weights: RankingWeights | TreeEnsemble
     calibration: Calibration
 
     def to_json(self) -> dict[str, object]:
@@ -154,7 +236,14 @@ class ModeModel:
         score, calibration = data.get("score"), data.get("calibration")
         if not isinstance(score, dict) or not isinstance(calibration, dict):
             raise ConfigError("ranking weights: a mode needs 'score' and 'calibration'")
-        return cls(RankingWeights.from_json(score), Calibration.from_json(calibration))
+        try:
+            scorer = (
+                TreeEnsemble.from_json(score) if score.get("type") == "trees"
+                else RankingWeights.from_json(score)
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"ranking weights: malformed score model ({exc})") from None
+        return cls(scorer, Calibration.from_json(calibration))
 
 
 @dataclass(frozen=True)
@@ -247,10 +336,12 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def scores(matrix: np.ndarray, weights: RankingWeights) -> np.ndarray:
-    """Return the linear ranking score of each row of a feature matrix."""
+def scores(matrix: np.ndarray, weights: RankingWeights | TreeEnsemble) -> np.ndarray:
+    """Return the ranking score of each row of a feature matrix (linear or trees)."""
     if len(matrix) == 0:
         return np.zeros(0)
+    if isinstance(weights, TreeEnsemble):
+        return weights.score(matrix)
     return select(matrix, weights.features) @ np.asarray(weights.coefficients) + weights.intercept
 
 

@@ -12,10 +12,14 @@ from kbsearch.ranking import (
     Calibration,
     ModeModel,
     RankingWeights,
+    Tree,
+    TreeEnsemble,
     feature_matrix,
     scores,
     select,
 )
+
+TREE_PARAMS = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15}
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,48 @@ def fit_listwise(
     )
 
 
+def fit_trees(
+    queries: Sequence[JudgedQuery],
+    features: Sequence[str] = FEATURES,
+    params: dict[str, float] | None = None,
+    seed: int = 0,
+) -> TreeEnsemble:
+    """Fit gradient-boosted trees on P(relevant | features) (scikit-learn's histogram GBM).
+
+    Each query weighs the same whatever its number of candidates' relevant answers: its
+    rows carry ``weight / number of relevant candidates``. The trees are exported to plain
+    node arrays, so scoring needs neither scikit-learn nor pickle.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.vstack([select(q.matrix, features) for q in queries])
+    y = np.concatenate([q.relevant for q in queries]).astype(int)
+    w = np.concatenate(
+        [np.full(len(q.relevant), q.weight / max(1.0, float(q.relevant.sum()))) for q in queries]
+    )
+    model = HistGradientBoostingClassifier(
+        **{**TREE_PARAMS, **(params or {})}, early_stopping=False, random_state=seed
+    )
+    model.fit(x, y, sample_weight=w)
+    trees = []
+    for (predictor,) in model._predictors:  # one tree per boosting round (binary loss)
+        nodes = predictor.nodes
+        trees.append(
+            Tree(
+                feature=tuple(int(v) for v in nodes["feature_idx"]),
+                threshold=tuple(float(v) for v in nodes["num_threshold"]),
+                left=tuple(int(v) for v in nodes["left"]),
+                right=tuple(int(v) for v in nodes["right"]),
+                value=tuple(round(float(v), 8) for v in nodes["value"]),
+                leaf=tuple(bool(v) for v in nodes["is_leaf"]),
+            )
+        )
+    baseline = float(np.ravel(model._baseline_prediction)[0])
+    return TreeEnsemble(tuple(features), round(baseline, 8), tuple(trees))
+
+
 def fit_calibration(
-    queries: Sequence[JudgedQuery], weights: RankingWeights, top: int = 20
+    queries: Sequence[JudgedQuery], weights: RankingWeights | TreeEnsemble, top: int = 20
 ) -> Calibration:
     """Fit the logistic map from score to probability on each query's top candidates.
 
@@ -115,15 +159,23 @@ def fit_calibration(
 
 
 def fit_mode(
-    queries: Sequence[JudgedQuery], features: Sequence[str], l2: float = 1e-3
+    queries: Sequence[JudgedQuery],
+    features: Sequence[str],
+    l2: float = 1e-3,
+    kind: str = "linear",
 ) -> ModeModel:
-    """Fit one mode: listwise weights over ``features``, then their calibration.
+    """Fit one mode: a scorer over ``features`` (trees or listwise linear), then calibration.
 
     A single-feature mode (one retriever alone) keeps weight 1 on that feature, so it
     ranks exactly as the retriever does.
     """
+    scorer: RankingWeights | TreeEnsemble
     if len(features) == 1:
-        weights = RankingWeights(tuple(features), (1.0,), 0.0)
+        scorer = RankingWeights(tuple(features), (1.0,), 0.0)
+    elif kind == "trees":
+        scorer = fit_trees(queries, features)
+    elif kind == "linear":
+        scorer = fit_listwise(queries, features, l2)
     else:
-        weights = fit_listwise(queries, features, l2)
-    return ModeModel(weights, fit_calibration(queries, weights))
+        raise ValueError(f"unknown model kind {kind!r}; use trees or linear")
+    return ModeModel(scorer, fit_calibration(queries, scorer))

@@ -60,7 +60,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="*", type=Path, default=DEFAULT_SETS)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("--l2", type=float, default=1e-3, help="L2 of the linear model")
+    parser.add_argument("--kind", choices=("linear", "trees"), default="linear",
+                        help="hybrid scorer: listwise linear (shipped) or gradient-boosted "
+                             "trees (slow to cross-validate: about 1 min per fit)")
     parser.add_argument("--write", action="store_true", help="replace the shipped weights")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "fit-cache")
@@ -96,7 +99,7 @@ def main() -> int:
                 train = [j for j, f in zip(judged, folds, strict=True) if f != fold]
                 test = [j for j, f in zip(judged, folds, strict=True) if f == fold]
                 model = fit_mode(others + training_set(train, 1 / len(train)),
-                                 MODE_FEATURES[mode], args.l2)
+                                 MODE_FEATURES[mode], args.l2, args.kind)
                 held.update(held_out_rankings(test, model, mode))
             report[d["name"]]["modes"][mode] = score_rankings(held, qrels)
 
@@ -110,11 +113,17 @@ def main() -> int:
     if args.write:
         everything = [q for d in data for q in training_set(d["judged"], 1 / len(d["judged"]))]
         model = RankingModel(
-            modes={mode: fit_mode(everything, MODE_FEATURES[mode], args.l2) for mode in MODES},
+            modes={
+                mode: fit_mode(everything, MODE_FEATURES[mode], args.l2, args.kind)
+                for mode in MODES
+            },
             description=(
                 f"Fitted {dt.date.today().isoformat()} by scripts/fit_weights.py on "
                 + ", ".join(f"{d['name']} ({len(d['judged'])} queries)" for d in data)
-                + f"; each set weighted equally; ListNet l2={args.l2}, Platt calibration."
+                + f"; each set weighted equally; hybrid scorer: {args.kind}"
+                + (f" (ListNet, l2={args.l2})" if args.kind == "linear" else
+                   " (gradient-boosted trees, log loss)")
+                + "; Platt calibration on each query's top 20."
             ),
         )
         path = ROOT / "kbsearch" / "weights" / "default.json"

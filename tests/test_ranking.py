@@ -11,6 +11,8 @@ from kbsearch.ranking import (
     ModeModel,
     RankingModel,
     RankingWeights,
+    Tree,
+    TreeEnsemble,
     calibrate,
     feature_matrix,
     load_ranking_model,
@@ -133,3 +135,21 @@ def test_reciprocal_rank_fusion_by_hand():
     assert math.isclose(scores["a"], 1 / 61)
     assert math.isclose(scores["b"], 1 / 62 + 1 / 61)
     assert math.isclose(scores["c"], 1 / 62)
+
+
+STUMP = Tree(feature=(0, 0, 0), threshold=(0.75, 0.0, 0.0), left=(1, 0, 0), right=(2, 0, 0),
+             value=(0.0, -1.0, 2.0), leaf=(False, True, True))
+
+
+def test_tree_prediction_by_hand():
+    x = np.array([[0.7], [0.75], [0.9]])
+    assert STUMP.predict(x).tolist() == [-1.0, -1.0, 2.0]
+    ensemble = TreeEnsemble(("dense",), 0.5, (STUMP, STUMP))
+    assert scores(feature_matrix(candidates()), ensemble).tolist() == [4.5, 4.5, -1.5]
+    assert TreeEnsemble.from_json(ensemble.to_json()) == ensemble
+
+
+def test_malformed_tree_model_is_a_config_error():
+    with pytest.raises(ConfigError, match="malformed score model"):
+        ModeModel.from_json({"score": {"type": "trees", "features": ["dense"]},
+                             "calibration": {"slope": 1.0}})
