@@ -144,3 +144,21 @@ def test_reader_keeps_its_build_while_a_new_one_is_published(small_kb, tmp_path,
     assert len(reader.articles) == 4
     assert reader.keyword.search("Abschlag", 10)[0]
     assert len(open_index(index_dir).articles) == 5
+
+
+def test_running_service_switches_to_a_new_build(small_kb, tmp_path, embedder, monkeypatch):
+    from kbsearch import service as service_module
+    from kbsearch.service import SearchService
+
+    from .conftest import make_settings
+
+    index_dir = tmp_path / "index"
+    first = build_index(small_kb, index_dir, embedder)
+    service = SearchService(make_settings(tmp_path, index=index_dir), embedder=embedder)
+    assert service.index().version == first.version
+    path = small_kb / "zaehlerstand-melden.md"
+    path.write_text(path.read_text("utf-8") + "\nNeu: Zählerstand per Sprachassistent.\n")
+    second = build_index(small_kb, index_dir, embedder)
+    monkeypatch.setattr(service_module, "RELOAD_CHECK_SECONDS", 0.0)
+    assert service.index().version == second.version
+    assert "Sprachassistent" in service.article("zaehlerstand-melden").body
