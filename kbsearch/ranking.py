@@ -393,6 +393,16 @@ def rank(
     return hits
 
 
+def rank_mode(
+    candidates: Candidates, mode: str, model: ModeModel, k: int, min_probability: float = 0.0
+) -> list[Hit]:
+    """Rank for a mode: hybrid ranks every candidate; dense or keyword only their own hits."""
+    if mode == "hybrid":
+        return rank(candidates, model, k, min_probability)
+    returned = candidates.dense_rank if mode == "dense" else candidates.keyword_rank
+    return rank(candidates, model, k, eligible=returned >= 0)
+
+
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> dict[str, float]:
     """Return RRF scores, sum of 1 / (k + rank) over rankings (Cormack et al., SIGIR 2009)."""
     scores: dict[str, float] = {}

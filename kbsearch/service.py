@@ -20,7 +20,14 @@ from kbsearch.config import Settings
 from kbsearch.embedding import Embedder, SentenceTransformerEmbedder
 from kbsearch.errors import ArticleNotFoundError, QueryError
 from kbsearch.indexer import LoadedIndex, current_version, open_index
-from kbsearch.ranking import MODES, Candidates, Hit, RankingModel, load_ranking_model, rank
+from kbsearch.ranking import (
+    MODES,
+    Candidates,
+    Hit,
+    RankingModel,
+    load_ranking_model,
+    rank_mode,
+)
 
 VISIBILITIES = ("public", "internal")
 RELOAD_CHECK_SECONDS = 1.0
@@ -257,11 +264,9 @@ class SearchService:
 
     def rank(self, candidates: Candidates, mode: str, k: int) -> list[Hit]:
         """Order candidates for a mode: the learned hybrid model, or one retriever alone."""
-        model = self.ranking.for_mode(mode)
-        if mode == "hybrid":
-            return rank(candidates, model, k, self.settings.min_probability)
-        returned = candidates.dense_rank if mode == "dense" else candidates.keyword_rank
-        return rank(candidates, model, k, eligible=returned >= 0)
+        return rank_mode(
+            candidates, mode, self.ranking.for_mode(mode), k, self.settings.min_probability
+        )
 
     def search(self, query: str | None, **params: object) -> SearchResponse:
         """Validate, retrieve, rank; return the top results with snippets."""

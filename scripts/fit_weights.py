@@ -23,7 +23,7 @@ import numpy as np
 
 from kbsearch.config import load_settings
 from kbsearch.evaluation import collect_candidates, index_dataset, load_dataset, score_rankings
-from kbsearch.ranking import MODE_FEATURES, MODES, RankingModel, rank
+from kbsearch.ranking import MODE_FEATURES, MODES, RankingModel, rank_mode
 from kbsearch.service import SearchService, default_embedder
 from kbsearch.training import JudgedQuery, fit_mode, judged_query
 
@@ -43,13 +43,10 @@ def collect(folder: Path, settings, embedder) -> dict:
 
 def held_out_rankings(test, model, mode: str) -> dict[str, list[tuple[str, float]]]:
     """Rank the test queries as the service would in a mode."""
-    out = {}
-    for j in test:
-        c = j.candidates
-        returned = None if mode == "hybrid" else (
-            c.dense_rank >= 0 if mode == "dense" else c.keyword_rank >= 0)
-        out[j.query_id] = [(h.id, h.probability) for h in rank(c, model, 100, eligible=returned)]
-    return out
+    return {
+        j.query_id: [(h.id, h.probability) for h in rank_mode(j.candidates, mode, model, 100)]
+        for j in test
+    }
 
 
 def training_set(judged, weight: float) -> list[JudgedQuery]:
