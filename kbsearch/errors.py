@@ -62,3 +62,23 @@ class ArticleNotFoundError(KbsearchError):
 
 class DatasetError(KbsearchError):
     """An evaluation dataset folder is missing files or has malformed lines."""
+
+
+class FeedbackError(KbsearchError):
+    """A logged search or feedback event has an invalid field; names the field."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {message}")
+
+
+class UnknownSearchError(FeedbackError):
+    """A feedback event refers to a search_id that was never logged."""
+
+
+class DuplicateFeedbackError(FeedbackError):
+    """The same event for the same article and search is already stored."""
+
+
+class FeedbackStoreError(KbsearchError):
+    """The feedback database cannot be opened or used, or its schema is newer than this code."""
