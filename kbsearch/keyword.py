@@ -144,9 +144,14 @@ class KeywordIndex:
             if not words:
                 continue
             counts: dict[int, int] = {}
+            reader = self._searcher.reader()
             for term in words:
-                query = Or([Term(f"{name}_{lang}", term) for name in FIELDS])
-                for docnum in set(self._searcher.docs_for_query(query)) & docnums:
+                containing: set[int] = set()
+                for name in FIELDS:
+                    field = f"{name}_{lang}"
+                    if (field, term) in reader:
+                        containing.update(reader.postings(field, term).all_ids())
+                for docnum in containing & docnums:
                     counts[docnum] = counts.get(docnum, 0) + 1
             for docnum, count in counts.items():
                 best[docnum] = max(best.get(docnum, 0.0), count / len(words))
