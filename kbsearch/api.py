@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -15,10 +16,14 @@ from kbsearch.articles import Article
 from kbsearch.config import Settings, load_settings
 from kbsearch.errors import (
     ArticleNotFoundError,
+    DuplicateFeedbackError,
+    FeedbackError,
+    FeedbackStoreError,
     IndexNotFoundError,
     KbsearchError,
     ModelError,
     QueryError,
+    UnknownSearchError,
 )
 from kbsearch.openapi import openapi_document
 from kbsearch.service import SearchResponse, SearchService
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
 SEARCH_PARAMETERS = frozenset({"q", "k", "lang", "tags", "category"})
+FEEDBACK_FIELDS = frozenset({"search_id", "article_id", "event", "position", "channel"})
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
 
 
@@ -53,6 +59,7 @@ def response_json(response: SearchResponse) -> dict[str, Any]:
         "query": response.query,
         "took_ms": response.took_ms,
         "index_version": response.index_version,
+        "model_version": response.model_version,
         "results": [
             {
                 "id": r.article.id,
@@ -84,6 +91,12 @@ def article_json(article: Article) -> dict[str, Any]:
     }
 
 
+def client_identity() -> str:
+    """Return an opaque identity of the caller (a hash of its address) for feedback limits."""
+    address = request.access_route[0] if request.access_route else (request.remote_addr or "")
+    return hashlib.sha256(f"addr:{address}".encode()).hexdigest()[:16] if address else ""
+
+
 def error(status: int, code: str, message: str) -> tuple[Any, int]:
     """Return the one JSON error shape with a status code."""
     return jsonify({"error": {"code": code, "message": message}}), status
@@ -107,6 +120,27 @@ def search() -> Any:
         category=request.args.get("category"),
     )
     return jsonify(response_json(response))
+
+
+@api.post("/feedback")
+def feedback() -> Any:
+    """Record feedback on a result of a logged search (click, helpful, resolved, ...)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "invalid_body", "send a JSON object with search_id, article_id, "
+                     "event and optionally position and channel")
+    unknown = sorted(set(body) - FEEDBACK_FIELDS)
+    if unknown:
+        return error(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; "
+                     f"allowed: {', '.join(sorted(FEEDBACK_FIELDS))}")
+    stored = service().record_feedback(
+        body.get("search_id"), body.get("article_id"), body.get("event"),
+        body.get("position"), body.get("channel", "api"), client_identity(),
+    )
+    return jsonify({
+        "search_id": stored.search_id, "article_id": stored.article_id,
+        "event": stored.event, "position": stored.position, "channel": stored.channel,
+    }), 201
 
 
 @api.get("/articles/<article_id>")
@@ -149,6 +183,23 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(QueryError)
     def query_error(exc: QueryError) -> Any:
         return error(400, "invalid_parameter", str(exc))
+
+    @app.errorhandler(UnknownSearchError)
+    def unknown_search(exc: UnknownSearchError) -> Any:
+        return error(404, "unknown_search", str(exc))
+
+    @app.errorhandler(DuplicateFeedbackError)
+    def duplicate_feedback(exc: DuplicateFeedbackError) -> Any:
+        return error(409, "duplicate_feedback", str(exc))
+
+    @app.errorhandler(FeedbackError)
+    def feedback_error(exc: FeedbackError) -> Any:
+        return error(400, "invalid_feedback", str(exc))
+
+    @app.errorhandler(FeedbackStoreError)
+    def store_error(exc: FeedbackStoreError) -> Any:
+        log.error("feedback store unavailable: %s", exc)
+        return error(503, "feedback_unavailable", "feedback cannot be stored right now")
 
     @app.errorhandler(ArticleNotFoundError)
     def not_found(exc: ArticleNotFoundError) -> Any:

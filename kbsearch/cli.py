@@ -120,7 +120,7 @@ def search(
 
     service = SearchService(_settings(index=index_dir))
     response = service.search(
-        query, k=k, language=lang, tags=tags, category=category,
+        query, log=False, k=k, language=lang, tags=tags, category=category,
         visibility="internal" if internal else "public", mode=mode,
     )
     if as_json:
@@ -167,25 +167,50 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.argument("dataset_dir", type=click.Path(path_type=Path))
 @click.option("--mode", type=click.Choice(MODE_CHOICES), default="all", show_default=True,
               help="Which ranking to score.")
+@click.option("--calibrate", "calibrate_folds", type=click.IntRange(min=0), default=0,
+              show_default=True, metavar="FOLDS",
+              help="Refit the calibration on this set by cross-fitting over FOLDS folds "
+                   "(each query's probabilities come from the other folds); 0 keeps the "
+                   "calibration of the current weights.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              metavar="FILE.png", help="Draw a reliability diagram of the probabilities.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
-def evaluate(dataset_dir: Path, mode: str, as_json: bool) -> None:
+def evaluate(
+    dataset_dir: Path, mode: str, calibrate_folds: int, plot: Path | None, as_json: bool
+) -> None:
     """Index a BEIR folder (corpus.jsonl, queries.jsonl, qrels.tsv) into a temporary index
-    and print nDCG@10, MRR@10, Recall@10, Recall@100, Top-1 and ECE per mode."""
-    from kbsearch.evaluation import METRICS, run_eval
+    and print nDCG@10, MRR@10, Recall@10, Recall@100, Top-1 and ECE per mode.
+
+    ECE (expected calibration error, 10 bins) compares the probability of each query's top
+    10 results with whether they solve it."""
+    from kbsearch.evaluation import METRICS, plot_reliability, run_eval
     from kbsearch.ranking import MODES
     from kbsearch.service import default_embedder
 
+    if calibrate_folds == 1:
+        raise click.BadParameter("cross-fitting needs at least 2 folds (or 0 for none)",
+                                 param_hint="--calibrate")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise click.BadParameter(f"{plot} must end in .png", param_hint="--plot")
     settings = _settings()
     modes = MODES if mode == "all" else (mode,)
     dataset, results = run_eval(
-        dataset_dir, settings, default_embedder(settings), modes, progress=not as_json
+        dataset_dir, settings, default_embedder(settings), modes, progress=not as_json,
+        calibrate_folds=calibrate_folds,
     )
+    calibration = (f"{calibrate_folds}-fold cross-fitted on this set" if calibrate_folds
+                   else "as in the current weights")
+    if plot is not None:
+        plot_reliability(results, f"{dataset.name}: calibration {calibration}", plot)
     if as_json:
         out = {
             "dataset": dataset.name,
             "queries": len(dataset.queries),
-            "modes": {m: {k: round(v, 4) for k, v in r.items()} for m, r in results.items()},
+            "calibration": calibration,
+            "modes": {
+                m: {k: round(v, 4) for k, v in r.metrics.items()} for m, r in results.items()
+            },
         }
         click.echo(json.dumps(out))
         return
@@ -193,13 +218,15 @@ def evaluate(dataset_dir: Path, mode: str, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{dataset.name}: {len(dataset.queries)} queries, "
-                        f"{len(dataset.documents)} documents")
+                        f"{len(dataset.documents)} documents; calibration {calibration}")
     table.add_column("mode")
     for metric in METRICS:
         table.add_column(metric, justify="right")
-    for name, figures in results.items():
-        table.add_row(name, *(f"{figures[m]:.3f}" for m in METRICS))
+    for name, result in results.items():
+        table.add_row(name, *(f"{result.metrics[m]:.3f}" for m in METRICS))
     Console().print(table)
+    if plot is not None:
+        click.echo(f"reliability diagram written to {plot}", err=True)
 
 
 @main.group()
@@ -243,3 +270,126 @@ def show_settings() -> None:
         if isinstance(default, tuple):
             default = ",".join(default)
         click.echo(f"{setting.env} (default: {default})\n    {setting.help}")
+
+
+def train_options(settings: Settings, now: float | None = None) -> Any:
+    """Return the feedback-training options the settings describe."""
+    from kbsearch.learning import TrainOptions
+    from kbsearch.memory import MemoryLimits
+
+    return TrainOptions(
+        holdout=settings.train_holdout,
+        min_searches=settings.train_min_searches,
+        prior_searches=settings.train_prior_searches,
+        client_cap=settings.train_client_cap,
+        memory=MemoryLimits(per_client=settings.questions_per_client,
+                            floor=settings.question_floor),
+        now=now,
+    )
+
+
+@main.command()
+@click.option("--judgments/--no-judgments", default=True, show_default=True,
+              help="Also check the new version on the judged queries (KBSEARCH_JUDGMENTS).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@friendly_errors
+def train(judgments: bool, as_json: bool) -> None:
+    """Train new ranking weights from the logged feedback and promote them if not worse.
+
+    Clicks are corrected for position bias, explicit feedback counts more, the current
+    weights act as a prior, and learned questions and helpfulness are rebuilt. The new
+    version is compared with the current one on held-out feedback (and the judged queries);
+    it becomes current only if it is not worse, otherwise it is kept with the reason.
+    """
+    from kbsearch.evaluation import judged_scorer, load_judgments
+    from kbsearch.learning import train as run_training
+    from kbsearch.service import SearchService
+
+    settings = _settings()
+    service = SearchService(settings)
+    judged = None
+    if judgments and settings.judgments.exists():
+        known = [a.id for a in service.index().articles]
+        judged = judged_scorer(service, load_judgments(settings.judgments, known))
+    elif judgments:
+        click.echo(f"no judged queries at {settings.judgments}; checking on held-out "
+                   "feedback only", err=True)
+    outcome = run_training(service.feedback, service.weights, train_options(settings), judged)
+    if as_json:
+        click.echo(json.dumps({"version": outcome.version, "parent": outcome.parent,
+                               "promoted": outcome.promoted, "reason": outcome.reason,
+                               "report": outcome.report}, indent=2))
+        return
+    click.echo(f"trained {outcome.version} from {outcome.report['train_searches']} searches "
+               f"with feedback ({outcome.report['held_out_searches']} held out)")
+    dcg = outcome.report["held_out_dcg"]
+    click.echo(f"held-out feedback DCG: current {dcg['current']:.4f}, new {dcg['new']:.4f}")
+    if "judged_ndcg@10" in outcome.report:
+        figures = outcome.report["judged_ndcg@10"]
+        click.echo(f"judged nDCG@10: current {figures['current']:.4f}, "
+                   f"new {figures['new']:.4f}")
+    click.echo(outcome.reason)
+
+
+@main.group()
+def weights() -> None:
+    """List, inspect, promote and roll back trained ranking-weights versions."""
+
+
+@weights.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@friendly_errors
+def weights_list(as_json: bool) -> None:
+    """List the weights versions; the current one is marked."""
+    from kbsearch.versions import WeightsStore
+
+    infos = WeightsStore(_settings().weights_dir).list()
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ranking weights")
+    for column in ("", "version", "created", "status", "parent", "reason"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row("*" if info.current else "", info.version, info.created, info.status,
+                      info.parent, info.reason)
+    Console().print(table)
+
+
+@weights.command(name="show")
+@click.argument("version", default="current")
+@friendly_errors
+def weights_show(version: str) -> None:
+    """Print a version's weights, calibration and evaluation report as JSON."""
+    from kbsearch.versions import WeightsStore
+
+    store = WeightsStore(_settings().weights_dir)
+    name = store.current_version() if version == "current" else version
+    click.echo(json.dumps(store.document(name), indent=2, ensure_ascii=False))
+
+
+@weights.command(name="promote")
+@click.argument("version")
+@friendly_errors
+def weights_promote(version: str) -> None:
+    """Make VERSION current (also one that training did not promote); a running service
+    switches to it within a second."""
+    from kbsearch.versions import WeightsStore
+
+    store = WeightsStore(_settings().weights_dir)
+    store.document(version)  # raises if unknown
+    store.promote(version, "promoted by hand")
+    click.echo(f"{version} is now current")
+
+
+@weights.command(name="rollback")
+@friendly_errors
+def weights_rollback() -> None:
+    """Make the previously promoted version current again."""
+    from kbsearch.versions import WeightsStore
+
+    previous = WeightsStore(_settings().weights_dir).rollback()
+    click.echo(f"rolled back; {previous} is now current")

@@ -43,6 +43,13 @@ def _unit_float(raw: str) -> float:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
 def _languages(raw: str) -> tuple[str, ...]:
     langs = tuple(part.strip() for part in raw.split(",") if part.strip())
     unknown = [lang for lang in langs if lang not in ("de", "en")]
@@ -106,6 +113,62 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "keep_builds", 3, "How many old index builds to keep after a new one.", _positive_int
     ),
+    Setting(
+        "feedback_db",
+        Path("data/feedback.sqlite3"),
+        "SQLite file that logs answered searches and the feedback on them.",
+        Path,
+    ),
+    Setting(
+        "weights_dir",
+        Path("data/weights"),
+        "Folder of trained ranking-weights versions (kbsearch train / weights).",
+        Path,
+    ),
+    Setting(
+        "judgments",
+        Path("articles/judgments.tsv"),
+        "Judged queries of the knowledge base (query, tab, article id) that a newly trained "
+        "version must not do worse on; a missing file is skipped.",
+        Path,
+    ),
+    Setting(
+        "train_min_searches",
+        20,
+        "Fewest searches with feedback that kbsearch train will learn from.",
+        _positive_int,
+    ),
+    Setting(
+        "train_prior_searches",
+        200.0,
+        "How many searches' worth of weight the current ranking keeps when training: the "
+        "more, the less a little feedback moves it.",
+        _positive_float,
+    ),
+    Setting(
+        "train_client_cap",
+        20.0,
+        "Most searches one client's feedback counts as in training, however many it sends.",
+        _positive_float,
+    ),
+    Setting(
+        "train_holdout",
+        0.2,
+        "Share of the newest searches with feedback held out to check a trained version.",
+        _unit_float,
+    ),
+    Setting(
+        "question_floor",
+        0.9,
+        "Cosine of the embedding model below which a query does not match a learned question.",
+        _unit_float,
+    ),
+    Setting(
+        "questions_per_client",
+        1,
+        "Most learned questions one client can add to one article.",
+        _positive_int,
+    ),
 )
 
 
@@ -130,6 +193,15 @@ class Settings:
     weights: str
     min_probability: float
     keep_builds: int
+    feedback_db: Path
+    weights_dir: Path
+    judgments: Path
+    train_min_searches: int
+    train_prior_searches: float
+    train_client_cap: float
+    train_holdout: float
+    question_floor: float
+    questions_per_client: int
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""

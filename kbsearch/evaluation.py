@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,10 @@ from kbsearch.config import Settings
 from kbsearch.embedding import Embedder
 from kbsearch.errors import DatasetError
 from kbsearch.indexer import build_from_articles
-from kbsearch.ranking import MODES, Candidates
+from kbsearch.ranking import MODES, Candidates, ModeModel, rank_mode
 from kbsearch.service import SearchRequest, SearchService
+from kbsearch.training import JudgedQuery, fit_calibration, judged_query
+from kbsearch.versions import Ranker
 
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "top1", "ece")
 ECE_BINS = 10
@@ -208,19 +210,105 @@ def collect_candidates(
     return judged
 
 
+@dataclass(frozen=True)
+class ModeResult:
+    """One mode's figures and the (probability, solved) pairs its ECE was computed from."""
+
+    metrics: dict[str, float]
+    probabilities: tuple[float, ...]
+    outcomes: tuple[bool, ...]
+
+
+def query_folds(query_ids: Sequence[str], folds: int) -> list[int]:
+    """Assign each query to one of ``folds`` folds by a hash of its id (reproducible)."""
+    return [
+        int.from_bytes(hashlib.sha1(q.encode("utf-8")).digest()[:4], "big") % folds
+        for q in query_ids
+    ]
+
+
+def mode_models(
+    service: SearchService, judged: Sequence[Judged], mode: str, calibrate_folds: int
+) -> list[ModeModel]:
+    """Return the model that ranks each judged query in a mode.
+
+    With ``calibrate_folds`` >= 2 the scorer stays as loaded but the calibration of each
+    query is refitted on the other folds of the same set (cross-fitting), so no
+    probability is scored on judgments it was fitted on.
+    """
+    model = service.ranking.for_mode(mode)
+    if calibrate_folds < 2:
+        return [model] * len(judged)
+    fold_of = query_folds([j.query_id for j in judged], calibrate_folds)
+    queries = [_shown_in_mode(judged_query(j.candidates, j.relevant), j.candidates, mode)
+               for j in judged]
+    per_fold = {}
+    for fold in set(fold_of):
+        train = [q for q, f in zip(queries, fold_of, strict=True) if f != fold]
+        labels = {float(v) for q in train for v in q.relevant}
+        if labels != {0.0, 1.0}:
+            raise DatasetError(
+                f"too few judged queries to cross-fit the calibration over {calibrate_folds} "
+                "folds: a fold's training part needs relevant and non-relevant results; "
+                "use fewer folds or more queries"
+            )
+        per_fold[fold] = ModeModel(model.weights, fit_calibration(train, model.weights))
+    return [per_fold[f] for f in fold_of]
+
+
+def _shown_in_mode(query: JudgedQuery, candidates: Candidates, mode: str) -> JudgedQuery:
+    """Keep the candidates a mode can show: all for hybrid, one retriever's own otherwise."""
+    if mode == "hybrid":
+        return query
+    keep = (candidates.dense_rank if mode == "dense" else candidates.keyword_rank) >= 0
+    return JudgedQuery(query.matrix[keep], query.relevant[keep], query.weight)
+
+
 def evaluate_judged(
-    service: SearchService, judged: Sequence[Judged], modes: Sequence[str]
-) -> dict[str, dict[str, float]]:
+    service: SearchService, judged: Sequence[Judged], modes: Sequence[str],
+    calibrate_folds: int = 0,
+) -> dict[str, ModeResult]:
     """Rank collected candidates in each mode and score them."""
     qrels = {j.query_id: dict.fromkeys(j.relevant, 1) for j in judged}
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, ModeResult] = {}
     for mode in modes:
+        models = mode_models(service, judged, mode, calibrate_folds)
         rankings = {
-            j.query_id: [(h.id, h.probability) for h in service.rank(j.candidates, mode, 100)]
-            for j in judged
+            j.query_id: [(h.id, h.probability) for h in rank_mode(j.candidates, mode, m, 100)]
+            for j, m in zip(judged, models, strict=True)
         }
-        results[mode] = score_rankings(rankings, qrels)
+        pairs = [(p, doc in qrels[q]) for q, ranked in rankings.items() for doc, p in ranked[:10]]
+        results[mode] = ModeResult(
+            score_rankings(rankings, qrels),
+            tuple(p for p, _ in pairs),
+            tuple(y for _, y in pairs),
+        )
     return results
+
+
+def plot_reliability(results: Mapping[str, ModeResult], title: str, path: Path) -> None:
+    """Draw a reliability diagram (observed rate against probability, per mode) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(6, 7), height_ratios=(3, 1), sharex=True, layout="constrained"
+    )
+    top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for mode, result in results.items():
+        bins = reliability(result.probabilities, result.outcomes)
+        top.plot([b[0] for b in bins], [b[1] for b in bins], marker="o",
+                 label=f"{mode} (ECE {result.metrics['ece']:.3f})")
+        bottom.bar([b[0] for b in bins], [b[2] for b in bins], width=0.03, alpha=0.6,
+                   label=mode)
+    top.set(ylabel="share that solves the query", xlim=(0, 1), ylim=(0, 1), title=title)
+    top.legend(loc="upper left")
+    bottom.set(xlabel="probability shown (top 10 of each query)", ylabel="results")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def index_dataset(
@@ -240,14 +328,74 @@ def run_eval(
     embedder: Embedder,
     modes: Sequence[str] = MODES,
     progress: bool = False,
-) -> tuple[Dataset, dict[str, dict[str, float]]]:
-    """Index a BEIR folder into a temporary index and return metrics per mode."""
+    calibrate_folds: int = 0,
+) -> tuple[Dataset, dict[str, ModeResult]]:
+    """Index a BEIR folder into a temporary index and return the results per mode."""
     dataset = load_dataset(folder)
     with tempfile.TemporaryDirectory(prefix="kbsearch-eval-") as tmp:
         index_dir = Path(tmp)
         index_dataset(dataset, index_dir, embedder, settings, progress)
         service = SearchService(settings.replace(index=index_dir), embedder=embedder)
         judged = collect_candidates(service, dataset, progress)
-        results = evaluate_judged(service, judged, modes)
+        results = evaluate_judged(service, judged, modes, calibrate_folds)
         service.index().close()
     return dataset, results
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One judged query of a knowledge base and the articles that solve it."""
+
+    query: str
+    relevant: frozenset[str]
+    line: int
+
+
+def load_judgments(path: Path, known_ids: Iterable[str] | None = None) -> list[Judgment]:
+    """Read ``query<TAB>id[,id...]`` lines (``#`` starts a comment); raise DatasetError.
+
+    Errors name the file and line: a line without a tab, without ids, or (when
+    ``known_ids`` is given) naming an article the knowledge base does not have.
+    """
+    known = set(known_ids) if known_ids is not None else None
+    judgments = []
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        query, tab, ids = line.partition("\t")
+        relevant = frozenset(i.strip() for i in ids.split(",") if i.strip())
+        if not tab or not query.strip() or not relevant:
+            raise DatasetError(f"{path}:{number}: expected 'query<TAB>article-id[,id...]'")
+        if known is not None and relevant - known:
+            raise DatasetError(
+                f"{path}:{number}: unknown article id(s) {', '.join(sorted(relevant - known))}"
+            )
+        judgments.append(Judgment(" ".join(query.split()), relevant, number))
+    return judgments
+
+
+def judged_scorer(
+    service: SearchService, judgments: Sequence[Judgment]
+) -> Callable[[Ranker], float]:
+    """Return a function giving a ranker's mean nDCG@10 on the judgments (live index).
+
+    Query embeddings are computed once; each call retrieves and ranks with the given
+    ranker, its learned questions and helpfulness included.
+    """
+    index = service.index()
+    vectors = service.embedder.embed_queries([j.query for j in judgments])
+
+    def score(ranker: Ranker) -> float:
+        values = []
+        for judgment, vector in zip(judgments, vectors, strict=True):
+            request = SearchRequest(query=judgment.query, k=10, visibility="internal")
+            candidates = service.candidates(index, request, vector, ranker)
+            hits = service.rank(candidates, "hybrid", 10, ranker)
+            values.append(ndcg_at([h.id for h in hits], judgment.relevant, 10))
+        return float(np.mean(values)) if values else 0.0
+
+    return score

@@ -27,7 +27,6 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -45,6 +44,7 @@ from kbsearch.chunking import Chunk, chunk_article
 from kbsearch.dense import build_faiss, index_kind, load_faiss, save_faiss
 from kbsearch.embedding import Embedder
 from kbsearch.errors import ArticleError, IndexBuildError, IndexNotFoundError
+from kbsearch.fileio import atomic_write_text
 from kbsearch.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
 
 FORMAT = 2
@@ -114,12 +114,7 @@ def _new_version(articles: Sequence[Article]) -> str:
 
 def _switch_current(index_dir: Path, version: str) -> None:
     """Point CURRENT at a build with an atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".current-", dir=index_dir)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(version + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, index_dir / CURRENT)
+    atomic_write_text(index_dir / CURRENT, version + "\n")
 
 
 def _prune(index_dir: Path, keep: int) -> None:

@@ -8,7 +8,8 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid parameter", 404: "Not found", 503: "Index or model unavailable"}
+    text = {400: "Invalid parameter", 404: "Not found", 409: "Already recorded",
+            503: "Index, model or feedback store unavailable"}
     return {
         str(code): {
             "description": text[code],
@@ -55,6 +56,22 @@ def openapi_document(version: str) -> dict[str, Any]:
                                 "schema": {"$ref": "#/components/schemas/SearchResponse"}}},
                         },
                         **_error_responses(400, 503),
+                    },
+                }
+            },
+            "/api/v1/feedback": {
+                "post": {
+                    "summary": "Record feedback on one result of a search",
+                    "description": "The search must have been answered by this service (its "
+                                   "search_id) and the article must have been among its "
+                                   "results. Each event is stored once per search and "
+                                   "article; a repeat gets 409.",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Feedback"}}}},
+                    "responses": {
+                        "201": {"description": "Stored", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Feedback"}}}},
+                        **_error_responses(400, 404, 409, 503),
                     },
                 }
             },
@@ -130,8 +147,25 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "properties": {
                         "search_id": {"type": "string"}, "query": {"type": "string"},
                         "took_ms": {"type": "number"}, "index_version": {"type": "string"},
+                        "model_version": {"type": "string"},
                         "results": {"type": "array",
                                     "items": {"$ref": "#/components/schemas/Hit"}},
+                    },
+                },
+                "Feedback": {
+                    "type": "object",
+                    "required": ["search_id", "article_id", "event"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "search_id": {"type": "string"},
+                        "article_id": {"type": "string"},
+                        "event": {"type": "string", "enum": [
+                            "impression", "click", "helpful", "not_helpful", "resolved",
+                            "escalated"]},
+                        "position": {"type": "integer", "minimum": 1,
+                                     "description": "1-based; defaults to where it was shown"},
+                        "channel": {"type": "string", "enum": ["api", "faq", "bot", "agent"],
+                                    "default": "api"},
                     },
                 },
                 "Article": {

@@ -35,7 +35,14 @@ FEATURES: tuple[str, ...] = (
     "dense_rr",     # 1 / (1 + rank) in the dense list, 0 if not in it
     "kw_rr",        # 1 / (1 + rank) in the keyword list, 0 if not in it
     "both",         # 1 when both retrievers returned the article
+    "question_sim", # match of the query with questions the article answered before (0..1)
+    "helpfulness",  # smoothed share of helpful feedback minus the overall share (-1..1)
+    "stale",        # how far past its review date the article is (0 = fresh, 1 = a year)
 )
+# Features that come from feedback and article metadata rather than from retrieval: judged
+# sets cannot teach their weights, so they start from PRIOR_COEFFICIENTS (score units) and
+# feedback training moves them.
+PRIOR_COEFFICIENTS: dict[str, float] = {"question_sim": 8.0, "helpfulness": 4.0, "stale": -1.0}
 MODES = ("hybrid", "keyword", "dense")
 MODE_FEATURES: dict[str, tuple[str, ...]] = {
     "hybrid": FEATURES,
@@ -61,6 +68,9 @@ class Candidates:
     coverage: np.ndarray
     dense_rank: np.ndarray
     keyword_rank: np.ndarray
+    question_sim: np.ndarray | None = None
+    helpfulness: np.ndarray | None = None
+    stale: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +307,38 @@ def _relative(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
+def _or_zeros(values: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n) if values is None else np.asarray(values, dtype=np.float64)
+
+
+def helpfulness_score(
+    positive: np.ndarray, negative: np.ndarray, prior_mean: float, strength: float
+) -> np.ndarray:
+    """Return the Bayesian average of helpful votes minus the prior mean (0 with no votes).
+
+    (positive + strength * prior_mean) / (positive + negative + strength) - prior_mean: an
+    article needs many votes to move far from the overall mean (the "Bayesian average" of
+    rating sites; a Beta(strength * mean, strength * (1 - mean)) prior on its helpful rate).
+    """
+    positive = np.asarray(positive, dtype=np.float64)
+    negative = np.asarray(negative, dtype=np.float64)
+    return (positive + strength * prior_mean) / (positive + negative + strength) - prior_mean
+
+
+def staleness(days_overdue: np.ndarray, full_after_days: float = 365.0) -> np.ndarray:
+    """Return 0 for articles within their review date, rising to 1 a year past it."""
+    return np.clip(np.asarray(days_overdue, dtype=np.float64) / full_after_days, 0.0, 1.0)
+
+
+def question_match(similarity: np.ndarray, floor: float) -> np.ndarray:
+    """Return how strongly a query matches a learned question: 0 at or below ``floor``, 1 at 1.
+
+    ``floor`` is the cosine below which two questions of the embedding model are about
+    different things; above it the match rises linearly.
+    """
+    return np.clip((np.asarray(similarity, dtype=np.float64) - floor) / (1.0 - floor), 0.0, 1.0)
+
+
 def _reciprocal_rank(ranks: np.ndarray) -> np.ndarray:
     return np.where(ranks >= 0, 1.0 / (1.0 + np.maximum(ranks, 0)), 0.0)
 
@@ -322,6 +364,9 @@ def feature_matrix(candidates: Candidates) -> np.ndarray:
         "dense_rr": _reciprocal_rank(candidates.dense_rank),
         "kw_rr": _reciprocal_rank(candidates.keyword_rank),
         "both": ((candidates.dense_rank >= 0) & (candidates.keyword_rank >= 0)).astype(float),
+        "question_sim": _or_zeros(candidates.question_sim, n),
+        "helpfulness": _or_zeros(candidates.helpfulness, n),
+        "stale": _or_zeros(candidates.stale, n),
     }
     return np.column_stack([columns[name] for name in FEATURES])
 

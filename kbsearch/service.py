@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import time
@@ -18,16 +19,27 @@ from kbsearch.articles import Article
 from kbsearch.chunking import plain_text
 from kbsearch.config import Settings
 from kbsearch.embedding import Embedder, SentenceTransformerEmbedder
-from kbsearch.errors import ArticleNotFoundError, QueryError
+from kbsearch.errors import ArticleNotFoundError, FeedbackError, QueryError
+from kbsearch.feedback import (
+    CHANNELS,
+    EVENTS,
+    FeedbackEvent,
+    FeedbackStore,
+    SearchLog,
+    ShownResult,
+    SQLiteFeedbackStore,
+)
 from kbsearch.indexer import LoadedIndex, current_version, open_index
 from kbsearch.ranking import (
+    FEATURES,
     MODES,
     Candidates,
     Hit,
     RankingModel,
-    load_ranking_model,
     rank_mode,
+    staleness,
 )
+from kbsearch.versions import Ranker, WeightsStore, default_ranker
 
 VISIBILITIES = ("public", "internal")
 RELOAD_CHECK_SECONDS = 1.0
@@ -65,6 +77,7 @@ class SearchResponse:
     took_ms: float
     index_version: str
     results: tuple[Result, ...]
+    model_version: str = ""
 
 
 def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPET_CHARS) -> str:
@@ -95,16 +108,65 @@ class SearchService:
         embedder: Embedder | None = None,
         embedder_factory: Callable[[Settings], Embedder] | None = None,
         ranking: RankingModel | None = None,
+        feedback: FeedbackStore | None = None,
     ) -> None:
-        """Create the service; the model and index load lazily on first use."""
+        """Create the service; the model, index, weights and feedback store load lazily.
+
+        The ranking comes from, in this order: ``ranking`` (fixed), the weights file of the
+        ``weights`` setting (fixed), or the current version in ``weights_dir`` (followed
+        when ``kbsearch train`` or ``kbsearch weights`` switch it).
+        """
         self.settings = settings
         self._embedder = embedder
         self._embedder_factory = embedder_factory or default_embedder
-        self.ranking = ranking or load_ranking_model(settings.weights or None)
+        self._fixed_ranker: Ranker | None = None
+        if ranking is not None:
+            self._fixed_ranker = Ranker("custom", ranking, default_ranker().questions,
+                                        default_ranker().helpfulness)
+        elif settings.weights:
+            self._fixed_ranker = default_ranker(settings.weights)
+        self.weights = WeightsStore(settings.weights_dir)
+        self._ranker: Ranker | None = None
+        self._ranker_stamp = -1.0
+        self._ranker_checked = 0.0
+        self._feedback = feedback
         self._index: LoadedIndex | None = None
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._checked = 0.0
         self._lock = threading.Lock()
+
+    @property
+    def feedback(self) -> FeedbackStore:
+        """Return the feedback store, opening the configured SQLite file on first use."""
+        if self._feedback is None:
+            with self._lock:
+                if self._feedback is None:
+                    self._feedback = SQLiteFeedbackStore(self.settings.feedback_db)
+        return self._feedback
+
+    def ranker(self, refresh: bool = False) -> Ranker:
+        """Return the weights in use, switching when another version has been made current.
+
+        The current version is checked at most once a second, or now with ``refresh``.
+        """
+        if self._fixed_ranker is not None:
+            return self._fixed_ranker
+        now = time.monotonic()
+        if (self._ranker is not None and not refresh
+                and now - self._ranker_checked < RELOAD_CHECK_SECONDS):
+            return self._ranker
+        with self._lock:
+            self._ranker_checked = now
+            stamp = self.weights.current_stamp()
+            if self._ranker is None or stamp != self._ranker_stamp:
+                self._ranker = self.weights.load()
+                self._ranker_stamp = stamp
+            return self._ranker
+
+    @property
+    def ranking(self) -> RankingModel:
+        """Return the ranking model of the weights in use."""
+        return self.ranker().model
 
     @property
     def index_dir(self) -> Path:
@@ -214,9 +276,14 @@ class SearchService:
         return mask & np.array([wanted(a) for a in index.articles], dtype=bool)
 
     def candidates(
-        self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray
+        self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray,
+        ranker: Ranker | None = None,
     ) -> Candidates:
-        """Collect the top candidates of both retrievers with all their raw scores."""
+        """Collect the top candidates of both retrievers with all their raw scores.
+
+        Articles whose learned questions match the query join the candidates too.
+        """
+        ranker = ranker or self.ranker()
         n = self.settings.candidates
         mask = self._allowed(index, request)
         if not mask.any():
@@ -234,7 +301,11 @@ class SearchService:
             request.query, n, allowed_ids, languages
         )
         keyword_order = [index.positions[a] for a in keyword_ids]
-        pool = list(dict.fromkeys(dense_order + keyword_order))
+        learned = {
+            index.positions[a]: v for a, v in ranker.questions.match(query_vector).items()
+            if a in index.positions and mask[index.positions[a]]
+        }
+        pool = list(dict.fromkeys(dense_order + keyword_order + sorted(learned)))
         dense_rank = {a: r for r, a in enumerate(dense_order)}
         keyword_rank = {a: r for r, a in enumerate(keyword_order)}
         best_chunk = np.array(
@@ -260,33 +331,83 @@ class SearchService:
             coverage=np.array([s.coverage if s else 0.0 for s in kw]),
             dense_rank=np.array([dense_rank.get(a, -1) for a in pool]),
             keyword_rank=np.array([keyword_rank.get(a, -1) for a in pool]),
+            question_sim=np.array([learned.get(a, 0.0) for a in pool]),
+            helpfulness=ranker.helpfulness.scores(ids),
+            stale=staleness(np.array([_days_overdue(index.articles[a]) for a in pool])),
         )
 
-    def rank(self, candidates: Candidates, mode: str, k: int) -> list[Hit]:
+    def rank(
+        self, candidates: Candidates, mode: str, k: int, ranker: Ranker | None = None
+    ) -> list[Hit]:
         """Order candidates for a mode: the learned hybrid model, or one retriever alone."""
-        return rank_mode(
-            candidates, mode, self.ranking.for_mode(mode), k, self.settings.min_probability
-        )
+        model = (ranker or self.ranker()).model.for_mode(mode)
+        return rank_mode(candidates, mode, model, k, self.settings.min_probability)
 
-    def search(self, query: str | None, **params: object) -> SearchResponse:
-        """Validate, retrieve, rank; return the top results with snippets."""
+    def search(
+        self, query: str | None, channel: str = "api", client: str = "", log: bool = True,
+        **params: object,
+    ) -> SearchResponse:
+        """Validate, retrieve, rank; log what was shown; return the top results with snippets.
+
+        ``channel`` and ``client`` (an opaque caller identity) are logged with the search so
+        that feedback on it can be attributed; ``log=False`` skips the feedback log.
+        """
         started = time.perf_counter()
         request = self.validate(query, **params)  # type: ignore[arg-type]
+        if channel not in CHANNELS:
+            raise QueryError("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
         index = self.index()
+        ranker = self.ranker()
         query_vector = self.embedder.embed_queries([request.query])[0]
-        candidates = self.candidates(index, request, query_vector)
-        hits = self.rank(candidates, request.mode, request.k)
+        candidates = self.candidates(index, request, query_vector, ranker)
+        hits = self.rank(candidates, request.mode, request.k, ranker)
         results = []
         for hit in hits:
             article = index.articles[index.positions[hit.id]]
             results.append(Result(hit, article, self._snippet(index, article, request.query)))
-        return SearchResponse(
+        response = SearchResponse(
             search_id=uuid.uuid4().hex,
             query=request.query,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
             index_version=index.version,
             results=tuple(results),
+            model_version=ranker.version,
         )
+        if log:
+            self.feedback.log_search(SearchLog(
+                search_id=response.search_id, created=time.time(), query=request.query,
+                language=request.language, channel=channel, client=client,
+                index_version=index.version, model_version=ranker.version,
+                feature_names=FEATURES, query_vector=np.asarray(query_vector, np.float32),
+                results=tuple(
+                    ShownResult(h.id, position, h.probability,
+                                tuple(float(h.scores[f]) for f in FEATURES))
+                    for position, h in enumerate(hits, start=1)
+                ),
+            ))
+        return response
+
+    def record_feedback(
+        self, search_id: object, article_id: object, event: object, position: object = None,
+        channel: object = "api", client: str = "",
+    ) -> FeedbackEvent:
+        """Store one feedback event on a logged search; raise FeedbackError naming the field.
+
+        Raises UnknownSearchError for a search that was never logged and
+        DuplicateFeedbackError when the same event on the same article was already stored.
+        """
+        for name, value in (("search_id", search_id), ("article_id", article_id),
+                            ("event", event), ("channel", channel)):
+            if not isinstance(value, str) or not value.strip():
+                raise FeedbackError(name, "is required and must be a non-empty string")
+        if event not in EVENTS:
+            raise FeedbackError("event", f"{event!r} is not one of {', '.join(EVENTS)}")
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
+            raise FeedbackError("position", f"{position!r} is not a whole number")
+        return self.feedback.add_event(FeedbackEvent(
+            search_id=str(search_id), article_id=str(article_id), event=str(event),
+            position=position, channel=str(channel), client=client,
+        ))
 
     def _snippet(self, index: LoadedIndex, article: Article, query: str) -> str:
         lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
@@ -318,6 +439,13 @@ class SearchService:
             ),
             key=lambda a: (a.category, a.title.lower()),
         )
+
+
+def _days_overdue(article: Article, today: dt.date | None = None) -> float:
+    """Return how many days an article is past its review date (0 if not, or no date)."""
+    if article.review_by is None:
+        return 0.0
+    return float(max(0, ((today or dt.date.today()) - article.review_by).days))
 
 
 def _empty_candidates() -> Candidates:

@@ -9,6 +9,7 @@ import numpy as np
 
 from kbsearch.ranking import (
     FEATURES,
+    PRIOR_COEFFICIENTS,
     Calibration,
     ModeModel,
     RankingWeights,
@@ -24,7 +25,7 @@ TREE_PARAMS = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15}
 
 @dataclass(frozen=True)
 class JudgedQuery:
-    """The feature matrix of one query's candidates and which of them are relevant."""
+    """The feature matrix of one query's candidates and the gain of each (1/0 if judged)."""
 
     matrix: np.ndarray
     relevant: np.ndarray
@@ -40,49 +41,70 @@ def judged_query(candidates, relevant_ids: frozenset[str], weight: float = 1.0) 
     )
 
 
+def prior_weights(features: Sequence[str] = FEATURES) -> RankingWeights:
+    """Return the starting weights: PRIOR_COEFFICIENTS for feedback features, 0 elsewhere."""
+    return RankingWeights(
+        tuple(features), tuple(PRIOR_COEFFICIENTS.get(f, 0.0) for f in features), 0.0
+    )
+
+
 def fit_listwise(
-    queries: Sequence[JudgedQuery], features: Sequence[str] = FEATURES, l2: float = 1e-3
+    queries: Sequence[JudgedQuery],
+    features: Sequence[str] = FEATURES,
+    l2: float = 1e-3,
+    prior: RankingWeights | None = None,
 ) -> RankingWeights:
     """Fit linear ranking weights with the ListNet top-one softmax loss (Cao et al. 2007).
 
-    Per query: loss = logsumexp(s) - mean of s over the relevant candidates, weighted by the
-    query's weight, plus ``l2`` times the squared weights (on standardised features).
-    Queries without a relevant candidate carry no ranking signal and are left out.
+    Per query: loss = cross-entropy between the target distribution (each candidate's gain
+    over the query's total gain; binary relevance gives 1 / number relevant) and the
+    softmax of the scores, weighted by the query's weight (normalised to sum 1), plus
+    ``l2`` times the squared distance to the ``prior`` weights on standardised features.
+    Features that do not vary in the data keep the prior's coefficient; the prior defaults
+    to :func:`prior_weights`. Queries without gain carry no ranking signal and are left out.
     """
     from scipy.optimize import minimize
 
-    used = [q for q in queries if q.relevant.any() and len(q.relevant) > 1]
+    prior = prior or prior_weights(features)
+    start = dict(zip(prior.features, prior.coefficients, strict=True))
+    used = [q for q in queries if q.relevant.sum() > 0 and len(q.relevant) > 1 and q.weight > 0]
     if not used:
         raise ValueError("no query has a relevant candidate to learn from")
     x = np.vstack([select(q.matrix, features) for q in used])
-    y = np.concatenate([q.relevant for q in used])
+    gain = np.concatenate([q.relevant for q in used]).astype(np.float64)
     sizes = np.array([len(q.relevant) for q in used])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     owner = np.repeat(np.arange(len(used)), sizes)
     query_weight = np.array([q.weight for q in used]) / sum(q.weight for q in used)
-    n_relevant = np.array([q.relevant.sum() for q in used])
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
-    xs = (x - mean) / std
+    target = gain / np.add.reduceat(gain, starts)[owner]
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    varies = std > 1e-9
+    fixed = np.array([start.get(f, 0.0) for f in features])
+    fixed_score = x[:, ~varies] @ fixed[~varies]
+    std, mean = std[varies], mean[varies]
+    xs = (x[:, varies] - mean) / std
+    w0 = fixed[varies] * std
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        s = xs @ w
+        s = xs @ w + fixed_score
         top = np.maximum.reduceat(s, starts)
         e = np.exp(s - top[owner])
         z = np.add.reduceat(e, starts)
         p = e / z[owner]
-        per_query = top + np.log(z) - np.add.reduceat(y * s, starts) / n_relevant
-        grad_rows = query_weight[owner] * (p - y / n_relevant[owner])
+        per_query = top + np.log(z) - np.add.reduceat(target * s, starts)
+        grad_rows = query_weight[owner] * (p - target)
         return (
-            float(query_weight @ per_query + l2 * w @ w),
-            xs.T @ grad_rows + 2 * l2 * w,
+            float(query_weight @ per_query + l2 * (w - w0) @ (w - w0)),
+            xs.T @ grad_rows + 2 * l2 * (w - w0),
         )
 
-    result = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B")
-    coefficients = result.x / std
+    result = minimize(loss, w0, jac=True, method="L-BFGS-B")
+    coefficients = fixed.copy()
+    coefficients[varies] = result.x / std
     return RankingWeights(
         features=tuple(features),
         coefficients=tuple(round(float(c), 6) for c in coefficients),
-        intercept=round(float(-(coefficients @ mean)), 6),
+        intercept=round(float(-(coefficients[varies] @ mean)), 6),
     )
 
 
@@ -143,7 +165,7 @@ def fit_calibration(
         best = np.argsort(-s, kind="stable")[:top]
         for i in best:
             rows.append([s[i], s[i] - s.max(), q.matrix[:, dense].max()])
-            labels.append(q.relevant[i])
+            labels.append(q.relevant[i] > 0)
             sample_weight.append(q.weight)
     model = LogisticRegression(C=10.0, max_iter=1000)
     model.fit(np.array(rows), np.array(labels, dtype=int), sample_weight=np.array(sample_weight))
@@ -179,3 +201,58 @@ def fit_mode(
     else:
         raise ValueError(f"unknown model kind {kind!r}; use trees or linear")
     return ModeModel(scorer, fit_calibration(queries, scorer))
+
+
+def estimate_propensities(
+    positions: np.ndarray,
+    clicks: np.ndarray,
+    features: np.ndarray,
+    iterations: int = 100,
+    tolerance: float = 1e-3,
+    max_rows: int = 50_000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Estimate the examination probability of each position from click logs (regression EM).
+
+    The position-based click model says P(click) = P(examined | position) * P(relevant | x).
+    Regression EM (Wang et al., "Position bias estimation for unbiased learning to rank in
+    personal search", WSDM 2018) alternates between the posterior of (examined, relevant)
+    for each shown result and refitting both factors: the examination per position as a
+    mean, the relevance as a logistic regression on the features, which is what lets the
+    two be told apart without randomising the ranking. Iterates until the relative
+    propensities change by less than ``tolerance``. ``positions`` are 1-based; returns
+    the propensity of positions 1..max(positions), relative to position 1 (so [0] is 1).
+    At most ``max_rows`` shown results (a seeded random sample) take part.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    positions = np.asarray(positions, dtype=np.int64)
+    clicks = np.asarray(clicks, dtype=np.float64)
+    if len(positions) > max_rows:
+        keep = np.random.default_rng(seed).choice(len(positions), max_rows, replace=False)
+        positions, clicks, features = positions[keep], clicks[keep], features[keep]
+    depth = int(positions.max())
+    theta = np.full(depth, 0.5)
+    gamma = np.full(len(positions), max(1e-3, min(0.5, float(clicks.mean()) * 2)))
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-9
+    x = np.vstack([(features - mean) / std] * 2)
+    y = np.concatenate([np.ones(len(clicks)), np.zeros(len(clicks))])
+    model = LogisticRegression(C=1.0, max_iter=200, warm_start=True)
+    for _ in range(iterations):
+        t = theta[positions - 1]
+        denominator = np.maximum(1.0 - t * gamma, 1e-12)
+        examined = clicks + (1 - clicks) * t * (1 - gamma) / denominator
+        relevant = clicks + (1 - clicks) * (1 - t) * gamma / denominator
+        previous = theta
+        theta = np.clip(
+            np.bincount(positions - 1, weights=examined, minlength=depth)
+            / np.maximum(np.bincount(positions - 1, minlength=depth), 1),
+            1e-3, 1.0,
+        )
+        if np.abs(theta / theta[0] - previous / previous[0]).max() < tolerance:
+            break
+        weights = np.concatenate([relevant, 1 - relevant])
+        model.fit(x, y, sample_weight=np.maximum(weights, 1e-9))
+        gamma = model.predict_proba(x[: len(clicks)])[:, 1]
+    theta = np.minimum.accumulate(theta)  # examination never rises further down the list
+    return theta / theta[0]

@@ -20,6 +20,7 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
     """Settings for a test: no environment, the real model, folders under tmp."""
     values: dict[str, object] = {
         "articles": ARTICLES, "index": tmp / "index", "model": str(MODEL),
+        "feedback_db": tmp / "feedback.sqlite3", "weights_dir": tmp / "weights",
     }
     values.update(overrides)
     return load_settings(environ={}, **values)

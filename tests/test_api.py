@@ -109,3 +109,60 @@ def test_no_stack_trace_leaks(app, client, monkeypatch):
     body = response.get_json()
     assert body["error"]["code"] == "internal_error"
     assert "secret" not in response.get_data(as_text=True)
+
+
+def search_for(client, query="Zählerstand melden"):
+    body = client.get("/api/v1/search", query_string={"q": query, "k": 5}).get_json()
+    return body["search_id"], [r["id"] for r in body["results"]]
+
+
+def test_feedback_is_stored_once_with_the_logged_position(client, sample_service):
+    search_id, ids = search_for(client)
+    before = sample_service.feedback.counts()
+    response = client.post("/api/v1/feedback", json={
+        "search_id": search_id, "article_id": ids[1], "event": "click", "channel": "faq"})
+    assert response.status_code == 201
+    assert response.get_json() == {"search_id": search_id, "article_id": ids[1],
+                                   "event": "click", "position": 2, "channel": "faq"}
+    again = client.post("/api/v1/feedback", json={
+        "search_id": search_id, "article_id": ids[1], "event": "click"})
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "duplicate_feedback"
+    helpful = client.post("/api/v1/feedback", json={
+        "search_id": search_id, "article_id": ids[1], "event": "helpful", "position": 2})
+    assert helpful.status_code == 201
+    after = sample_service.feedback.counts()
+    assert after["click"] == before["click"] + 1 and after["helpful"] == before["helpful"] + 1
+    logged = sample_service.feedback.get_search(search_id)
+    assert [r.article_id for r in logged.results] == ids
+    assert logged.feature_names[0] == "dense" and len(logged.results[0].features) == len(
+        logged.feature_names)
+
+
+@pytest.mark.parametrize("change, status, code, words", [
+    ({"search_id": "0" * 32}, 404, "unknown_search", "search_id"),
+    ({"article_id": "roaming-eu"}, 400, "invalid_feedback", "article_id"),
+    ({"event": "love"}, 400, "invalid_feedback", "event"),
+    ({"event": None}, 400, "invalid_feedback", "event"),
+    ({"channel": "fax"}, 400, "invalid_feedback", "channel"),
+    ({"position": 7}, 400, "invalid_feedback", "position"),
+    ({"position": True}, 400, "invalid_feedback", "position"),
+    ({"position": "1"}, 400, "invalid_feedback", "position"),
+    ({"user": "x"}, 400, "unknown_field", "user"),
+])
+def test_bad_feedback_is_refused_with_the_field_named(client, change, status, code, words):
+    search_id, ids = search_for(client, "Router blinkt rot")
+    body = {"search_id": search_id, "article_id": ids[0], "event": "click", **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    response = client.post("/api/v1/feedback", json=body)
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and words in error["message"]
+
+
+def test_feedback_needs_a_json_object(client):
+    for data in ("not json", "[1, 2]"):
+        response = client.post("/api/v1/feedback", data=data,
+                               content_type="application/json")
+        assert response.status_code == 400
+        assert response.get_json()["error"]["code"] == "invalid_body"

@@ -99,6 +99,37 @@ def test_eval_command_json(tmp_path):
     assert bad.exit_code == 1 and "does not exist" in bad.output
 
 
+def test_eval_command_cross_fits_calibration_and_plots(tmp_path):
+    docs = [{"_id": f"d{i}", "title": t, "text": b} for i, (t, b) in enumerate([
+        ("Zählerstand melden", "Melden Sie den Stand online im Kundenportal."),
+        ("Router blinkt rot", "Starten Sie den Router neu und prüfen Sie die Kabel."),
+        ("Pay by transfer", "You can pay your bill by bank transfer."),
+        ("Umzug melden", "Teilen Sie uns Ihre neue Adresse vier Wochen vorher mit."),
+        ("Abschlag ändern", "Den monatlichen Abschlag passen Sie im Portal an."),
+        ("Roaming im Ausland", "In der EU telefonieren Sie zum Inlandspreis."),
+    ])]
+    queries = ["Wie gebe ich meinen Zählerstand durch?", "Internet kaputt, Lampe am Router rot",
+               "bank transfer payment", "Ich ziehe um, was muss ich tun?",
+               "Abschlag zu hoch", "Telefonieren in Spanien"]
+    write_beir(tmp_path / "six", docs,
+               [{"_id": f"q{i}", "text": q} for i, q in enumerate(queries)],
+               "".join(f"q{i}\td{i}\t1\n" for i in range(6)))
+    env = {"KBSEARCH_MODEL": str(MODEL)}
+    plot = tmp_path / "plots" / "reliability.png"
+    result = run(["eval", str(tmp_path / "six"), "--mode", "hybrid", "--calibrate", "2",
+                  "--plot", str(plot), "--json"], env)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["calibration"] == "2-fold cross-fitted on this set"
+    assert set(body["modes"]) == {"hybrid"}
+    assert 0.0 <= body["modes"]["hybrid"]["ece"] <= 1.0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    one = run(["eval", str(tmp_path / "six"), "--calibrate", "1"], env)
+    assert one.exit_code == 2 and "at least 2 folds" in one.output
+    bad_plot = run(["eval", str(tmp_path / "six"), "--plot", str(tmp_path / "x.svg")], env)
+    assert bad_plot.exit_code == 2 and "must end in .png" in bad_plot.output
+
+
 def test_settings_command_lists_variables():
     result = run(["settings"], {})
     assert "KBSEARCH_MODEL" in result.output and "KBSEARCH_INDEX" in result.output
@@ -137,3 +168,94 @@ def test_serve_runs_a_real_gunicorn_server(env, tmp_path):
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def test_train_then_list_show_promote_and_rollback_weights(tmp_path, sample_index, embedder):
+    from kbsearch.api import create_app
+    from kbsearch.service import SearchService
+
+    from .conftest import ARTICLES, make_settings
+
+    settings = make_settings(tmp_path, index=sample_index)
+    service = SearchService(settings, embedder=embedder)
+    client = create_app({"TESTING": True}, search_service=service).test_client()
+    queries = ["Zählerstand melden", "Router blinkt rot", "Abschlag ändern", "Umzug melden",
+               "Passwort vergessen", "Roaming im Ausland", "SEPA Lastschrift", "WLAN langsam"]
+    for n in range(40):
+        body = client.get("/api/v1/search", query_string={"q": queries[n % 8], "k": 5},
+                          environ_base={"REMOTE_ADDR": f"10.0.0.{n}"}).get_json()
+        best = body["results"][0]["id"]
+        for event in ("click", "helpful"):
+            assert client.post("/api/v1/feedback", json={
+                "search_id": body["search_id"], "article_id": best, "event": event},
+                environ_base={"REMOTE_ADDR": f"10.0.0.{n}"}).status_code == 201
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),
+           "KBSEARCH_FEEDBACK_DB": str(settings.feedback_db),
+           "KBSEARCH_WEIGHTS_DIR": str(settings.weights_dir),
+           "KBSEARCH_JUDGMENTS": str(ARTICLES / "judgments.tsv")}
+    result = run(["train", "--json"], env)
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["parent"] == "default"
+    assert outcome["report"]["train_searches"] == 32 and outcome["report"]["held_out_searches"] == 8
+    assert set(outcome["report"]["judged_ndcg@10"]) == {"current", "new"}
+    assert outcome["report"]["learned_questions"] >= 8
+    version = outcome["version"]
+
+    listed = json.loads(run(["weights", "list", "--json"], env).stdout)
+    assert [v["version"] for v in listed] == ["default", version]
+    shown = json.loads(run(["weights", "show", version], env).stdout)
+    assert shown["version"] == version and "hybrid" in shown["model"]["modes"]
+
+    assert run(["weights", "promote", version], env).exit_code == 0
+    assert service.ranker(refresh=True).version == version
+    # the learned questions now bring their articles up for these queries
+    hit = service.search("Zählerstand melden", log=False, k=1).results[0].hit
+    assert hit.scores["question_sim"] > 0
+    assert run(["weights", "rollback"], env).exit_code == 0
+    assert service.ranker(refresh=True).version == "default"
+    nothing = run(["weights", "rollback"], env)
+    assert nothing.exit_code == 1 and "nothing to roll back" in nothing.output
+    missing = run(["weights", "show", "nope"], env)
+    assert missing.exit_code == 1 and "no weights version 'nope'" in missing.output
+
+
+def test_train_without_enough_feedback_says_so(tmp_path, sample_index):
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "w")}
+    result = run(["train", "--no-judgments"], env)
+    assert result.exit_code == 1 and "training needs at least 20" in result.output
+
+
+def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
+    docs = [{"_id": f"d{i}", "title": t, "text": b} for i, (t, b) in enumerate([
+        ("Zählerstand melden", "Melden Sie den Stand online im Kundenportal."),
+        ("Router blinkt rot", "Starten Sie den Router neu und prüfen Sie die Kabel."),
+        ("Pay by transfer", "You can pay your bill by bank transfer."),
+        ("Umzug melden", "Teilen Sie uns Ihre neue Adresse vier Wochen vorher mit."),
+        ("Abschlag ändern", "Den monatlichen Abschlag passen Sie im Portal an."),
+    ])]
+    queries = ["Zählerstand durchgeben", "Router Lampe rot", "pay by bank transfer",
+               "ich ziehe um", "Abschlag senken", "Zählerstand online", "Internet kaputt",
+               "Überweisung statt Karte", "neue Adresse", "monatliche Zahlung ändern"]
+    write_beir(tmp_path / "sim", docs,
+               [{"_id": f"q{i}", "text": q} for i, q in enumerate(queries)],
+               "".join(f"q{i}\td{i % 5}\t1\n" for i in range(10)))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "simulate_feedback.py"), str(tmp_path / "sim"),
+         "--sessions", "60", "--rounds", "2", "--seed", "3", "--json",
+         "--cache", str(tmp_path / "cache")],
+        capture_output=True, text=True, env={**os.environ, "KBSEARCH_MODEL": str(MODEL)},
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    rounds = body["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert [r["sessions"] for r in rounds] == [0, 30, 60]
+    for row in rounds:
+        assert {"round", "sessions", "ndcg@10", "mrr@10", "ece"} <= set(row)
+        assert 0.0 <= row["ndcg@10"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
+    assert rounds[2]["events"] > rounds[1]["events"] > 0
+    assert body["held_out_queries"] == 2

@@ -9,6 +9,7 @@ from kbsearch.evaluation import (
     load_dataset,
     mrr_at,
     ndcg_at,
+    query_folds,
     recall_at,
     reliability,
     score_rankings,
@@ -47,6 +48,14 @@ def test_score_rankings_averages_over_queries():
     assert result["top1"] == 0.5
     assert result["mrr@10"] == pytest.approx((1 + 0.5) / 2)
     assert result["recall@10"] == 1.0
+
+
+def test_query_folds_are_reproducible_and_spread():
+    ids = [f"q{i}" for i in range(200)]
+    folds = query_folds(ids, 5)
+    assert folds == query_folds(ids, 5)
+    assert query_folds(list(reversed(ids)), 5) == list(reversed(folds))
+    assert all(25 <= folds.count(f) <= 55 for f in range(5))
 
 
 def write_beir(folder, corpus, queries, qrels):

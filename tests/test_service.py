@@ -90,3 +90,56 @@ def test_snippet_picks_the_sentence_with_the_query_words():
     assert make_snippet(text, "Zählerstand melden") == "Den Zählerstand melden Sie im Portal."
     assert make_snippet("Kurz.", "xyz", fallback="Anfang") == "Anfang"
     assert len(make_snippet("wort " * 200 + ".", "wort")) <= 241
+
+
+def test_stale_articles_carry_the_stale_feature(sample_service):
+    hits = {r.article.id: r.hit for r in sample_service.search(
+        "Smart Meter Einbau Termin", log=False, k=10).results}
+    assert hits["smart-meter-einbau"].scores["stale"] > 0  # review_by 2026-06-30 has passed
+    fresh = [h for i, h in hits.items() if i != "smart-meter-einbau"]
+    assert any(h.scores["stale"] == 0 for h in fresh)
+
+
+def test_searches_are_logged_with_what_they_showed(sample_service):
+    response = sample_service.search("Router blinkt rot", channel="bot", client="c1", k=3)
+    logged = sample_service.feedback.get_search(response.search_id)
+    assert logged.channel == "bot" and logged.client == "c1"
+    assert [r.article_id for r in logged.results] == [r.article.id for r in response.results]
+    assert [r.position for r in logged.results] == [1, 2, 3]
+    assert logged.query_vector.shape == (384,)
+    assert response.model_version == "default"
+    not_logged = sample_service.search("Router blinkt rot", log=False, k=3)
+    assert sample_service.feedback.get_search(not_logged.search_id) is None
+    with pytest.raises(QueryError, match="channel"):
+        sample_service.search("Router", channel="fax")
+
+
+def test_a_newly_promoted_weights_version_is_picked_up_without_restart(
+    tmp_path, sample_index, embedder
+):
+    import time
+
+    from kbsearch.memory import AnsweredQuestion, build_memory
+    from kbsearch.ranking import load_ranking_model
+    from kbsearch.service import SearchService
+    from kbsearch.versions import Helpfulness, Ranker
+
+    from .conftest import make_settings
+
+    service = SearchService(make_settings(tmp_path, index=sample_index), embedder=embedder)
+    assert service.ranker().version == "default"
+    query = "Mein Paket ist nicht angekommen"  # no article is about parcels
+    vector = embedder.embed_queries([query])[0]
+    memory = build_memory(
+        [AnsweredQuestion("wlan-passwort", vector, f"client{i}", time.time()) for i in range(3)],
+        time.time(),
+    )
+    version = service.weights.save(
+        Ranker("", load_ranking_model(), memory, Helpfulness()), "default", {}
+    )
+    service.weights.promote(version)
+    time.sleep(1.1)
+    assert service.ranker().version == version
+    results = service.search(query, log=False, k=3).results
+    assert results[0].article.id == "wlan-passwort"
+    assert results[0].hit.scores["question_sim"] == pytest.approx(0.875, abs=0.01)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
+from kbsearch.api import client_identity
 from kbsearch.errors import QueryError
 
 web = Blueprint("web", __name__)
@@ -38,7 +39,8 @@ def home() -> Any:
     response, problem = None, None
     if query:
         try:
-            response = service.search(query, k=10, language=request.args.get("lang") or None)
+            response = service.search(query, channel="faq", client=client_identity(), k=10,
+                                      language=request.args.get("lang") or None)
         except QueryError as exc:
             problem = str(exc)
     articles = service.articles()

@@ -1,0 +1,385 @@
+"""Learning from feedback: logged searches and events → a new, offline-checked weights version.
+
+The steps of ``kbsearch train``:
+
+1. Read the searches that got feedback and split them by time: the newest share is held out.
+2. Turn each training search into a listwise example over the results it showed, with the
+   features logged at search time. Gains: a click counts 1 / propensity of its position
+   (inverse propensity weighting, Joachims et al., "Unbiased learning-to-rank with biased
+   feedback", WSDM 2017; propensities from the logs by regression EM, clipped at
+   ``max_ipw``); helpful and resolved count more; not helpful or escalated cancel the
+   article's gain. A client's searches together weigh at most ``client_cap`` searches.
+3. Fit the hybrid weights with the listwise loss, regularised towards the current weights
+   with the strength of ``prior_searches`` searches, so a few events move little.
+4. Refit the calibration to the new score scale, matching the current probabilities on the
+   logged results (see :func:`fit_feedback_calibration` for why explicit feedback is not
+   used as a calibration label).
+5. Rebuild the learned questions and the helpfulness counts from all explicit feedback,
+   one vote per client and article.
+6. Compare new and current weights on the held-out searches (the logged results re-ranked,
+   scored by their IPW gains: a counterfactual DCG); worse weights are replaced by the
+   current ones, and the version keeps only the new learned questions and helpfulness. Then
+   check the version on judged queries when given; store it, and make it current only if
+   it is not worse there.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kbsearch.errors import KbsearchError
+from kbsearch.feedback import FeedbackEvent, FeedbackStore, SearchLog
+from kbsearch.memory import AnsweredQuestion, MemoryLimits, build_memory
+from kbsearch.ranking import (
+    FEATURES,
+    Calibration,
+    ModeModel,
+    RankingModel,
+    RankingWeights,
+    TreeEnsemble,
+    calibrate,
+    scores,
+)
+from kbsearch.training import (
+    JudgedQuery,
+    estimate_propensities,
+    fit_listwise,
+    prior_weights,
+)
+from kbsearch.versions import Helpfulness, Ranker, WeightsStore
+
+POSITIVE = ("helpful", "resolved")
+NEGATIVE = ("not_helpful", "escalated")
+
+
+class TrainingError(KbsearchError):
+    """There is not enough usable feedback to train on."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The knobs of feedback training (defaults come from the settings)."""
+
+    holdout: float = 0.2
+    min_searches: int = 20
+    prior_searches: float = 200.0
+    client_cap: float = 20.0
+    max_ipw: float = 10.0
+    gains: Mapping[str, float] = field(
+        default_factory=lambda: {"helpful": 2.0, "resolved": 3.0}
+    )
+    tolerance: float = 0.002
+    memory: MemoryLimits = MemoryLimits()
+    now: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a training run produced and whether it became current."""
+
+    version: str
+    parent: str
+    promoted: bool
+    reason: str
+    report: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One logged search as a training example."""
+
+    search: SearchLog
+    matrix: np.ndarray
+    positions: np.ndarray
+    clicks: np.ndarray
+    gains: np.ndarray
+    explicit: np.ndarray  # 1 solved, 0 not solved, nan no explicit feedback
+    weight: float
+
+
+def logged_matrix(search: SearchLog) -> np.ndarray:
+    """Return the logged features of a search's results in the order of FEATURES.
+
+    Features the log does not have (written by an older version) are 0.
+    """
+    columns = {name: i for i, name in enumerate(search.feature_names)}
+    matrix = np.zeros((len(search.results), len(FEATURES)))
+    for j, name in enumerate(FEATURES):
+        if name in columns:
+            matrix[:, j] = [r.features[columns[name]] for r in search.results]
+    return matrix
+
+
+def examples_from_logs(
+    searches: Iterable[SearchLog],
+    events: Iterable[FeedbackEvent],
+    client_cap: float,
+) -> list[Example]:
+    """Join logged searches with their events; one example per search that got feedback."""
+    by_search: dict[str, list[FeedbackEvent]] = defaultdict(list)
+    for event in events:
+        if event.event != "impression":
+            by_search[event.search_id].append(event)
+    logged = [s for s in searches if s.search_id in by_search and s.results]
+    per_client = defaultdict(int)
+    for search in logged:
+        per_client[search.client] += 1
+    examples = []
+    for search in logged:
+        ids = [r.article_id for r in search.results]
+        clicks, explicit = np.zeros(len(ids)), np.full(len(ids), np.nan)
+        solved, unsolved = np.zeros(len(ids)), np.zeros(len(ids))
+        for event in by_search[search.search_id]:
+            if event.article_id not in ids:
+                continue
+            i = ids.index(event.article_id)
+            if event.event == "click":
+                clicks[i] = 1.0
+            elif event.event in POSITIVE:
+                solved[i] = max(solved[i], 1.0)
+            elif event.event in NEGATIVE:
+                unsolved[i] = 1.0
+        explicit[solved > 0] = 1.0
+        explicit[unsolved > 0] = 0.0
+        cap = 1.0 if not search.client else min(1.0, client_cap / per_client[search.client])
+        examples.append(Example(
+            search, logged_matrix(search), np.array([r.position for r in search.results]),
+            clicks, np.zeros(len(ids)), explicit, cap,
+        ))
+    return examples
+
+
+def with_gains(
+    examples: Sequence[Example], events_by_search: Mapping[str, Sequence[FeedbackEvent]],
+    propensity: np.ndarray, options: TrainOptions,
+) -> list[Example]:
+    """Return the examples with their gains: (click + explicit bonus) / propensity.
+
+    Explicit feedback follows a click, so it is as position-biased as the click and gets
+    the same inverse-propensity weight; a negative verdict zeroes the article's gain.
+    """
+    out = []
+    for ex in examples:
+        p = propensity[np.minimum(ex.positions, len(propensity)) - 1]
+        gains = ex.clicks.copy()
+        ids = [r.article_id for r in ex.search.results]
+        for event in events_by_search.get(ex.search.search_id, ()):
+            if event.event in options.gains and event.article_id in ids:
+                gains[ids.index(event.article_id)] += options.gains[event.event]
+        gains *= np.minimum(1.0 / np.maximum(p, 1e-9), options.max_ipw)
+        gains[ex.explicit == 0.0] = 0.0
+        out.append(Example(ex.search, ex.matrix, ex.positions, ex.clicks, gains, ex.explicit,
+                           ex.weight))
+    return out
+
+
+def counterfactual_dcg(
+    examples: Sequence[Example], weights: RankingWeights | TreeEnsemble
+) -> np.ndarray:
+    """Return, per search with gain, the normalised DCG of its results re-ranked by ``weights``.
+
+    The gains are the IPW-corrected ones, so the mean estimates how the ranking would do on
+    these searches without showing it to anyone (a counterfactual estimate).
+    """
+    values = []
+    for ex in examples:
+        if ex.gains.sum() <= 0:
+            continue
+        order = np.argsort(-scores(ex.matrix, weights), kind="stable")
+        discount = 1.0 / np.log2(np.arange(2, len(order) + 2))
+        ideal = np.sort(ex.gains)[::-1] @ discount
+        values.append(float(ex.gains[order] @ discount / ideal))
+    return np.array(values)
+
+
+def worse(new: np.ndarray, current: np.ndarray, tolerance: float) -> bool:
+    """Return whether ``new`` scores lower than ``current`` on the same searches.
+
+    Worse means the mean paired difference is below ``-tolerance``. This is deliberately
+    strict: in simulation, weights that were worse only within the noise of this estimate
+    still lowered the ranking quality on new queries.
+    """
+    if len(new) == 0:
+        return False
+    return float((new - current).mean()) < -tolerance
+
+
+def _starting_weights(model: ModeModel) -> RankingWeights:
+    """Return the current linear weights, with prior coefficients for features they lack."""
+    prior = dict(zip(prior_weights().features, prior_weights().coefficients, strict=True))
+    if isinstance(model.weights, RankingWeights):
+        prior.update(zip(model.weights.features, model.weights.coefficients, strict=True))
+        intercept = model.weights.intercept
+    else:
+        intercept = 0.0
+    return RankingWeights(tuple(prior), tuple(prior.values()), intercept)
+
+
+def fit_feedback_calibration(
+    examples: Sequence[Example], weights: RankingWeights, current: ModeModel
+) -> Calibration:
+    """Refit score → probability for new weights so that it agrees with the current one.
+
+    Each logged result contributes the current model's probability as a soft label, so the
+    calibration carries over to the new score scale. Explicit feedback is not used as a
+    label: people only judge what they clicked, so its share of "helpful" overstates how
+    often a shown article solves the query (selection bias), and fitting on it made the
+    probabilities overconfident in simulation.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rows, labels, weight = [], [], []
+    for ex in examples:
+        s = scores(ex.matrix, weights)
+        old = calibrate(scores(ex.matrix, current.weights), ex.matrix, current.calibration)
+        top_dense = float(ex.matrix[:, FEATURES.index("dense")].max())
+        for i in range(len(s)):
+            row = [s[i], s[i] - s.max(), top_dense]
+            rows += [row, row]
+            labels += [1, 0]
+            weight += [old[i], 1 - old[i]]
+    model = LogisticRegression(C=10.0, max_iter=1000)
+    model.fit(np.array(rows), np.array(labels), sample_weight=np.array(weight) + 1e-9)
+    slope, gap, top_dense = (float(v) for v in model.coef_[0])
+    if slope < 0:
+        gap, slope = gap + slope, 0.0
+    if slope + gap <= 0:
+        gap = 1e-6 - slope
+    return Calibration(round(slope, 6), round(gap, 6), round(top_dense, 6),
+                       round(float(model.intercept_[0]), 6))
+
+
+def learned_state(
+    searches: Mapping[str, SearchLog], events: Sequence[FeedbackEvent], now: float,
+    limits: MemoryLimits,
+) -> tuple[Helpfulness, list[AnsweredQuestion]]:
+    """Count helpful votes and collect answered questions, one verdict per client and article.
+
+    A client's latest helpful / not helpful verdict on an article is its one vote; the
+    queries with which a client found an article helpful become answered questions unless
+    that client's latest verdict on the article is negative.
+    """
+    verdicts: dict[tuple[str, str], tuple[float, bool]] = {}
+    answered = []
+    for event in sorted(events, key=lambda e: e.created):
+        if event.event not in POSITIVE + NEGATIVE:
+            continue
+        voter = event.client or f"search:{event.search_id}"
+        verdicts[(event.article_id, voter)] = (event.created, event.event in POSITIVE)
+        search = searches.get(event.search_id)
+        if event.event in POSITIVE and search is not None and search.query_vector.size:
+            answered.append(AnsweredQuestion(event.article_id, search.query_vector, voter,
+                                             event.created))
+    answered = [a for a in answered if verdicts[(a.article_id, a.client)][1]]
+    votes = {key: {"up": up} for key, (_, up) in verdicts.items()}
+    counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for (article, _), vote in votes.items():
+        counts[article][0 if vote["up"] else 1] += 1.0
+    total_up = sum(c[0] for c in counts.values())
+    total = sum(c[0] + c[1] for c in counts.values())
+    mean = (total_up + 1.0) / (total + 2.0)
+    return Helpfulness({a: (c[0], c[1]) for a, c in counts.items()}, mean, 10.0), answered
+
+
+def train(
+    store: FeedbackStore,
+    weights: WeightsStore,
+    options: TrainOptions,
+    judged: Callable[[Ranker], float] | None = None,
+) -> TrainOutcome:
+    """Train a new weights version from the feedback store; promote it if it is not worse.
+
+    ``judged`` scores a ranker on judged queries (e.g. nDCG@10 of the knowledge base's
+    judgments file); it takes part in the promotion decision when given. Raises
+    TrainingError when fewer than ``options.min_searches`` searches have feedback.
+    """
+    import time
+
+    now = options.now if options.now is not None else time.time()
+    events = list(store.events())
+    searches = {s.search_id: s for s in store.searches()}
+    examples = examples_from_logs(searches.values(), events, options.client_cap)
+    if len(examples) < options.min_searches:
+        raise TrainingError(
+            f"only {len(examples)} searches have feedback; training needs at least "
+            f"{options.min_searches} (KBSEARCH_TRAIN_MIN_SEARCHES)"
+        )
+    clicked = [ex for ex in examples if ex.clicks.any()]
+    if clicked:
+        propensity = estimate_propensities(
+            np.concatenate([ex.positions for ex in clicked]),
+            np.concatenate([ex.clicks for ex in clicked]),
+            np.vstack([ex.matrix for ex in clicked]),
+        )
+    else:
+        propensity = np.ones(1)
+    by_search: dict[str, list[FeedbackEvent]] = defaultdict(list)
+    for event in events:
+        by_search[event.search_id].append(event)
+    examples = with_gains(examples, by_search, propensity, options)
+    examples.sort(key=lambda ex: (ex.search.created, ex.search.search_id))
+    cut = len(examples) - max(1, int(round(len(examples) * options.holdout)))
+    train_part, held_out = examples[:cut], examples[cut:]
+
+    current = weights.load()
+    hybrid = current.model.for_mode("hybrid")
+    start = _starting_weights(hybrid)
+    queries = [JudgedQuery(ex.matrix, ex.gains, ex.weight) for ex in train_part]
+    total = sum(q.weight for q in queries if q.relevant.sum() > 0)
+    if total == 0:
+        raise TrainingError("no training search has a click or positive feedback to learn from")
+    new_weights = fit_listwise(queries, FEATURES, options.prior_searches / total, start)
+    calibration = fit_feedback_calibration(train_part, new_weights, hybrid)
+    helpfulness, answered = learned_state(searches, events, now, options.memory)
+    model = RankingModel(
+        modes={**current.model.modes, "hybrid": ModeModel(new_weights, calibration)},
+        description=(f"Trained from feedback: {len(train_part)} searches, parent "
+                     f"{current.version}"),
+    )
+    ranker = Ranker("", model, build_memory(answered, now, options.memory), helpfulness)
+
+    held_current = counterfactual_dcg(held_out, hybrid.weights)
+    held_new = counterfactual_dcg(held_out, new_weights)
+    dcg = {
+        "current": round(float(held_current.mean()), 4) if len(held_current) else None,
+        "new": round(float(held_new.mean()), 4) if len(held_new) else None,
+        "train_current": round(float(counterfactual_dcg(train_part, hybrid.weights).mean()), 4),
+        "train_new": round(float(counterfactual_dcg(train_part, new_weights).mean()), 4),
+    }
+    report: dict[str, object] = {
+        "searches_with_feedback": len(examples),
+        "train_searches": len(train_part),
+        "held_out_searches": len(held_out),
+        "events": len(events),
+        "propensity": [round(float(p), 4) for p in propensity],
+        "learned_questions": len(ranker.questions),
+        "held_out_dcg": dcg,
+    }
+    kept_weights = worse(held_new, held_current, options.tolerance)
+    if kept_weights:
+        # the new weights do worse on held-out feedback: keep the current ones, but still
+        # offer the freshly learned questions and helpfulness
+        ranker = Ranker("", RankingModel(current.model.modes, model.description + "; "
+                                         "current weights kept"),
+                        ranker.questions, ranker.helpfulness)
+    report["weights"] = "kept current (new ones worse on held-out feedback)" if (
+        kept_weights) else "new"
+    if judged is not None:
+        figures = {"current": round(judged(current), 4), "new": round(judged(ranker), 4)}
+        report["judged_ndcg@10"] = figures
+        if figures["new"] < figures["current"] - options.tolerance:
+            version = weights.save(ranker, current.version, report)
+            reason = ("not promoted: worse than the current version on judged nDCG@10 "
+                      f"({figures['new']:.4f} < {figures['current']:.4f})")
+            weights.mark(version, "rejected", reason)
+            return TrainOutcome(version, current.version, False, reason, report)
+    version = weights.save(ranker, current.version, report)
+    reason = "promoted: not worse than the current version on any offline check" + (
+        "; the ranking weights stay the current ones, which did better on held-out "
+        "feedback" if kept_weights else "")
+    weights.promote(version, reason)
+    return TrainOutcome(version, current.version, True, reason, report)
