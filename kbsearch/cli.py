@@ -272,22 +272,6 @@ def show_settings() -> None:
         click.echo(f"{setting.env} (default: {default})\n    {setting.help}")
 
 
-def train_options(settings: Settings, now: float | None = None) -> Any:
-    """Return the feedback-training options the settings describe."""
-    from kbsearch.learning import TrainOptions
-    from kbsearch.memory import MemoryLimits
-
-    return TrainOptions(
-        holdout=settings.train_holdout,
-        min_searches=settings.train_min_searches,
-        prior_searches=settings.train_prior_searches,
-        client_cap=settings.train_client_cap,
-        memory=MemoryLimits(per_client=settings.questions_per_client,
-                            floor=settings.question_floor),
-        now=now,
-    )
-
-
 @main.command()
 @click.option("--judgments/--no-judgments", default=True, show_default=True,
               help="Also check the new version on the judged queries (KBSEARCH_JUDGMENTS).")
@@ -302,6 +286,7 @@ def train(judgments: bool, as_json: bool) -> None:
     it becomes current only if it is not worse, otherwise it is kept with the reason.
     """
     from kbsearch.evaluation import judged_scorer, load_judgments
+    from kbsearch.learning import TrainOptions
     from kbsearch.learning import train as run_training
     from kbsearch.service import SearchService
 
@@ -314,7 +299,9 @@ def train(judgments: bool, as_json: bool) -> None:
     elif judgments:
         click.echo(f"no judged queries at {settings.judgments}; checking on held-out "
                    "feedback only", err=True)
-    outcome = run_training(service.feedback, service.weights, train_options(settings), judged)
+    outcome = run_training(
+        service.feedback, service.weights, TrainOptions.from_settings(settings), judged
+    )
     if as_json:
         click.echo(json.dumps({"version": outcome.version, "parent": outcome.parent,
                                "promoted": outcome.promoted, "reason": outcome.reason,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kbsearch.config import Settings
 from kbsearch.errors import KbsearchError
 from kbsearch.feedback import FeedbackEvent, FeedbackStore, SearchLog
 from kbsearch.memory import AnsweredQuestion, MemoryLimits, build_memory
@@ -75,6 +76,19 @@ class TrainOptions:
     tolerance: float = 0.002
     memory: MemoryLimits = MemoryLimits()
     now: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, now: float | None = None) -> TrainOptions:
+        """Return the options the ``train_*`` and ``question*`` settings describe."""
+        return cls(
+            holdout=settings.train_holdout,
+            min_searches=settings.train_min_searches,
+            prior_searches=settings.train_prior_searches,
+            client_cap=settings.train_client_cap,
+            memory=MemoryLimits(per_client=settings.questions_per_client,
+                                floor=settings.question_floor),
+            now=now,
+        )
 
 
 @dataclass(frozen=True)

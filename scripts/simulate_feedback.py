@@ -48,7 +48,6 @@ from kbsearch.evaluation import (
 from kbsearch.indexer import current_version
 from kbsearch.learning import TrainingError, TrainOptions
 from kbsearch.learning import train as run_training
-from kbsearch.memory import MemoryLimits
 from kbsearch.service import SearchRequest, SearchService, default_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,14 +178,7 @@ def main() -> int:
             weights_dir=Path(tmp) / "weights", weights="",
         )
         service = SearchService(run_settings, embedder=cached)
-        options = TrainOptions(
-            holdout=run_settings.train_holdout,
-            min_searches=run_settings.train_min_searches,
-            prior_searches=run_settings.train_prior_searches,
-            client_cap=run_settings.train_client_cap,
-            memory=MemoryLimits(per_client=run_settings.questions_per_client,
-                                floor=run_settings.question_floor),
-        )
+        options = TrainOptions.from_settings(run_settings)
         rows.append({"round": 0, "sessions": 0, **evaluate(service, dataset, held_out),
                      "promoted": None, "events": 0})
         done, events = 0, 0

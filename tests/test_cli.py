@@ -21,6 +21,21 @@ def env(tmp_path, sample_index):
     return {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index)}
 
 
+MINI_DOCS = [
+    ("Zählerstand melden", "Melden Sie den Stand online im Kundenportal."),
+    ("Router blinkt rot", "Starten Sie den Router neu und prüfen Sie die Kabel."),
+    ("Pay by transfer", "You can pay your bill by bank transfer."),
+    ("Umzug melden", "Teilen Sie uns Ihre neue Adresse vier Wochen vorher mit."),
+    ("Abschlag ändern", "Den monatlichen Abschlag passen Sie im Portal an."),
+    ("Roaming im Ausland", "In der EU telefonieren Sie zum Inlandspreis."),
+]
+
+
+def mini_docs(n: int) -> list[dict[str, str]]:
+    """The first n of a few short BEIR documents (ids d0, d1, ...)."""
+    return [{"_id": f"d{i}", "title": t, "text": b} for i, (t, b) in enumerate(MINI_DOCS[:n])]
+
+
 def run(args, env):
     return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
@@ -100,14 +115,7 @@ def test_eval_command_json(tmp_path):
 
 
 def test_eval_command_cross_fits_calibration_and_plots(tmp_path):
-    docs = [{"_id": f"d{i}", "title": t, "text": b} for i, (t, b) in enumerate([
-        ("Zählerstand melden", "Melden Sie den Stand online im Kundenportal."),
-        ("Router blinkt rot", "Starten Sie den Router neu und prüfen Sie die Kabel."),
-        ("Pay by transfer", "You can pay your bill by bank transfer."),
-        ("Umzug melden", "Teilen Sie uns Ihre neue Adresse vier Wochen vorher mit."),
-        ("Abschlag ändern", "Den monatlichen Abschlag passen Sie im Portal an."),
-        ("Roaming im Ausland", "In der EU telefonieren Sie zum Inlandspreis."),
-    ])]
+    docs = mini_docs(6)
     queries = ["Wie gebe ich meinen Zählerstand durch?", "Internet kaputt, Lampe am Router rot",
                "bank transfer payment", "Ich ziehe um, was muss ich tun?",
                "Abschlag zu hoch", "Telefonieren in Spanien"]
@@ -229,13 +237,7 @@ def test_train_without_enough_feedback_says_so(tmp_path, sample_index):
 
 
 def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
-    docs = [{"_id": f"d{i}", "title": t, "text": b} for i, (t, b) in enumerate([
-        ("Zählerstand melden", "Melden Sie den Stand online im Kundenportal."),
-        ("Router blinkt rot", "Starten Sie den Router neu und prüfen Sie die Kabel."),
-        ("Pay by transfer", "You can pay your bill by bank transfer."),
-        ("Umzug melden", "Teilen Sie uns Ihre neue Adresse vier Wochen vorher mit."),
-        ("Abschlag ändern", "Den monatlichen Abschlag passen Sie im Portal an."),
-    ])]
+    docs = mini_docs(5)
     queries = ["Zählerstand durchgeben", "Router Lampe rot", "pay by bank transfer",
                "ich ziehe um", "Abschlag senken", "Zählerstand online", "Internet kaputt",
                "Überweisung statt Karte", "neue Adresse", "monatliche Zahlung ändern"]
