@@ -321,6 +321,7 @@ class SearchService:
         )
         ids = tuple(index.articles[a].id for a in pool)
         kw = [keyword_scores.get(i) for i in ids]
+        today = dt.date.today()
         return Candidates(
             ids=ids,
             dense=best_chunk,
@@ -333,7 +334,7 @@ class SearchService:
             keyword_rank=np.array([keyword_rank.get(a, -1) for a in pool]),
             question_sim=np.array([learned.get(a, 0.0) for a in pool]),
             helpfulness=ranker.helpfulness.scores(ids),
-            stale=staleness(np.array([_days_overdue(index.articles[a]) for a in pool])),
+            stale=staleness(np.array([_days_overdue(index.articles[a], today) for a in pool])),
         )
 
     def rank(
