@@ -285,7 +285,7 @@ def train(judgments: bool, as_json: bool) -> None:
     version is compared with the current one on held-out feedback (and the judged queries);
     it becomes current only if it is not worse, otherwise it is kept with the reason.
     """
-    from kbsearch.evaluation import judged_scorer, load_judgments
+    from kbsearch.evaluation import JudgedQueries, load_judgments
     from kbsearch.learning import TrainOptions
     from kbsearch.learning import train as run_training
     from kbsearch.service import SearchService
@@ -295,7 +295,7 @@ def train(judgments: bool, as_json: bool) -> None:
     judged = None
     if judgments and settings.judgments.exists():
         known = [a.id for a in service.index().articles]
-        judged = judged_scorer(service, load_judgments(settings.judgments, known))
+        judged = JudgedQueries(service, load_judgments(settings.judgments, known))
     elif judgments:
         click.echo(f"no judged queries at {settings.judgments}; checking on held-out "
                    "feedback only", err=True)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,24 +378,33 @@ def load_judgments(path: Path, known_ids: Iterable[str] | None = None) -> list[J
     return judgments
 
 
-def judged_scorer(
-    service: SearchService, judgments: Sequence[Judgment]
-) -> Callable[[Ranker], float]:
-    """Return a function giving a ranker's mean nDCG@10 on the judgments (live index).
+class JudgedQueries:
+    """A knowledge base's judged queries against the live index (for ``kbsearch train``).
 
-    Query embeddings are computed once; each call retrieves and ranks with the given
-    ranker, its learned questions and helpfulness included.
+    Query embeddings are computed once; each call retrieves with the given ranker, so its
+    learned questions and helpfulness take part.
     """
-    index = service.index()
-    vectors = service.embedder.embed_queries([j.query for j in judgments])
 
-    def score(ranker: Ranker) -> float:
-        values = []
-        for judgment, vector in zip(judgments, vectors, strict=True):
+    def __init__(self, service: SearchService, judgments: Sequence[Judgment]) -> None:
+        """Embed the judged queries once."""
+        self.service = service
+        self.judgments = list(judgments)
+        self.vectors = service.embedder.embed_queries([j.query for j in self.judgments])
+
+    def _candidates(self, ranker: Ranker) -> Iterable[tuple[Judgment, Candidates]]:
+        index = self.service.index()
+        for judgment, vector in zip(self.judgments, self.vectors, strict=True):
             request = SearchRequest(query=judgment.query, k=10, visibility="internal")
-            candidates = service.candidates(index, request, vector, ranker)
-            hits = service.rank(candidates, "hybrid", 10, ranker)
-            values.append(ndcg_at([h.id for h in hits], judgment.relevant, 10))
+            yield judgment, self.service.candidates(index, request, vector, ranker)
+
+    def ndcg(self, ranker: Ranker) -> float:
+        """Return the ranker's mean nDCG@10 over the judged queries."""
+        values = [
+            ndcg_at([h.id for h in self.service.rank(c, "hybrid", 10, ranker)], j.relevant, 10)
+            for j, c in self._candidates(ranker)
+        ]
         return float(np.mean(values)) if values else 0.0
 
-    return score
+    def queries(self, ranker: Ranker) -> list[JudgedQuery]:
+        """Return each judged query's candidates with their relevance, as training rows."""
+        return [judged_query(c, j.relevant) for j, c in self._candidates(ranker)]

@@ -11,23 +11,24 @@ The steps of ``kbsearch train``:
    article's gain. A client's searches together weigh at most ``client_cap`` searches.
 3. Fit the hybrid weights with the listwise loss, regularised towards the current weights
    with the strength of ``prior_searches`` searches, so a few events move little.
-4. Refit the calibration to the new score scale, matching the current probabilities on the
-   logged results (see :func:`fit_feedback_calibration` for why explicit feedback is not
-   used as a calibration label).
+4. Compare new and current weights on the held-out searches (the logged results
+   re-ranked, scored by their IPW gains: a counterfactual DCG); worse weights are dropped
+   and the current ones kept.
 5. Rebuild the learned questions and the helpfulness counts from all explicit feedback,
    one vote per client and article.
-6. Compare new and current weights on the held-out searches (the logged results re-ranked,
-   scored by their IPW gains: a counterfactual DCG); worse weights are replaced by the
-   current ones, and the version keeps only the new learned questions and helpfulness. Then
-   check the version on judged queries when given; store it, and make it current only if
-   it is not worse there.
+6. Refit the calibration to the score scale, on the knowledge base's judged queries and
+   the current probabilities (see :func:`fit_feedback_calibration` for why explicit
+   feedback is not used as a calibration label).
+7. Check the version on the judged queries when given; store it, and make it current only
+   if it is not worse there.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -55,6 +56,18 @@ from kbsearch.versions import Helpfulness, Ranker, WeightsStore
 
 POSITIVE = ("helpful", "resolved")
 NEGATIVE = ("not_helpful", "escalated")
+
+
+class JudgedSource(Protocol):
+    """Judged queries of the knowledge base, retrieved against the live index."""
+
+    def ndcg(self, ranker: Ranker) -> float:
+        """Return the ranker's mean nDCG@10 over the judged queries."""
+        ...
+
+    def queries(self, ranker: Ranker) -> list[JudgedQuery]:
+        """Return each judged query's candidates (features as the ranker sees them)."""
+        ...
 
 
 class TrainingError(KbsearchError):
@@ -234,28 +247,46 @@ def _starting_weights(model: ModeModel) -> RankingWeights:
 
 
 def fit_feedback_calibration(
-    examples: Sequence[Example], weights: RankingWeights, current: ModeModel
+    examples: Sequence[Example], weights: RankingWeights | TreeEnsemble, current: ModeModel,
+    judged: Sequence[JudgedQuery] = (), top: int = 20,
 ) -> Calibration:
-    """Refit score → probability for new weights so that it agrees with the current one.
+    """Refit score → probability for new weights, on judged queries and the current model.
 
     Each logged result contributes the current model's probability as a soft label, so the
-    calibration carries over to the new score scale. Explicit feedback is not used as a
-    label: people only judge what they clicked, so its share of "helpful" overstates how
-    often a shown article solves the query (selection bias), and fitting on it made the
-    probabilities overconfident in simulation.
+    calibration carries over to the new score scale. The knowledge base's judged queries
+    (their ``top`` best candidates, labelled relevant or not) weigh as much again as all
+    logged results together, so with judgments the calibration moves to this knowledge
+    base. Explicit feedback is not used as a label: people only judge what they clicked, so
+    its share of "helpful" overstates how often a shown article solves the query
+    (selection bias), and fitting on it made the probabilities overconfident in simulation.
     """
     from sklearn.linear_model import LogisticRegression
 
+    dense = FEATURES.index("dense")
     rows, labels, weight = [], [], []
     for ex in examples:
         s = scores(ex.matrix, weights)
         old = calibrate(scores(ex.matrix, current.weights), ex.matrix, current.calibration)
-        top_dense = float(ex.matrix[:, FEATURES.index("dense")].max())
+        top_dense = float(ex.matrix[:, dense].max())
         for i in range(len(s)):
             row = [s[i], s[i] - s.max(), top_dense]
             rows += [row, row]
             labels += [1, 0]
             weight += [old[i], 1 - old[i]]
+    judged_rows = []
+    for query in judged:
+        if len(query.relevant) == 0:
+            continue
+        s = scores(query.matrix, weights)
+        for i in np.argsort(-s, kind="stable")[:top]:
+            judged_rows.append(([s[i], s[i] - s.max(), float(query.matrix[:, dense].max())],
+                                int(query.relevant[i] > 0)))
+    if judged_rows:
+        share = max(1.0, sum(weight)) / len(judged_rows)
+        for row, label in judged_rows:
+            rows.append(row)
+            labels.append(label)
+            weight.append(share)
     model = LogisticRegression(C=10.0, max_iter=1000)
     model.fit(np.array(rows), np.array(labels), sample_weight=np.array(weight) + 1e-9)
     slope, gap, top_dense = (float(v) for v in model.coef_[0])
@@ -303,13 +334,14 @@ def train(
     store: FeedbackStore,
     weights: WeightsStore,
     options: TrainOptions,
-    judged: Callable[[Ranker], float] | None = None,
+    judged: JudgedSource | None = None,
 ) -> TrainOutcome:
     """Train a new weights version from the feedback store; promote it if it is not worse.
 
-    ``judged`` scores a ranker on judged queries (e.g. nDCG@10 of the knowledge base's
-    judgments file); it takes part in the promotion decision when given. Raises
-    TrainingError when fewer than ``options.min_searches`` searches have feedback.
+    ``judged`` gives the knowledge base's judged queries (its judgments file): their
+    candidates join the calibration as labelled data, and their nDCG@10 takes part in
+    the promotion decision. Raises TrainingError when fewer than
+    ``options.min_searches`` searches have feedback.
     """
     import time
 
@@ -346,44 +378,42 @@ def train(
     total = sum(q.weight for q in queries if q.relevant.sum() > 0)
     if total == 0:
         raise TrainingError("no training search has a click or positive feedback to learn from")
-    new_weights = fit_listwise(queries, FEATURES, options.prior_searches / total, start)
-    calibration = fit_feedback_calibration(train_part, new_weights, hybrid)
+    fitted = fit_listwise(queries, FEATURES, options.prior_searches / total, start)
+    held_current = counterfactual_dcg(held_out, hybrid.weights)
+    held_new = counterfactual_dcg(held_out, fitted)
+    kept_weights = worse(held_new, held_current, options.tolerance)
+    # worse weights on held-out feedback are not used; the version still renews the
+    # learned questions, helpfulness and calibration
+    new_weights = hybrid.weights if kept_weights else fitted
     helpfulness, answered = learned_state(searches, events, now, options.memory)
+    questions = build_memory(answered, now, options.memory)
+    state = Ranker("", current.model, questions, helpfulness)
+    judged_rows = judged.queries(state) if judged is not None else []
+    calibration = fit_feedback_calibration(train_part, new_weights, hybrid, judged_rows)
     model = RankingModel(
         modes={**current.model.modes, "hybrid": ModeModel(new_weights, calibration)},
         description=(f"Trained from feedback: {len(train_part)} searches, parent "
-                     f"{current.version}"),
+                     f"{current.version}" + ("; current weights kept" if kept_weights else "")),
     )
-    ranker = Ranker("", model, build_memory(answered, now, options.memory), helpfulness)
-
-    held_current = counterfactual_dcg(held_out, hybrid.weights)
-    held_new = counterfactual_dcg(held_out, new_weights)
-    dcg = {
-        "current": round(float(held_current.mean()), 4) if len(held_current) else None,
-        "new": round(float(held_new.mean()), 4) if len(held_new) else None,
-        "train_current": round(float(counterfactual_dcg(train_part, hybrid.weights).mean()), 4),
-        "train_new": round(float(counterfactual_dcg(train_part, new_weights).mean()), 4),
-    }
+    ranker = Ranker("", model, questions, helpfulness)
     report: dict[str, object] = {
         "searches_with_feedback": len(examples),
         "train_searches": len(train_part),
         "held_out_searches": len(held_out),
         "events": len(events),
         "propensity": [round(float(p), 4) for p in propensity],
-        "learned_questions": len(ranker.questions),
-        "held_out_dcg": dcg,
+        "learned_questions": len(questions),
+        "held_out_dcg": {
+            "current": round(float(held_current.mean()), 4) if len(held_current) else None,
+            "new": round(float(held_new.mean()), 4) if len(held_new) else None,
+        },
+        "weights": "kept current (new ones worse on held-out feedback)" if kept_weights
+        else "new",
+        "calibration_judged_queries": len(judged_rows),
     }
-    kept_weights = worse(held_new, held_current, options.tolerance)
-    if kept_weights:
-        # the new weights do worse on held-out feedback: keep the current ones, but still
-        # offer the freshly learned questions and helpfulness
-        ranker = Ranker("", RankingModel(current.model.modes, model.description + "; "
-                                         "current weights kept"),
-                        ranker.questions, ranker.helpfulness)
-    report["weights"] = "kept current (new ones worse on held-out feedback)" if (
-        kept_weights) else "new"
     if judged is not None:
-        figures = {"current": round(judged(current), 4), "new": round(judged(ranker), 4)}
+        figures = {"current": round(judged.ndcg(current), 4),
+                   "new": round(judged.ndcg(ranker), 4)}
         report["judged_ndcg@10"] = figures
         if figures["new"] < figures["current"] - options.tolerance:
             version = weights.save(ranker, current.version, report)

@@ -14,12 +14,21 @@ from kbsearch.learning import (
     TrainOptions,
     counterfactual_dcg,
     examples_from_logs,
+    fit_feedback_calibration,
     train,
     with_gains,
     worse,
 )
-from kbsearch.ranking import FEATURES, Candidates, feature_matrix, load_ranking_model, rank
-from kbsearch.training import estimate_propensities
+from kbsearch.ranking import (
+    FEATURES,
+    Candidates,
+    calibrate,
+    feature_matrix,
+    load_ranking_model,
+    rank,
+    scores,
+)
+from kbsearch.training import JudgedQuery, estimate_propensities
 from kbsearch.versions import DEFAULT_VERSION, WeightsStore
 
 MODEL = load_ranking_model().for_mode("hybrid")
@@ -115,6 +124,30 @@ def test_worse_compares_paired_means_with_a_tolerance():
     assert worse(current - 0.01, current, 0.002)
     assert not worse(current + 0.05, current, 0.002)
     assert not worse(np.array([]), np.array([]), 0.002)
+
+
+def test_judged_queries_pull_the_calibration_towards_what_they_show(store):
+    rng = np.random.default_rng(2)
+    simulate(store, rng, 60)
+    examples = examples_from_logs(store.searches(), store.events(), client_cap=20)
+    alone = fit_feedback_calibration(examples, MODEL.weights, MODEL)
+    # judged queries in which the model's first candidate always solves the query, and no
+    # other does
+    judged = []
+    for _ in range(40):
+        candidates, _ = random_candidates(rng)
+        matrix = feature_matrix(candidates)
+        relevant = np.zeros(30)
+        relevant[np.argmax(scores(matrix, MODEL.weights))] = 1.0
+        judged.append(JudgedQuery(matrix, relevant))
+    sharper = fit_feedback_calibration(examples, MODEL.weights, MODEL, judged)
+    matrix = examples[0].matrix
+    score = scores(matrix, MODEL.weights)
+    before, after = calibrate(score, matrix, alone), calibrate(score, matrix, sharper)
+    assert after[0] > before[0] and np.all(after[2:] < before[2:])
+    # without judgments the refit reproduces the current probabilities closely
+    current = calibrate(score, matrix, MODEL.calibration)
+    assert np.abs(calibrate(score, matrix, alone) - current).max() < 0.05
 
 
 def test_training_needs_enough_feedback(store, tmp_path):
