@@ -299,8 +299,7 @@ def fit_feedback_calibration(
 
 
 def learned_state(
-    searches: Mapping[str, SearchLog], events: Sequence[FeedbackEvent], now: float,
-    limits: MemoryLimits,
+    searches: Mapping[str, SearchLog], events: Sequence[FeedbackEvent]
 ) -> tuple[Helpfulness, list[AnsweredQuestion]]:
     """Count helpful votes and collect answered questions, one verdict per client and article.
 
@@ -320,10 +319,9 @@ def learned_state(
             answered.append(AnsweredQuestion(event.article_id, search.query_vector, voter,
                                              event.created))
     answered = [a for a in answered if verdicts[(a.article_id, a.client)][1]]
-    votes = {key: {"up": up} for key, (_, up) in verdicts.items()}
     counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for (article, _), vote in votes.items():
-        counts[article][0 if vote["up"] else 1] += 1.0
+    for (article, _), (_, up) in verdicts.items():
+        counts[article][0 if up else 1] += 1.0
     total_up = sum(c[0] for c in counts.values())
     total = sum(c[0] + c[1] for c in counts.values())
     mean = (total_up + 1.0) / (total + 2.0)
@@ -385,7 +383,7 @@ def train(
     # worse weights on held-out feedback are not used; the version still renews the
     # learned questions, helpfulness and calibration
     new_weights = hybrid.weights if kept_weights else fitted
-    helpfulness, answered = learned_state(searches, events, now, options.memory)
+    helpfulness, answered = learned_state(searches, events)
     questions = build_memory(answered, now, options.memory)
     state = Ranker("", current.model, questions, helpfulness)
     judged_rows = judged.queries(state) if judged is not None else []

@@ -15,6 +15,7 @@ from kbsearch.learning import (
     counterfactual_dcg,
     examples_from_logs,
     fit_feedback_calibration,
+    learned_state,
     train,
     with_gains,
     worse,
@@ -148,6 +149,26 @@ def test_judged_queries_pull_the_calibration_towards_what_they_show(store):
     # without judgments the refit reproduces the current probabilities closely
     current = calibrate(score, matrix, MODEL.calibration)
     assert np.abs(calibrate(score, matrix, alone) - current).max() < 0.05
+
+
+def test_helpfulness_counts_one_latest_verdict_per_client_and_article(store):
+    rng = np.random.default_rng(4)
+    searches = {}
+    for n, client in enumerate(["ann", "ann", "bob", "cy"]):
+        search, _ = log_search(store, rng, f"s{n}", client, NOW + n)
+        searches[search.search_id] = search
+    article = searches["s0"].results[0].article_id
+    events = [
+        FeedbackEvent("s0", article, "helpful", 1, "faq", "ann", NOW),
+        FeedbackEvent("s1", article, "resolved", 1, "faq", "ann", NOW + 1),  # same client
+        FeedbackEvent("s2", article, "helpful", 1, "faq", "bob", NOW + 2),
+        FeedbackEvent("s2", article, "not_helpful", 1, "faq", "bob", NOW + 3),  # changed mind
+        FeedbackEvent("s3", article, "escalated", 1, "faq", "cy", NOW + 4),
+    ]
+    helpfulness, answered = learned_state(searches, events)
+    assert helpfulness.counts[article] == (1.0, 2.0)  # ann up; bob and cy down
+    assert {a.client for a in answered} == {"ann"}  # bob's latest verdict is negative
+    assert len(answered) == 2 and helpfulness.prior_mean == pytest.approx(2 / 5)
 
 
 def test_training_needs_enough_feedback(store, tmp_path):
