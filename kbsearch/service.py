@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import threading
 import time
@@ -19,7 +20,12 @@ from kbsearch.articles import Article
 from kbsearch.chunking import plain_text
 from kbsearch.config import Settings
 from kbsearch.embedding import Embedder, SentenceTransformerEmbedder
-from kbsearch.errors import ArticleNotFoundError, FeedbackError, QueryError
+from kbsearch.errors import (
+    ArticleNotFoundError,
+    FeedbackError,
+    FeedbackStoreError,
+    QueryError,
+)
 from kbsearch.feedback import (
     CHANNELS,
     EVENTS,
@@ -41,6 +47,7 @@ from kbsearch.ranking import (
 )
 from kbsearch.versions import Ranker, WeightsStore, default_ranker
 
+log = logging.getLogger(__name__)
 VISIBILITIES = ("public", "internal")
 RELOAD_CHECK_SECONDS = 1.0
 SNIPPET_CHARS = 240
@@ -375,7 +382,7 @@ class SearchService:
             model_version=ranker.version,
         )
         if log:
-            self.feedback.log_search(SearchLog(
+            self._log(SearchLog(
                 search_id=response.search_id, created=time.time(), query=request.query,
                 language=request.language, channel=channel, client=client,
                 index_version=index.version, model_version=ranker.version,
@@ -387,6 +394,13 @@ class SearchService:
                 ),
             ))
         return response
+
+    def _log(self, search: SearchLog) -> None:
+        """Log a search for training; a failing store is reported but never fails a search."""
+        try:
+            self.feedback.log_search(search)
+        except (FeedbackStoreError, FeedbackError) as exc:
+            log.warning("search %s not logged for feedback: %s", search.search_id, exc)
 
     def record_feedback(
         self, search_id: object, article_id: object, event: object, position: object = None,

@@ -143,3 +143,19 @@ def test_a_newly_promoted_weights_version_is_picked_up_without_restart(
     results = service.search(query, log=False, k=3).results
     assert results[0].article.id == "wlan-passwort"
     assert results[0].hit.scores["question_sim"] == pytest.approx(0.875, abs=0.01)
+
+
+def test_a_broken_feedback_store_never_fails_a_search(tmp_path, sample_index, embedder, caplog):
+    from kbsearch.service import SearchService
+
+    from .conftest import make_settings
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database folder should be", "utf-8")
+    service = SearchService(
+        make_settings(tmp_path, index=sample_index, feedback_db=blocked / "f.sqlite3"),
+        embedder=embedder,
+    )
+    response = service.search("Zählerstand melden", k=2)
+    assert response.results[0].article.id == "zaehlerstand-melden"
+    assert "not logged for feedback" in caplog.text
