@@ -318,6 +318,42 @@ def train(judgments: bool, as_json: bool) -> None:
     click.echo(outcome.reason)
 
 
+@main.command()
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Folds of the cross-fitted ECE that compares old and new calibration.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@friendly_errors
+def calibrate(folds: int, as_json: bool) -> None:
+    """Calibrate the probabilities on the knowledge base's judged queries (KBSEARCH_JUDGMENTS).
+
+    Useful before any feedback exists: the shipped calibration is a compromise over other
+    data sets. The refitted calibration becomes current only if its cross-fitted expected
+    calibration error on the judged queries is not worse; weights stay as they are.
+    """
+    from kbsearch.evaluation import JudgedQueries, load_judgments
+    from kbsearch.learning import calibrate_on_judgments
+    from kbsearch.service import SearchService
+
+    settings = _settings()
+    if not settings.judgments.exists():
+        raise click.ClickException(
+            f"no judged queries at {settings.judgments} (set KBSEARCH_JUDGMENTS; lines of "
+            "'query<TAB>article-id[,id...]')"
+        )
+    service = SearchService(settings)
+    known = [a.id for a in service.index().articles]
+    judged = JudgedQueries(service, load_judgments(settings.judgments, known))
+    outcome = calibrate_on_judgments(service.weights, judged, folds)
+    if as_json:
+        click.echo(json.dumps({"version": outcome.version, "parent": outcome.parent,
+                               "promoted": outcome.promoted, "reason": outcome.reason,
+                               "report": outcome.report}, indent=2))
+        return
+    click.echo(f"calibrated {outcome.version} on {outcome.report['judged_queries']} "
+               f"judged queries")
+    click.echo(outcome.reason)
+
+
 @main.group()
 def weights() -> None:
     """List, inspect, promote and roll back trained ranking-weights versions."""

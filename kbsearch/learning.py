@@ -49,6 +49,7 @@ from kbsearch.ranking import (
 from kbsearch.training import (
     JudgedQuery,
     estimate_propensities,
+    fit_calibration,
     fit_listwise,
     prior_weights,
 )
@@ -423,5 +424,72 @@ def train(
     reason = "promoted: not worse than the current version on any offline check" + (
         "; the ranking weights stay the current ones, which did better on held-out "
         "feedback" if kept_weights else "")
+    weights.promote(version, reason)
+    return TrainOutcome(version, current.version, True, reason, report)
+
+
+def cross_fitted_ece(
+    queries: Sequence[JudgedQuery], weights: RankingWeights | TreeEnsemble, folds: int,
+    fixed: Calibration | None = None, top: int = 10,
+) -> float:
+    """Return the ECE of each query's top results, calibrated on the other folds.
+
+    With ``fixed`` the given calibration is scored instead (no refitting), on the same
+    results. Folds are assigned round-robin in the given order.
+    """
+    from kbsearch.evaluation import expected_calibration_error
+
+    probabilities, outcomes = [], []
+    for fold in range(folds):
+        test = [q for i, q in enumerate(queries) if i % folds == fold]
+        train_part = [q for i, q in enumerate(queries) if i % folds != fold]
+        calibration = fixed or fit_calibration(train_part, weights)
+        for query in test:
+            s = scores(query.matrix, weights)
+            p = calibrate(s, query.matrix, calibration)
+            best = np.argsort(-s, kind="stable")[:top]
+            probabilities += [float(v) for v in p[best]]
+            outcomes += [bool(query.relevant[i] > 0) for i in best]
+    return expected_calibration_error(probabilities, outcomes)
+
+
+def calibrate_on_judgments(
+    weights: WeightsStore, judged: JudgedSource, folds: int = 5
+) -> TrainOutcome:
+    """Refit the hybrid calibration on the judged queries alone; promote it if it is better.
+
+    The current and the refitted calibration are compared by cross-fitted ECE over the
+    judged queries (each fold calibrated on the others). The new version keeps the current
+    weights, learned questions and helpfulness. Raises TrainingError when the judgments
+    are too few to cross-fit.
+    """
+    current = weights.load()
+    hybrid = current.model.for_mode("hybrid")
+    queries = [q for q in judged.queries(current) if len(q.relevant)]
+    labels = {float(v) > 0 for q in queries for v in q.relevant}
+    if len(queries) < 2 * folds or labels != {True, False}:
+        raise TrainingError(
+            f"{len(queries)} judged queries are too few to calibrate on with {folds} folds"
+        )
+    before = cross_fitted_ece(queries, hybrid.weights, folds, fixed=hybrid.calibration)
+    after = cross_fitted_ece(queries, hybrid.weights, folds)
+    model = RankingModel(
+        modes={**current.model.modes,
+               "hybrid": ModeModel(hybrid.weights, fit_calibration(queries, hybrid.weights))},
+        description=f"{current.model.description}; calibrated on {len(queries)} judged "
+                    "queries",
+    )
+    report: dict[str, object] = {
+        "judged_queries": len(queries),
+        "ece_cross_fitted": {"current": round(before, 4), "new": round(after, 4)},
+    }
+    version = weights.save(Ranker("", model, current.questions, current.helpfulness),
+                           current.version, report)
+    if after > before:
+        reason = (f"not promoted: the refitted calibration is worse (ECE {after:.4f} > "
+                  f"{before:.4f})")
+        weights.mark(version, "rejected", reason)
+        return TrainOutcome(version, current.version, False, reason, report)
+    reason = f"promoted: ECE {before:.4f} -> {after:.4f} on the judged queries"
     weights.promote(version, reason)
     return TrainOutcome(version, current.version, True, reason, report)

@@ -262,3 +262,26 @@ def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
         assert 0.0 <= row["ndcg@10"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
     assert rounds[2]["events"] > rounds[1]["events"] > 0
     assert body["held_out_queries"] == 2
+
+
+def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_index):
+    from .conftest import ARTICLES
+
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "w"),
+           "KBSEARCH_JUDGMENTS": str(ARTICLES / "judgments.tsv")}
+    result = run(["calibrate", "--json"], env)
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["report"]["judged_queries"] == 52
+    ece = outcome["report"]["ece_cross_fitted"]
+    assert outcome["promoted"] == (ece["new"] <= ece["current"])
+    listed = json.loads(run(["weights", "list", "--json"], env).stdout)
+    assert listed[-1]["version"] == outcome["version"]
+    missing = run(["calibrate"], {**env, "KBSEARCH_JUDGMENTS": str(tmp_path / "none.tsv")})
+    assert missing.exit_code == 1 and "no judged queries" in missing.output
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("wie melde ich den zählerstand\tgibt-es-nicht\n", "utf-8")
+    unknown = run(["calibrate"], {**env, "KBSEARCH_JUDGMENTS": str(bad)})
+    assert unknown.exit_code == 1 and "bad.tsv:1" in unknown.output
