@@ -272,6 +272,13 @@ def show_settings() -> None:
         click.echo(f"{setting.env} (default: {default})\n    {setting.help}")
 
 
+def _outcome_json(outcome: Any) -> str:
+    """Return a training or calibration outcome as indented JSON."""
+    return json.dumps({"version": outcome.version, "parent": outcome.parent,
+                       "promoted": outcome.promoted, "reason": outcome.reason,
+                       "report": outcome.report}, indent=2)
+
+
 @main.command()
 @click.option("--judgments/--no-judgments", default=True, show_default=True,
               help="Also check the new version on the judged queries (KBSEARCH_JUDGMENTS).")
@@ -303,14 +310,14 @@ def train(judgments: bool, as_json: bool) -> None:
         service.feedback, service.weights, TrainOptions.from_settings(settings), judged
     )
     if as_json:
-        click.echo(json.dumps({"version": outcome.version, "parent": outcome.parent,
-                               "promoted": outcome.promoted, "reason": outcome.reason,
-                               "report": outcome.report}, indent=2))
+        click.echo(_outcome_json(outcome))
         return
     click.echo(f"trained {outcome.version} from {outcome.report['train_searches']} searches "
                f"with feedback ({outcome.report['held_out_searches']} held out)")
     dcg = outcome.report["held_out_dcg"]
-    click.echo(f"held-out feedback DCG: current {dcg['current']:.4f}, new {dcg['new']:.4f}")
+    if dcg["current"] is not None:
+        click.echo(f"held-out feedback DCG: current {dcg['current']:.4f}, "
+                   f"new {dcg['new']:.4f}")
     if "judged_ndcg@10" in outcome.report:
         figures = outcome.report["judged_ndcg@10"]
         click.echo(f"judged nDCG@10: current {figures['current']:.4f}, "
@@ -345,9 +352,7 @@ def calibrate(folds: int, as_json: bool) -> None:
     judged = JudgedQueries(service, load_judgments(settings.judgments, known))
     outcome = calibrate_on_judgments(service.weights, judged, folds)
     if as_json:
-        click.echo(json.dumps({"version": outcome.version, "parent": outcome.parent,
-                               "promoted": outcome.promoted, "reason": outcome.reason,
-                               "report": outcome.report}, indent=2))
+        click.echo(_outcome_json(outcome))
         return
     click.echo(f"calibrated {outcome.version} on {outcome.report['judged_queries']} "
                f"judged queries")
