@@ -8,7 +8,7 @@ from typing import Any
 
 import markdown as markdown_lib
 import nh3
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from kbsearch import __version__
@@ -25,6 +25,7 @@ from kbsearch.errors import (
     QueryError,
     UnknownSearchError,
 )
+from kbsearch.keys import PUBLIC, AuthError, Caller, KeyStore, key_from_headers
 from kbsearch.openapi import openapi_document
 from kbsearch.service import SearchResponse, SearchService
 
@@ -91,10 +92,26 @@ def article_json(article: Article) -> dict[str, Any]:
     }
 
 
+def caller() -> Caller:
+    """Return who is calling (set from the API key before each API request)."""
+    return g.get("caller", PUBLIC)
+
+
 def client_identity() -> str:
-    """Return an opaque identity of the caller (a hash of its address) for feedback limits."""
+    """Return an opaque identity of the caller for feedback limits: its key, or address."""
+    key_id = caller().key_id
+    if key_id:
+        return hashlib.sha256(f"key:{key_id}".encode()).hexdigest()[:16]
     address = request.access_route[0] if request.access_route else (request.remote_addr or "")
     return hashlib.sha256(f"addr:{address}".encode()).hexdigest()[:16] if address else ""
+
+
+@api.before_request
+def authenticate() -> None:
+    """Identify the caller by API key (none: the public); raise AuthError for a bad key."""
+    g.caller = current_app.extensions["kbsearch_keys"].authenticate(
+        key_from_headers(request.headers)
+    )
 
 
 def error(status: int, code: str, message: str) -> tuple[Any, int]:
@@ -104,7 +121,7 @@ def error(status: int, code: str, message: str) -> tuple[Any, int]:
 
 @api.get("/search")
 def search() -> Any:
-    """Search published public articles; parameters q, k, lang, tags, category."""
+    """Search published articles (internal ones too for agent and editor keys)."""
     unknown = sorted(set(request.args) - SEARCH_PARAMETERS)
     if unknown:
         return error(
@@ -114,6 +131,8 @@ def search() -> Any:
         )
     response = service().search(
         request.args.get("q"),
+        caller=caller(),
+        client=client_identity(),
         k=request.args.get("k"),
         language=request.args.get("lang"),
         tags=request.args.get("tags"),
@@ -145,8 +164,8 @@ def feedback() -> Any:
 
 @api.get("/articles/<article_id>")
 def get_article(article_id: str) -> Any:
-    """Return one published public article: metadata, Markdown and sanitised HTML."""
-    return jsonify(article_json(service().article(article_id)))
+    """Return one published article the caller may see: metadata, Markdown, HTML."""
+    return jsonify(article_json(service().article(article_id, caller=caller())))
 
 
 @api.get("/openapi.json")
@@ -183,6 +202,12 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(QueryError)
     def query_error(exc: QueryError) -> Any:
         return error(400, "invalid_parameter", str(exc))
+
+    @app.errorhandler(AuthError)
+    def auth_error(exc: AuthError) -> Any:
+        response, status = error(401, "invalid_api_key", str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="kbsearch"'
+        return response, status
 
     @app.errorhandler(UnknownSearchError)
     def unknown_search(exc: UnknownSearchError) -> Any:
@@ -245,6 +270,8 @@ def create_app(
         app.config.from_mapping(test_config)
     settings = settings or load_settings()
     app.extensions["kbsearch"] = search_service or SearchService(settings)
+    keys_settings = search_service.settings if search_service is not None else settings
+    app.extensions["kbsearch_keys"] = KeyStore(keys_settings.keys_file, keys_settings.api_keys)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

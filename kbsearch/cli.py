@@ -421,3 +421,54 @@ def weights_rollback() -> None:
 
     previous = WeightsStore(_settings().weights_dir).rollback()
     click.echo(f"rolled back; {previous} is now current")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (roles: bot, agent, editor)."""
+
+
+def _key_store() -> Any:
+    from kbsearch.keys import KeyStore
+
+    settings = _settings()
+    return KeyStore(settings.keys_file, settings.api_keys)
+
+
+@keys.command(name="create")
+@click.option("--role", type=click.Choice(("bot", "agent", "editor")), required=True,
+              help="bot: public articles; agent, editor: internal articles too.")
+@click.option("--name", required=True, help="Who or what uses the key, for people.")
+@friendly_errors
+def keys_create(role: str, name: str) -> None:
+    """Create a key and print it once: only its SHA-256 digest is stored (KBSEARCH_KEYS_FILE)."""
+    stored, key = _key_store().create(role, name)
+    click.echo(key)
+    click.echo(f"key {stored.key_id} ({role}, {name}) created; it is shown only now. "
+               "Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. "
+               f"As a KBSEARCH_API_KEYS entry: {role}:{stored.digest}", err=True)
+
+
+@keys.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@friendly_errors
+def keys_list(as_json: bool) -> None:
+    """List the keys (ids, roles, names; never the keys themselves)."""
+    entries = [{"id": k.key_id, "role": k.role, "name": k.name, "created": k.created,
+                "revoked": k.revoked} for k in _key_store().list()]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for entry in entries:
+        state = "revoked" if entry["revoked"] else "active"
+        click.echo(f"{entry['id']}  {entry['role']:6s}  {state:7s}  {entry['created']}  "
+                   f"{entry['name']}")
+
+
+@keys.command(name="revoke")
+@click.argument("key_id")
+@friendly_errors
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id; requests with it get 401 from then on."""
+    revoked = _key_store().revoke(key_id)
+    click.echo(f"key {revoked.key_id} ({revoked.role}, {revoked.name}) revoked")

@@ -126,6 +126,19 @@ SETTINGS: tuple[Setting, ...] = (
         Path,
     ),
     Setting(
+        "keys_file",
+        Path("data/keys.json"),
+        "JSON file of API keys (hashed) managed by kbsearch keys create | list | revoke.",
+        Path,
+    ),
+    Setting(
+        "api_keys",
+        "",
+        "More API keys as comma-separated role:sha256hex entries (role bot, agent or editor; "
+        "the SHA-256 of the key), for deployments that inject secrets.",
+        str,
+    ),
+    Setting(
         "judgments",
         Path("articles/judgments.tsv"),
         "Judged queries of the knowledge base (query, tab, article id) that a newly trained "
@@ -195,6 +208,8 @@ class Settings:
     keep_builds: int
     feedback_db: Path
     weights_dir: Path
+    keys_file: Path
+    api_keys: str
     judgments: Path
     train_min_searches: int
     train_prior_searches: float

@@ -8,7 +8,8 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid parameter", 404: "Not found", 409: "Already recorded",
+    text = {400: "Invalid parameter", 401: "Unknown or revoked API key", 404: "Not found",
+            409: "Already recorded",
             503: "Index, model or feedback store unavailable"}
     return {
         str(code): {
@@ -37,7 +38,9 @@ def openapi_document(version: str) -> dict[str, Any]:
         "paths": {
             "/api/v1/search": {
                 "get": {
-                    "summary": "Search published public articles, ranked by probability",
+                    "summary": "Search published articles, ranked by probability",
+                    "description": "Without an API key only public articles; with an agent "
+                                   "or editor key internal articles too.",
                     "parameters": [
                         _query("q", {"type": "string", "maxLength": 1000},
                                "The question or words to search for.", required=True),
@@ -55,7 +58,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "content": {"application/json": {
                                 "schema": {"$ref": "#/components/schemas/SearchResponse"}}},
                         },
-                        **_error_responses(400, 503),
+                        **_error_responses(400, 401, 503),
                     },
                 }
             },
@@ -71,7 +74,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "Stored", "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Feedback"}}}},
-                        **_error_responses(400, 404, 409, 503),
+                        **_error_responses(400, 401, 404, 409, 503),
                     },
                 }
             },
@@ -86,7 +89,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "content": {"application/json": {
                                 "schema": {"$ref": "#/components/schemas/Article"}}},
                         },
-                        **_error_responses(404, 503),
+                        **_error_responses(401, 404, 503),
                     },
                 }
             },
@@ -117,7 +120,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                 }
             },
         },
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
         "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key (kbs_...); roles bot, agent, editor"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
             "schemas": {
                 "Error": {
                     "type": "object",

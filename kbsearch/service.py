@@ -36,6 +36,7 @@ from kbsearch.feedback import (
     SQLiteFeedbackStore,
 )
 from kbsearch.indexer import LoadedIndex, current_version, open_index
+from kbsearch.keys import Caller
 from kbsearch.ranking import (
     FEATURES,
     MODES,
@@ -353,14 +354,18 @@ class SearchService:
 
     def search(
         self, query: str | None, channel: str = "api", client: str = "", log: bool = True,
-        **params: object,
+        caller: Caller | None = None, **params: object,
     ) -> SearchResponse:
         """Validate, retrieve, rank; log what was shown; return the top results with snippets.
 
-        ``channel`` and ``client`` (an opaque caller identity) are logged with the search so
-        that feedback on it can be attributed; ``log=False`` skips the feedback log.
+        With a ``caller`` (what the API passes), its role decides whether internal articles
+        are searched: only for agents and editors. ``channel`` and ``client`` (an opaque
+        caller identity) are logged with the search so that feedback on it can be
+        attributed; ``log=False`` skips the feedback log.
         """
         started = time.perf_counter()
+        if caller is not None:
+            params["visibility"] = caller.visibility
         request = self.validate(query, **params)  # type: ignore[arg-type]
         if channel not in CHANNELS:
             raise QueryError("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
@@ -430,8 +435,14 @@ class SearchService:
         first = body.split("\n\n", 1)[0] if body else ""
         return make_snippet(body, query, fallback=first)
 
-    def article(self, article_id: str, visibility: str = "public") -> Article:
-        """Return a published article visible at this level; raise ArticleNotFoundError."""
+    def article(
+        self, article_id: str, visibility: str = "public", caller: Caller | None = None
+    ) -> Article:
+        """Return a published article visible at this level; raise ArticleNotFoundError.
+
+        With a ``caller`` its role decides the level (internal for agents and editors).
+        """
+        visibility = caller.visibility if caller is not None else visibility
         index = self.index()
         position = index.positions.get(article_id)
         if position is None:
@@ -443,8 +454,14 @@ class SearchService:
             raise ArticleNotFoundError(article_id)
         return article
 
-    def articles(self, visibility: str = "public") -> list[Article]:
-        """Return every published article visible at this level, by category and title."""
+    def articles(
+        self, visibility: str = "public", caller: Caller | None = None
+    ) -> list[Article]:
+        """Return every published article visible at this level, by category and title.
+
+        With a ``caller`` its role decides the level (internal for agents and editors).
+        """
+        visibility = caller.visibility if caller is not None else visibility
         index = self.index()
         return sorted(
             (

@@ -166,3 +166,69 @@ def test_feedback_needs_a_json_object(client):
                                content_type="application/json")
         assert response.status_code == 400
         assert response.get_json()["error"]["code"] == "invalid_body"
+
+
+INTERNAL = {"kulanz-gutschrift-regeln", "kulanz-gutschrift-regeln-en", "eskalation-pfade",
+            "identitaetspruefung-telefon", "kuendigung-rueckgewinnung", "ratenzahlung-anlegen",
+            "sperrandrohung-stromsperre", "stoerungsticket-internet", "zaehlerstand-korrigieren",
+            "notfaelle-am-telefon", "preiserhoehung-argumentation", "english-service-queue-en"}
+INTERNAL_QUERIES = ["Kulanz Gutschrift Regeln", "Eskalation an Teamleitung",
+                    "Identität am Telefon prüfen", "Ratenzahlung anlegen", "Stromsperre androhen"]
+
+
+@pytest.fixture
+def keyed(tmp_path, sample_index, embedder):
+    """An app whose key file holds one key per role; returns (client, keys by role)."""
+    from kbsearch.api import create_app
+    from kbsearch.keys import KeyStore
+    from kbsearch.service import SearchService
+
+    from .conftest import make_settings
+
+    settings = make_settings(tmp_path, index=sample_index)
+    store = KeyStore(settings.keys_file)
+    keys = {role: store.create(role, f"test {role}")[1] for role in ("bot", "agent", "editor")}
+    app = create_app({"TESTING": True},
+                     search_service=SearchService(settings, embedder=embedder))
+    return app.test_client(), keys
+
+
+def test_no_route_shows_internal_articles_to_the_public_or_bots(keyed):
+    client, keys = keyed
+    for headers in ({}, {"Authorization": f"Bearer {keys['bot']}"},
+                    {"X-API-Key": keys["bot"]}):
+        for query in INTERNAL_QUERIES:
+            body = client.get("/api/v1/search", query_string={"q": query, "k": 100},
+                              headers=headers).get_json()
+            assert not {r["id"] for r in body["results"]} & INTERNAL, (headers, query)
+            page = client.get("/", query_string={"q": query}, headers=headers)
+            assert not any(f"/articles/{i}\"" in page.text for i in INTERNAL)
+        for article_id in INTERNAL:
+            assert client.get(f"/api/v1/articles/{article_id}",
+                              headers=headers).status_code == 404
+            assert client.get(f"/articles/{article_id}", headers=headers).status_code == 404
+    listing = client.get("/").text
+    assert not any(f"/articles/{i}\"" in listing for i in INTERNAL)
+    # the check above looks for links written the way the page writes them
+    assert '/articles/zaehlerstand-melden"' in client.get("/", query_string={
+        "q": "Zählerstand melden"}).text
+
+
+def test_agents_and_editors_see_internal_articles(keyed):
+    client, keys = keyed
+    for role in ("agent", "editor"):
+        headers = {"Authorization": f"Bearer {keys[role]}"}
+        body = client.get("/api/v1/search", query_string={"q": "Kulanz Gutschrift Regeln"},
+                          headers=headers).get_json()
+        assert body["results"][0]["id"] in INTERNAL
+        response = client.get("/api/v1/articles/eskalation-pfade", headers=headers)
+        assert response.status_code == 200 and response.get_json()["audience"] == "internal"
+
+
+def test_a_bad_api_key_is_refused_not_treated_as_public(keyed, tmp_path):
+    client, _ = keyed
+    for headers in ({"Authorization": "Bearer kbs_00000000_wrong"}, {"X-API-Key": "nope"}):
+        response = client.get("/api/v1/search", query_string={"q": "Router"}, headers=headers)
+        assert response.status_code == 401
+        assert response.get_json()["error"]["code"] == "invalid_api_key"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")

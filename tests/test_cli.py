@@ -285,3 +285,24 @@ def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_
     bad.write_text("wie melde ich den zählerstand\tgibt-es-nicht\n", "utf-8")
     unknown = run(["calibrate"], {**env, "KBSEARCH_JUDGMENTS": str(bad)})
     assert unknown.exit_code == 1 and "bad.tsv:1" in unknown.output
+
+
+def test_keys_create_list_and_revoke(tmp_path):
+    from kbsearch.keys import KeyStore
+
+    env = {"KBSEARCH_KEYS_FILE": str(tmp_path / "keys.json")}
+    created = run(["keys", "create", "--role", "agent", "--name", "Team Nord"], env)
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip()
+    assert key.startswith("kbs_") and "shown only now" in created.stderr
+    assert KeyStore(tmp_path / "keys.json").authenticate(key).role == "agent"
+    listed = json.loads(run(["keys", "list", "--json"], env).stdout)
+    assert [(k["role"], k["name"], k["revoked"]) for k in listed] == [
+        ("agent", "Team Nord", False)]
+    assert key not in run(["keys", "list"], env).output
+    assert run(["keys", "revoke", listed[0]["id"]], env).exit_code == 0
+    assert json.loads(run(["keys", "list", "--json"], env).stdout)[0]["revoked"] is True
+    bad_role = run(["keys", "create", "--role", "admin", "--name", "x"], env)
+    assert bad_role.exit_code == 2 and "admin" in bad_role.output
+    missing = run(["keys", "revoke", "nope"], env)
+    assert missing.exit_code == 1 and "no API key with id 'nope'" in missing.output
