@@ -51,6 +51,7 @@ from kbsearch.training import (
     estimate_propensities,
     fit_calibration,
     fit_listwise,
+    fit_platt,
     prior_weights,
 )
 from kbsearch.versions import Helpfulness, Ranker, WeightsStore
@@ -261,8 +262,6 @@ def fit_feedback_calibration(
     its share of "helpful" overstates how often a shown article solves the query
     (selection bias), and fitting on it made the probabilities overconfident in simulation.
     """
-    from sklearn.linear_model import LogisticRegression
-
     dense = FEATURES.index("dense")
     rows, labels, weight = [], [], []
     for ex in examples:
@@ -288,15 +287,7 @@ def fit_feedback_calibration(
             rows.append(row)
             labels.append(label)
             weight.append(share)
-    model = LogisticRegression(C=10.0, max_iter=1000)
-    model.fit(np.array(rows), np.array(labels), sample_weight=np.array(weight) + 1e-9)
-    slope, gap, top_dense = (float(v) for v in model.coef_[0])
-    if slope < 0:
-        gap, slope = gap + slope, 0.0
-    if slope + gap <= 0:
-        gap = 1e-6 - slope
-    return Calibration(round(slope, 6), round(gap, 6), round(top_dense, 6),
-                       round(float(model.intercept_[0]), 6))
+    return fit_platt(rows, labels, np.array(weight) + 1e-9)
 
 
 def learned_state(

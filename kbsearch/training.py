@@ -156,8 +156,6 @@ def fit_calibration(
     Only the ``top`` best-scored candidates of a query are used: they are the ones shown,
     so that is where the probability has to be right.
     """
-    from sklearn.linear_model import LogisticRegression
-
     rows, labels, sample_weight = [], [], []
     dense = FEATURES.index("dense")
     for q in queries:
@@ -167,6 +165,20 @@ def fit_calibration(
             rows.append([s[i], s[i] - s.max(), q.matrix[:, dense].max()])
             labels.append(q.relevant[i] > 0)
             sample_weight.append(q.weight)
+    return fit_platt(rows, labels, sample_weight)
+
+
+def fit_platt(
+    rows: Sequence[Sequence[float]], labels: Sequence[int | bool],
+    sample_weight: Sequence[float],
+) -> Calibration:
+    """Fit a Calibration by weighted logistic regression on (score, gap, best dense) rows.
+
+    A negative score slope is folded into the gap term, so the probability always grows
+    with the score within a query.
+    """
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=10.0, max_iter=1000)
     model.fit(np.array(rows), np.array(labels, dtype=int), sample_weight=np.array(sample_weight))
     slope, gap, top_dense = (float(v) for v in model.coef_[0])
