@@ -13,12 +13,17 @@ from werkzeug.exceptions import HTTPException
 
 from kbsearch import __version__
 from kbsearch.articles import Article
+from kbsearch.assist import AssistAnswer, assist
+from kbsearch.bot import BotAnswer, ChatBot, Offer
 from kbsearch.config import Settings, load_settings
 from kbsearch.errors import (
     ArticleNotFoundError,
+    ConversationConflictError,
+    ConversationStoreError,
     DuplicateFeedbackError,
     FeedbackError,
     FeedbackStoreError,
+    ForbiddenError,
     IndexNotFoundError,
     KbsearchError,
     ModelError,
@@ -34,6 +39,10 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
 SEARCH_PARAMETERS = frozenset({"q", "k", "lang", "tags", "category"})
 FEEDBACK_FIELDS = frozenset({"search_id", "article_id", "event", "position", "channel"})
+BOT_FIELDS = frozenset({"conversation_id", "message", "feedback"})
+ASSIST_FIELDS = frozenset({"text", "k"})
+BOT_ROLES = ("bot", "agent", "editor")
+ASSIST_ROLES = ("agent", "editor")
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
 
 
@@ -119,6 +128,28 @@ def error(status: int, code: str, message: str) -> tuple[Any, int]:
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
+def require_role(roles: tuple[str, ...], route: str) -> Caller:
+    """Return the caller if its key has one of ``roles``; raise AuthError or ForbiddenError."""
+    who = caller()
+    if who.role is None:
+        raise AuthError(f"{route} needs an API key with role {' or '.join(roles)}")
+    if who.role not in roles:
+        raise ForbiddenError(f"{route} is for roles {' and '.join(roles)}, not {who.role}")
+    return who
+
+
+def json_body(fields: frozenset[str], expected: str) -> dict[str, Any]:
+    """Return the request's JSON object; raise QueryError for another body or unknown fields."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise QueryError("body", f"send a JSON object with {expected}")
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise QueryError(unknown[0], f"unknown field(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(fields))}")
+    return body
+
+
 @api.get("/search")
 def search() -> Any:
     """Search published articles (internal ones too for agent and editor keys)."""
@@ -160,6 +191,93 @@ def feedback() -> Any:
         "search_id": stored.search_id, "article_id": stored.article_id,
         "event": stored.event, "position": stored.position, "channel": stored.channel,
     }), 201
+
+
+def offer_json(offer: Offer, answers: dict[str, str]) -> dict[str, Any]:
+    """Return an article offered by the bot: title, short answer, address, probability."""
+    return {
+        "id": offer.article_id,
+        "title": offer.title,
+        "short_answer": answers.get(offer.article_id, ""),
+        "url": article_url(offer.article_id),
+        "probability": offer.probability,
+    }
+
+
+def bot_json(answer: BotAnswer) -> dict[str, Any]:
+    """Return the JSON body of a chatbot turn."""
+    best, *others = answer.offers or (None,)
+    return {
+        "conversation_id": answer.conversation.id,
+        "turn": len(answer.conversation.turns),
+        "new_conversation": answer.new_conversation,
+        "search_id": answer.search_id,
+        "article": offer_json(best, answer.answers) if best else None,
+        "probability": best.probability if best else None,
+        "alternatives": [offer_json(o, answer.answers) for o in others if o],
+        "handoff": {
+            "recommended": answer.recommended,
+            "reasons": [{"code": r.code, "detail": r.detail} for r in answer.reasons],
+            "summary": answer.summary,
+        },
+    }
+
+
+def assist_json(answer: AssistAnswer) -> dict[str, Any]:
+    """Return the JSON body of an agent-assist answer."""
+    sentences = answer.request.sentences
+
+    def sentence(i: int) -> dict[str, Any]:
+        return {"text": sentences[i].text, "start": sentences[i].start, "end": sentences[i].end}
+
+    return {
+        "search_id": answer.search_id,
+        "request": {
+            "query": answer.request.query,
+            "sentences": [sentence(i) for i in answer.request.picked],
+            "removed": answer.request.removed,
+        },
+        "results": [
+            {
+                "id": r.article.id,
+                "title": r.article.title,
+                "url": article_url(r.article.id),
+                "probability": round(r.hit.probability, 4),
+                "audience": r.article.audience,
+                "language": r.article.language,
+                "category": r.article.category,
+                "snippet": r.snippet,
+                "matched_sentences": [
+                    {**sentence(i), "similarity": score}
+                    for i, score in answer.matches.get(r.article.id, [])
+                ],
+            }
+            for r in answer.results
+        ],
+    }
+
+
+@api.post("/bot/turn")
+def bot_turn() -> Any:
+    """Answer one chatbot turn and say whether to hand the customer to a human."""
+    who = require_role(BOT_ROLES, "POST /api/v1/bot/turn")
+    body = json_body(BOT_FIELDS, "conversation_id, message and optionally feedback")
+    bot: ChatBot = current_app.extensions["kbsearch_bot"]
+    answer = bot.turn(body.get("conversation_id"), body.get("message"), body.get("feedback"),
+                      caller=who, client=client_identity())
+    return jsonify(bot_json(answer))
+
+
+@api.post("/assist")
+def assist_route() -> Any:
+    """Find the request in an e-mail, ticket or transcript and return articles for the agent."""
+    who = require_role(ASSIST_ROLES, "POST /api/v1/assist")
+    body = json_body(ASSIST_FIELDS, "text (up to the configured length) and optionally k")
+    settings = service().settings
+    k = body.get("k", settings.assist_results)
+    answer = assist(service(), body.get("text"), who, client_identity(), k,
+                    settings.assist_max_chars)
+    return jsonify(assist_json(answer))
 
 
 @api.get("/articles/<article_id>")
@@ -208,6 +326,19 @@ def register_errors(app: Flask) -> None:
         response, status = error(401, "invalid_api_key", str(exc))
         response.headers["WWW-Authenticate"] = 'Bearer realm="kbsearch"'
         return response, status
+
+    @app.errorhandler(ForbiddenError)
+    def forbidden(exc: ForbiddenError) -> Any:
+        return error(403, "forbidden", str(exc))
+
+    @app.errorhandler(ConversationConflictError)
+    def conversation_conflict(exc: ConversationConflictError) -> Any:
+        return error(409, "conversation_conflict", str(exc))
+
+    @app.errorhandler(ConversationStoreError)
+    def conversation_store(exc: ConversationStoreError) -> Any:
+        log.error("conversation store unavailable: %s", exc)
+        return error(503, "conversations_unavailable", "conversations cannot be kept right now")
 
     @app.errorhandler(UnknownSearchError)
     def unknown_search(exc: UnknownSearchError) -> Any:
@@ -272,6 +403,9 @@ def create_app(
     app.extensions["kbsearch"] = search_service or SearchService(settings)
     keys_settings = search_service.settings if search_service is not None else settings
     app.extensions["kbsearch_keys"] = KeyStore(keys_settings.keys_file, keys_settings.api_keys)
+    app.extensions["kbsearch_bot"] = ChatBot.from_settings(
+        app.extensions["kbsearch"], keys_settings
+    )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

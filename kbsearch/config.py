@@ -50,6 +50,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _words(raw: str) -> tuple[str, ...]:
+    found = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    if not found:
+        raise ValueError("must be a comma-separated list of words")
+    return found
+
+
 def _languages(raw: str) -> tuple[str, ...]:
     langs = tuple(part.strip() for part in raw.split(",") if part.strip())
     unknown = [lang for lang in langs if lang not in ("de", "en")]
@@ -182,6 +189,84 @@ SETTINGS: tuple[Setting, ...] = (
         "Most learned questions one client can add to one article.",
         _positive_int,
     ),
+    # Channels: the FAQ page, the chatbot backend and agent assist.
+    Setting(
+        "channels_db",
+        Path("data/channels.sqlite3"),
+        "SQLite file of chatbot conversations and callback requests from the FAQ page.",
+        Path,
+    ),
+    Setting("faq_results", 8, "Results shown on the FAQ page for a search.", _positive_int),
+    Setting(
+        "faq_handoff_below",
+        0.5,
+        "FAQ page: when the best result is less likely than this, the way to a human is "
+        "offered first.",
+        _unit_float,
+    ),
+    Setting(
+        "faq_phone",
+        "0800 6673 100",
+        "FAQ page: the service phone number offered as the way to a human.",
+        str,
+    ),
+    Setting(
+        "faq_chat_url",
+        "https://chat.nordwerk.example/",
+        "FAQ page: address of the live chat with an agent (the contact centre's chat tool).",
+        str,
+    ),
+    Setting(
+        "bot_alternatives", 2, "Chatbot: alternatives returned besides the best article.",
+        _positive_int,
+    ),
+    Setting(
+        "bot_handoff_below",
+        0.4,
+        "Chatbot: hand off when the best article is less likely than this.",
+        _unit_float,
+    ),
+    Setting(
+        "bot_falling_turns",
+        2,
+        "Chatbot: hand off when the best probability fell in this many turns in a row.",
+        _positive_int,
+    ),
+    Setting(
+        "bot_repeat_similarity",
+        0.6,
+        "Chatbot: hand off when a message repeats this share of an earlier message's terms.",
+        _unit_float,
+    ),
+    Setting(
+        "bot_negative_feedbacks",
+        2,
+        "Chatbot: hand off after this many negative feedbacks in a row.",
+        _positive_int,
+    ),
+    Setting(
+        "bot_human_words",
+        (
+            "mitarbeiter", "mitarbeiterin", "mensch", "menschen", "agent", "berater",
+            "beraterin", "kundenberater", "persönlich", "human", "person", "operator",
+            "representative", "someone",
+        ),
+        "Chatbot: words that ask for a human (comma-separated); any of them hands off.",
+        _words,
+    ),
+    Setting(
+        "bot_idle_minutes",
+        30.0,
+        "Chatbot: a conversation idle this long is forgotten and starts afresh.",
+        _positive_float,
+    ),
+    Setting("assist_results", 5, "Agent assist: articles returned for a text.", _positive_int),
+    Setting(
+        "assist_max_chars",
+        20_000,
+        "Agent assist: longest e-mail, ticket or transcript accepted, in characters.",
+        _positive_int,
+    ),
 )
 
 
@@ -217,6 +302,20 @@ class Settings:
     train_holdout: float
     question_floor: float
     questions_per_client: int
+    channels_db: Path
+    faq_results: int
+    faq_handoff_below: float
+    faq_phone: str
+    faq_chat_url: str
+    bot_alternatives: int
+    bot_handoff_below: float
+    bot_falling_turns: int
+    bot_repeat_similarity: float
+    bot_negative_feedbacks: int
+    bot_human_words: tuple[str, ...]
+    bot_idle_minutes: float
+    assist_results: int
+    assist_max_chars: int
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""

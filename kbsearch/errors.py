@@ -82,3 +82,32 @@ class DuplicateFeedbackError(FeedbackError):
 
 class FeedbackStoreError(KbsearchError):
     """The feedback database cannot be opened or used, or its schema is newer than this code."""
+
+
+class ConversationStoreError(KbsearchError):
+    """The chatbot conversation database cannot be opened or used."""
+
+
+class ConversationConflictError(KbsearchError):
+    """Two turns of one conversation arrived at the same time; the later must be resent."""
+
+
+class ForbiddenError(KbsearchError):
+    """The caller's role may not use this route."""
+
+
+class CallbackError(KbsearchError):
+    """A callback request from the FAQ page has invalid fields.
+
+    ``problems`` maps each bad field to a problem code (``required``, ``too_long``,
+    ``invalid``) that the page words in the customer's language.
+    """
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        listed = ", ".join(f"{field}: {code}" for field, code in self.problems.items())
+        super().__init__(f"invalid callback request ({listed})")
+
+
+class CallbackStoreError(KbsearchError):
+    """The callback request database cannot be opened or written."""

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from kbsearch.bot import FEEDBACK_EVENTS, REASONS
+
 ERROR = {"$ref": "#/components/schemas/Error"}
+BOT_EVENTS = list(FEEDBACK_EVENTS)
+REASON_CODES = list(REASONS)
 
 
 def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid parameter", 401: "Unknown or revoked API key", 404: "Not found",
-            409: "Already recorded",
+    text = {400: "Invalid parameter", 401: "No, unknown or revoked API key",
+            403: "The key's role may not use this route", 404: "Not found",
+            409: "Already recorded, or a concurrent turn of the same conversation",
             503: "Index, model or feedback store unavailable"}
     return {
         str(code): {
@@ -75,6 +80,45 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "201": {"description": "Stored", "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Feedback"}}}},
                         **_error_responses(400, 401, 404, 409, 503),
+                    },
+                }
+            },
+            "/api/v1/bot/turn": {
+                "post": {
+                    "summary": "One chatbot turn: the best article and whether to hand off",
+                    "description": "For keys with role bot, agent or editor. The conversation "
+                                   "is kept server-side per key and conversation_id and "
+                                   "forgotten after the configured idle time. feedback is "
+                                   "the customer's verdict on the last answer (by default on "
+                                   "its best article); negative feedback without a message "
+                                   "offers the next best article. handoff.recommended says "
+                                   "to pass the customer to a human, with reasons and a "
+                                   "summary for the agent.",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/BotTurn"}}}},
+                    "responses": {
+                        "200": {"description": "The bot's answer", "content": {
+                            "application/json": {"schema": {
+                                "$ref": "#/components/schemas/BotAnswer"}}}},
+                        **_error_responses(400, 401, 403, 409, 503),
+                    },
+                }
+            },
+            "/api/v1/assist": {
+                "post": {
+                    "summary": "Agent assist: articles for an e-mail, ticket or transcript",
+                    "description": "For keys with role agent or editor; internal articles "
+                                   "included. Greetings, signatures, quoted history and the "
+                                   "agent's own lines are set aside; the request is searched "
+                                   "and each article comes with the sentences of the text "
+                                   "that matched it (character offsets into the text sent).",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/AssistRequest"}}}},
+                    "responses": {
+                        "200": {"description": "Articles by probability", "content": {
+                            "application/json": {"schema": {
+                                "$ref": "#/components/schemas/AssistAnswer"}}}},
+                        **_error_responses(400, 401, 403, 503),
                     },
                 }
             },
@@ -175,6 +219,100 @@ def openapi_document(version: str) -> dict[str, Any]:
                                      "description": "1-based; defaults to where it was shown"},
                         "channel": {"type": "string", "enum": ["api", "faq", "bot", "agent"],
                                     "default": "api"},
+                    },
+                },
+                "BotTurn": {
+                    "type": "object",
+                    "required": ["conversation_id"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "conversation_id": {"type": "string", "pattern":
+                                            "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"},
+                        "message": {"type": "string", "maxLength": 1000,
+                                    "description": "Required unless feedback is given"},
+                        "feedback": {"oneOf": [
+                            {"type": "string", "enum": BOT_EVENTS},
+                            {"type": "object", "required": ["event"],
+                             "additionalProperties": False,
+                             "properties": {"event": {"type": "string", "enum": BOT_EVENTS},
+                                            "article_id": {"type": "string"}}},
+                        ]},
+                    },
+                },
+                "BotArticle": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"}, "title": {"type": "string"},
+                        "short_answer": {"type": "string"}, "url": {"type": "string"},
+                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                },
+                "BotAnswer": {
+                    "type": "object",
+                    "properties": {
+                        "conversation_id": {"type": "string"},
+                        "turn": {"type": "integer"},
+                        "new_conversation": {"type": "boolean"},
+                        "search_id": {"type": "string", "nullable": True},
+                        "article": {"allOf": [{"$ref": "#/components/schemas/BotArticle"}],
+                                    "nullable": True},
+                        "probability": {"type": "number", "nullable": True},
+                        "alternatives": {"type": "array", "maxItems": 2, "items": {
+                            "$ref": "#/components/schemas/BotArticle"}},
+                        "handoff": {
+                            "type": "object",
+                            "properties": {
+                                "recommended": {"type": "boolean"},
+                                "reasons": {"type": "array", "items": {
+                                    "type": "object", "properties": {
+                                        "code": {"type": "string", "enum": REASON_CODES},
+                                        "detail": {"type": "string"}}}},
+                                "summary": {"type": "object", "nullable": True, "properties": {
+                                    "questions": {"type": "array",
+                                                  "items": {"type": "string"}},
+                                    "articles_tried": {"type": "array",
+                                                       "items": {"type": "object"}},
+                                    "feedback": {"type": "array",
+                                                 "items": {"type": "object"}},
+                                    "reasons": {"type": "array",
+                                                "items": {"type": "string"}},
+                                    "text": {"type": "string"}}},
+                            },
+                        },
+                    },
+                },
+                "AssistRequest": {
+                    "type": "object",
+                    "required": ["text"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "text": {"type": "string", "maxLength": 20000},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+                    },
+                },
+                "Span": {
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}, "start": {"type": "integer"},
+                                   "end": {"type": "integer"},
+                                   "similarity": {"type": "number"}},
+                },
+                "AssistAnswer": {
+                    "type": "object",
+                    "properties": {
+                        "search_id": {"type": "string"},
+                        "request": {"type": "object", "properties": {
+                            "query": {"type": "string"},
+                            "sentences": {"type": "array",
+                                          "items": {"$ref": "#/components/schemas/Span"}},
+                            "removed": {"type": "object", "additionalProperties": {
+                                "type": "integer"}}}},
+                        "results": {"type": "array", "items": {"allOf": [
+                            {"$ref": "#/components/schemas/Hit"},
+                            {"type": "object", "properties": {
+                                "audience": {"type": "string"},
+                                "matched_sentences": {"type": "array", "items": {
+                                    "$ref": "#/components/schemas/Span"}}}},
+                        ]}},
                     },
                 },
                 "Article": {

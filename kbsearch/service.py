@@ -429,6 +429,32 @@ class SearchService:
             position=position, channel=str(channel), client=client,
         ))
 
+    def matching_sentences(
+        self, article_ids: Sequence[str], sentences: Sequence[str], per_article: int = 2
+    ) -> dict[str, list[tuple[int, float]]]:
+        """Return, per article, the sentences most similar to one of its chunks, best first.
+
+        Each match is (sentence number, cosine) by the embedding model, the same similarity
+        that dense retrieval uses; articles not in the index get no matches.
+        """
+        if not article_ids or not sentences:
+            return {a: [] for a in article_ids}
+        index = self.index()
+        vectors = np.asarray(self.embedder.embed_queries(list(sentences)), dtype=np.float32)
+        matches: dict[str, list[tuple[int, float]]] = {}
+        for article_id in article_ids:
+            position = index.positions.get(article_id)
+            if position is None:
+                matches[article_id] = []
+                continue
+            chunks = index.chunk_vectors[
+                index.chunk_starts[position] : index.chunk_starts[position + 1]
+            ]
+            similarity = (vectors @ np.asarray(chunks, dtype=np.float32).T).max(axis=1)
+            best = np.argsort(-similarity, kind="stable")[:per_article]
+            matches[article_id] = [(int(i), round(float(similarity[i]), 4)) for i in best]
+        return matches
+
     def _snippet(self, index: LoadedIndex, article: Article, query: str) -> str:
         lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
         body = "\n".join(lines).strip()

@@ -21,7 +21,7 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "articles": ARTICLES, "index": tmp / "index", "model": str(MODEL),
         "feedback_db": tmp / "feedback.sqlite3", "weights_dir": tmp / "weights",
-        "keys_file": tmp / "keys.json",
+        "keys_file": tmp / "keys.json", "channels_db": tmp / "channels.sqlite3",
     }
     values.update(overrides)
     return load_settings(environ={}, **values)

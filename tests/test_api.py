@@ -207,6 +207,18 @@ def test_no_route_shows_internal_articles_to_the_public_or_bots(keyed):
             assert client.get(f"/api/v1/articles/{article_id}",
                               headers=headers).status_code == 404
             assert client.get(f"/articles/{article_id}", headers=headers).status_code == 404
+        turns = [client.post("/api/v1/bot/turn", headers=headers, json={
+            "conversation_id": f"leak-{n}", "message": query})
+            for n, query in enumerate(INTERNAL_QUERIES)]
+        for turn in turns:
+            if not headers:
+                assert turn.status_code == 401  # the bot route needs a key
+                continue
+            body = turn.get_json()
+            shown = [body["article"]] + body["alternatives"] if body["article"] else []
+            assert not {a["id"] for a in shown} & INTERNAL
+        assist = client.post("/api/v1/assist", headers=headers, json={"text": "Kulanz Regeln"})
+        assert assist.status_code in (401, 403)  # agent assist is for agents and editors
     listing = client.get("/").text
     assert not any(f"/articles/{i}\"" in listing for i in INTERNAL)
     # the check above looks for links written the way the page writes them

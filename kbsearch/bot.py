@@ -1,0 +1,631 @@
+"""The chatbot backend: one search per turn, server-side conversations and the hand-off rules.
+
+A bot framework sends each customer message (and the customer's verdict on the last answer)
+to ``POST /api/v1/bot/turn`` and stays stateless: the conversation lives here, in SQLite,
+and is forgotten after a configurable idle time. Every turn says whether to hand the
+customer over to a human, and why, so that the bot offers the way out before nerves fray.
+The rules are pure functions over the conversation, each with its own setting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kbsearch.analysis import detect_language, fold, query_terms, snippet_terms, words
+from kbsearch.chunking import plain_text
+from kbsearch.config import Settings
+from kbsearch.errors import (
+    ArticleNotFoundError,
+    ConversationConflictError,
+    ConversationStoreError,
+    DuplicateFeedbackError,
+    QueryError,
+)
+from kbsearch.keys import Caller
+
+FEEDBACK_EVENTS = ("helpful", "not_helpful", "resolved", "escalated")
+NEGATIVE = frozenset({"not_helpful", "escalated"})
+POSITIVE = frozenset({"helpful", "resolved"})
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+MAX_TURNS_KEPT = 50
+SHORT_ANSWER_CHARS = 320
+MIN_FALL = 0.02
+REASONS = {  # code: how the German hand-off summary says it
+    "human_requested": "Kunde möchte mit einem Menschen sprechen",
+    "low_probability": "kein Artikel passt sicher genug",
+    "no_answer": "kein passender Artikel gefunden",
+    "falling_probability": "die Antworten passen von Mal zu Mal schlechter",
+    "repeated_terms": "Kunde wiederholt seine Frage",
+    "negative_feedback": "mehrere Antworten waren nicht hilfreich",
+}
+
+
+@dataclass(frozen=True)
+class HandoffRules:
+    """When a conversation should go to a human; every threshold is a setting."""
+
+    below: float
+    falling_turns: int
+    repeat_similarity: float
+    negative_feedbacks: int
+    human_words: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HandoffRules:
+        """Read the ``bot_*`` settings."""
+        return cls(
+            below=settings.bot_handoff_below,
+            falling_turns=settings.bot_falling_turns,
+            repeat_similarity=settings.bot_repeat_similarity,
+            negative_feedbacks=settings.bot_negative_feedbacks,
+            human_words=settings.bot_human_words,
+        )
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An article the bot offered in a turn, with its probability of solving the question."""
+
+    article_id: str
+    title: str
+    probability: float
+    position: int
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One customer message and what the bot answered."""
+
+    at: float
+    message: str
+    terms: tuple[str, ...]
+    search_id: str | None
+    offers: tuple[Offer, ...]
+
+    @property
+    def best(self) -> Offer | None:
+        """Return the article offered first, if any."""
+        return self.offers[0] if self.offers else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The customer's feedback on an offered article."""
+
+    at: float
+    article_id: str
+    event: str
+    search_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a hand-off is recommended: a stable code and a sentence for people."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A chatbot conversation as kept between turns."""
+
+    client: str
+    id: str
+    started: float
+    updated: float
+    turns: tuple[Turn, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+    handed_off: bool = False
+
+    def to_json(self) -> str:
+        """Serialise the turns and verdicts for the store."""
+        return json.dumps(
+            {"turns": [asdict(t) for t in self.turns],
+             "verdicts": [asdict(v) for v in self.verdicts],
+             "handed_off": self.handed_off},
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_row(cls, client: str, conversation_id: str, started: float, updated: float,
+                 state: str) -> Conversation:
+        """Rebuild a conversation from a stored row."""
+        data = json.loads(state)
+        turns = tuple(
+            Turn(at=t["at"], message=t["message"], terms=tuple(t["terms"]),
+                 search_id=t["search_id"], offers=tuple(Offer(**o) for o in t["offers"]))
+            for t in data["turns"]
+        )
+        verdicts = tuple(Verdict(**v) for v in data["verdicts"])
+        return cls(client, conversation_id, started, updated, turns, verdicts,
+                   bool(data["handed_off"]))
+
+
+# --- hand-off rules: pure functions -------------------------------------------------------
+
+def message_terms(message: str) -> tuple[str, ...]:
+    """Return the distinct stemmed content terms of a message (stop words left out)."""
+    if not message.strip():
+        return ()
+    return tuple(query_terms(message, detect_language(message)))
+
+
+def asks_for_human(message: str, human_words: Sequence[str]) -> str | None:
+    """Return the word by which the message asks for a human, or None.
+
+    Words are compared folded (ä = ae, ß = ss); words of six letters or more also match
+    inside compounds and inflections ("Kundenberaterin", "Mitarbeitern").
+    """
+    wanted = [fold(w) for w in human_words]
+    for token in words(message):
+        for word in wanted:
+            if token == word or (len(word) >= 6 and word in token):
+                return word
+    return None
+
+
+def falling(probabilities: Sequence[float], turns: int, min_fall: float = MIN_FALL) -> bool:
+    """Whether the best probability fell (by at least ``min_fall``) in each of the last turns."""
+    if len(probabilities) < turns + 1:
+        return False
+    recent = probabilities[-(turns + 1):]
+    return all(later <= earlier - min_fall for earlier, later in itertools.pairwise(recent))
+
+
+def repetition(terms: Sequence[str], earlier: Sequence[Sequence[str]]) -> float:
+    """Return the largest share of this message's terms that one earlier message had too."""
+    mine = set(terms)
+    if not mine:
+        return 0.0
+    return max((len(mine & set(other)) / len(mine) for other in earlier if other), default=0.0)
+
+
+def negative_streak(verdicts: Sequence[Verdict]) -> int:
+    """Return how many of the latest verdicts in a row were negative."""
+    streak = 0
+    for verdict in reversed(verdicts):
+        if verdict.event not in NEGATIVE:
+            break
+        streak += 1
+    return streak
+
+
+def handoff_reasons(
+    rules: HandoffRules, conversation: Conversation, searched: bool
+) -> list[Reason]:
+    """Return every reason to hand this conversation to a human after its latest turn.
+
+    ``searched`` says whether the latest turn offered articles: it answered a message, or
+    offered the next best after negative feedback (rather than only recording feedback);
+    the probability rules look at such turns only.
+    """
+    reasons: list[Reason] = []
+    turns = conversation.turns
+    latest = turns[-1] if turns else None
+    if latest is not None and latest.message:
+        word = asks_for_human(latest.message, rules.human_words)
+        if word:
+            reasons.append(Reason("human_requested", f"the customer asked for a human ({word!r})"))
+    if searched and latest is not None:
+        best = latest.best
+        if best is None:
+            reasons.append(Reason("no_answer", "no article matches the question" if
+                                  latest.message else "no further article to offer"))
+        elif best.probability < rules.below:
+            reasons.append(Reason(
+                "low_probability",
+                f"the best article solves the question with probability "
+                f"{best.probability:.2f}, below {rules.below:.2f}",
+            ))
+        probabilities = [t.best.probability if t.best else 0.0 for t in turns if t.offers
+                         or t.message]
+        if falling(probabilities, rules.falling_turns):
+            shown = " → ".join(f"{p:.2f}" for p in probabilities[-(rules.falling_turns + 1):])
+            reasons.append(Reason(
+                "falling_probability",
+                f"the best probability fell {rules.falling_turns} turns in a row ({shown})",
+            ))
+        if latest.message:
+            earlier = [t.terms for t in turns[:-1] if t.message]
+            share = repetition(latest.terms, earlier)
+            if earlier and share >= rules.repeat_similarity:
+                reasons.append(Reason(
+                    "repeated_terms",
+                    f"the customer repeated {share:.0%} of the terms of an earlier message",
+                ))
+    streak = negative_streak(conversation.verdicts)
+    if streak >= rules.negative_feedbacks:
+        reasons.append(Reason(
+            "negative_feedback", f"{streak} negative feedbacks in a row",
+        ))
+    return reasons
+
+
+def _answer_blocks(markdown: str, title: str) -> list[list[str]]:
+    """Return the article's paragraphs and lists as lists of sentences, headings left out."""
+    blocks: list[list[str]] = []
+    for block in re.split(r"\n\s*\n", markdown):
+        lines = [ln for ln in block.split("\n")
+                 if ln.strip() and not ln.lstrip().startswith(("#", "|"))]
+        text = plain_text("\n".join(lines))
+        sentences = [
+            " ".join(s.split())
+            for line in text.split("\n")
+            for s in re.split(r"(?<=[.!?])\s+", line)
+            if len(s.split()) >= 3 and " ".join(s.split()) != title
+        ]
+        if sentences:
+            blocks.append(sentences)
+    return blocks
+
+
+def short_answer(markdown: str, title: str, query: str, limit: int = SHORT_ANSWER_CHARS) -> str:
+    """Extract a short answer from an article: the passage that best matches the question.
+
+    Sentences that start a thought (a capital letter or a digit) are scored by the query
+    words they share (folded prefixes, as snippets are); the best one is continued with the
+    rest of its paragraph or list up to ``limit`` characters. With no shared word the
+    article's opening paragraph is used. Headings and tables are left out.
+    """
+    blocks = _answer_blocks(markdown, title)
+    if not blocks:
+        return ""
+    wanted = [w[: max(4, len(w) - 2)] for w in snippet_terms(query)]
+    best, best_score = (0, 0), 0
+    for b, sentences in enumerate(blocks):
+        for i, sentence in enumerate(sentences):
+            if not (sentence[0].isupper() or sentence[0].isdigit()):
+                continue
+            tokens = {fold(t) for t in re.findall(r"\w+", sentence)}
+            score = sum(any(t.startswith(w) for t in tokens) for w in wanted)
+            if score > best_score:
+                best, best_score = (b, i), score
+    block, start = best
+    answer = blocks[block][start]
+    for sentence in blocks[block][start + 1:]:
+        if len(answer) + 1 + len(sentence) > limit:
+            break
+        answer += " " + sentence
+    if len(answer) > limit:
+        cut = answer.rfind(" ", 0, limit - 1)
+        answer = answer[: cut if cut > 0 else limit - 1].rstrip(",;:") + "…"
+    return answer
+
+
+def handoff_summary(conversation: Conversation, reasons: Sequence[Reason]) -> dict[str, Any]:
+    """Summarise a conversation for the human who takes it over.
+
+    Lists the questions asked, the articles tried with the customer's verdicts, and the
+    reasons for the hand-off, plus the same as one German paragraph for the agent's screen.
+    """
+    questions = [t.message for t in conversation.turns if t.message]
+    verdict_of = {v.article_id: v.event for v in conversation.verdicts}
+    tried: dict[str, dict[str, Any]] = {}
+    for turn in conversation.turns:
+        if turn.best and turn.best.article_id not in tried:
+            tried[turn.best.article_id] = {
+                "id": turn.best.article_id, "title": turn.best.title,
+                "probability": round(turn.best.probability, 4),
+                "feedback": verdict_of.get(turn.best.article_id),
+            }
+    words_for = {"helpful": "hilfreich", "resolved": "gelöst", "not_helpful": "nicht hilfreich",
+                 "escalated": "nicht gelöst", None: "ohne Rückmeldung"}
+    text = []
+    if questions:
+        text.append("Anliegen: " + " / ".join(f"„{q}“" for q in questions) + ".")
+    if tried:
+        text.append("Angeboten: " + "; ".join(
+            f"{a['title']} ({a['probability']:.0%}, {words_for[a['feedback']]})"
+            for a in tried.values()) + ".")
+    if reasons:
+        text.append("Übergabe, weil: " + "; ".join(REASONS[r.code] for r in reasons) + ".")
+    return {
+        "questions": questions,
+        "articles_tried": list(tried.values()),
+        "feedback": [{"article_id": v.article_id, "event": v.event} for v in
+                     conversation.verdicts],
+        "reasons": [r.code for r in reasons],
+        "text": " ".join(text),
+    }
+
+
+# --- the conversation store ---------------------------------------------------------------
+
+class SQLiteConversationStore:
+    """Conversations in SQLite (WAL), one row per client and conversation id.
+
+    A conversation idle longer than ``idle_seconds`` is treated as gone and deleted. Saves
+    are optimistic: a turn that raced another turn of the same conversation raises
+    ConversationConflictError instead of silently overwriting it.
+    """
+
+    def __init__(self, path: Path, idle_seconds: float) -> None:
+        self.path = path
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA busy_timeout = 5000")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS bot_conversations ("
+                    " client TEXT NOT NULL, id TEXT NOT NULL, started REAL NOT NULL,"
+                    " updated REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (client, id))"
+                )
+                conn.execute(
+                    "CREATE INDEX IF NOT EXISTS bot_conversations_updated"
+                    " ON bot_conversations (updated)"
+                )
+            except (OSError, sqlite3.Error) as exc:
+                raise ConversationStoreError(
+                    f"cannot open the conversation store {self.path}: {exc}"
+                ) from exc
+            self._conn = conn
+        return self._conn
+
+    def get(self, client: str, conversation_id: str, now: float) -> Conversation | None:
+        """Return a live conversation, or None when there is none or it expired."""
+        with self._lock:
+            try:
+                db = self._db()
+                row = db.execute(
+                    "SELECT started, updated, state FROM bot_conversations"
+                    " WHERE client = ? AND id = ?", (client, conversation_id),
+                ).fetchone()
+                if row is None:
+                    return None
+                if row[1] < now - self.idle_seconds:
+                    db.execute("DELETE FROM bot_conversations WHERE client = ? AND id = ?"
+                               " AND updated = ?", (client, conversation_id, row[1]))
+                    return None
+            except sqlite3.Error as exc:
+                raise ConversationStoreError(f"conversation store {self.path}: {exc}") from exc
+        return Conversation.from_row(client, conversation_id, row[0], row[1], row[2])
+
+    def save(self, conversation: Conversation, previous_updated: float | None) -> None:
+        """Store a conversation; ``previous_updated`` is None for a new one.
+
+        Raises ConversationConflictError when another turn changed it in between.
+        """
+        with self._lock:
+            try:
+                db = self._db()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if previous_updated is None:
+                        cursor = db.execute(
+                            "INSERT INTO bot_conversations (client, id, started, updated, state)"
+                            " VALUES (?, ?, ?, ?, ?)"
+                            " ON CONFLICT (client, id) DO UPDATE SET started = excluded.started,"
+                            " updated = excluded.updated, state = excluded.state"
+                            " WHERE bot_conversations.updated < ?",
+                            (conversation.client, conversation.id, conversation.started,
+                             conversation.updated, conversation.to_json(),
+                             conversation.updated - self.idle_seconds),
+                        )
+                    else:
+                        cursor = db.execute(
+                            "UPDATE bot_conversations SET updated = ?, state = ?"
+                            " WHERE client = ? AND id = ? AND updated = ?",
+                            (conversation.updated, conversation.to_json(), conversation.client,
+                             conversation.id, previous_updated),
+                        )
+                    if cursor.rowcount != 1:
+                        db.execute("ROLLBACK")
+                        raise ConversationConflictError(
+                            f"conversation {conversation.id!r} was changed by another turn at "
+                            "the same time; send the turn again"
+                        )
+                    db.execute("COMMIT")
+                except sqlite3.Error:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise ConversationStoreError(f"conversation store {self.path}: {exc}") from exc
+
+    def purge(self, now: float) -> int:
+        """Delete every conversation idle longer than the expiry; return how many."""
+        with self._lock:
+            try:
+                cursor = self._db().execute(
+                    "DELETE FROM bot_conversations WHERE updated < ?", (now - self.idle_seconds,)
+                )
+            except sqlite3.Error as exc:
+                raise ConversationStoreError(f"conversation store {self.path}: {exc}") from exc
+        return cursor.rowcount
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+# --- one turn -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BotFeedback:
+    """Validated feedback sent with a turn: an event on an offered article (default: the best)."""
+
+    event: str
+    article_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BotAnswer:
+    """What the bot says after a turn."""
+
+    conversation: Conversation
+    new_conversation: bool
+    search_id: str | None
+    offers: tuple[Offer, ...]
+    answers: dict[str, str] = field(default_factory=dict)
+    reasons: tuple[Reason, ...] = ()
+    summary: dict[str, Any] | None = None
+
+    @property
+    def recommended(self) -> bool:
+        """Whether to hand the customer to a human now."""
+        return bool(self.reasons)
+
+
+def parse_feedback(raw: object) -> BotFeedback | None:
+    """Validate the optional ``feedback`` of a turn: an event name or {event, article_id}."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"event": raw}
+    if not isinstance(raw, dict):
+        raise QueryError("feedback", "must be an event name or an object with event and "
+                         "optionally article_id")
+    unknown = sorted(set(raw) - {"event", "article_id"})
+    if unknown:
+        raise QueryError("feedback", f"unknown field(s) {', '.join(unknown)}; "
+                         "allowed: event, article_id")
+    event, article_id = raw.get("event"), raw.get("article_id")
+    if event not in FEEDBACK_EVENTS:
+        raise QueryError("feedback.event", f"{event!r} is not one of {', '.join(FEEDBACK_EVENTS)}")
+    if article_id is not None and (not isinstance(article_id, str) or not article_id.strip()):
+        raise QueryError("feedback.article_id", "must be a non-empty string")
+    return BotFeedback(str(event), article_id)
+
+
+class ChatBot:
+    """Answers chatbot turns over a search service and keeps the conversations."""
+
+    def __init__(self, service: Any, store: SQLiteConversationStore, rules: HandoffRules,
+                 alternatives: int) -> None:
+        self.service = service
+        self.store = store
+        self.rules = rules
+        self.alternatives = alternatives
+
+    @classmethod
+    def from_settings(cls, service: Any, settings: Settings) -> ChatBot:
+        """Build the bot from the ``bot_*`` and ``channels_db`` settings."""
+        store = SQLiteConversationStore(settings.channels_db, settings.bot_idle_minutes * 60)
+        return cls(service, store, HandoffRules.from_settings(settings), settings.bot_alternatives)
+
+    def turn(
+        self, conversation_id: object, message: object, feedback: object = None,
+        caller: Caller | None = None, client: str = "", now: float | None = None,
+    ) -> BotAnswer:
+        """Record the feedback, answer the message and decide about a hand-off.
+
+        Raises QueryError naming the field for bad input. A message may be left out only
+        when feedback is given; negative feedback without a message offers the next article
+        that was found before.
+        """
+        now = time.time() if now is None else now
+        if not isinstance(conversation_id, str) or not CONVERSATION_ID.fullmatch(conversation_id):
+            raise QueryError("conversation_id", "must be 1 to 128 letters, digits or ._:@- "
+                             "starting with a letter or digit")
+        if message is not None and not isinstance(message, str):
+            raise QueryError("message", "must be a string")
+        text = " ".join((message or "").split())
+        limit = self.service.settings.max_query_chars
+        if len(text) > limit:
+            raise QueryError("message", f"is {len(text)} characters long; at most {limit} "
+                             "allowed (send long texts to /api/v1/assist)")
+        verdict = parse_feedback(feedback)
+        if not text and verdict is None:
+            raise QueryError("message", "is required unless feedback is given")
+        stored = self.store.get(client, conversation_id, now)
+        conversation = stored or Conversation(client, conversation_id, now, now)
+        if verdict is not None:
+            conversation = self._record(conversation, verdict, client, now)
+        answers: dict[str, str] = {}
+        search_id, offers, searched = None, (), False
+        if text:
+            search_id, offers, answers = self._search(text, caller, client)
+            searched = True
+            conversation = self._add_turn(conversation, Turn(
+                now, text, message_terms(text), search_id, offers))
+        elif verdict is not None and verdict.event in NEGATIVE:
+            search_id, offers, answers = self._next_best(conversation, caller)
+            searched = True
+            conversation = self._add_turn(conversation, Turn(now, "", (), search_id, offers))
+        reasons = handoff_reasons(self.rules, conversation, searched)
+        summary = handoff_summary(conversation, reasons) if reasons else None
+        conversation = replace(conversation, updated=now,
+                               handed_off=conversation.handed_off or bool(reasons))
+        self.store.save(conversation, stored.updated if stored else None)
+        return BotAnswer(conversation, stored is None, search_id, offers, answers,
+                         tuple(reasons), summary)
+
+    def _record(self, conversation: Conversation, verdict: BotFeedback, client: str,
+                now: float) -> Conversation:
+        last = next((t for t in reversed(conversation.turns) if t.offers), None)
+        if last is None:
+            raise QueryError("feedback", "there is no answer in this conversation to give "
+                             "feedback on (it may have expired)")
+        article_id = verdict.article_id or last.offers[0].article_id
+        offer = next((o for o in last.offers if o.article_id == article_id), None)
+        if offer is None:
+            raise QueryError("feedback.article_id", f"{article_id!r} was not offered in the "
+                             "last answer")
+        if any(v.search_id == last.search_id and v.article_id == article_id
+               and v.event == verdict.event for v in conversation.verdicts):
+            return conversation  # a retried turn: counted once
+        if last.search_id:
+            try:
+                self.service.record_feedback(last.search_id, article_id, verdict.event,
+                                             offer.position, "bot", client)
+            except DuplicateFeedbackError:
+                pass
+        return replace(conversation, verdicts=conversation.verdicts + (
+            Verdict(now, article_id, verdict.event, last.search_id),))
+
+    def _search(self, text: str, caller: Caller | None, client: str
+                ) -> tuple[str, tuple[Offer, ...], dict[str, str]]:
+        response = self.service.search(text, channel="bot", client=client, caller=caller,
+                                       k=1 + self.alternatives)
+        offers = tuple(
+            Offer(r.article.id, r.article.title, round(r.hit.probability, 4), position)
+            for position, r in enumerate(response.results, start=1)
+        )
+        answers = {r.article.id: short_answer(r.article.body, r.article.title, text)
+                   for r in response.results}
+        return response.search_id, offers, answers
+
+    def _next_best(self, conversation: Conversation, caller: Caller | None
+                   ) -> tuple[str | None, tuple[Offer, ...], dict[str, str]]:
+        """Offer the articles of the latest search that the customer has not rejected."""
+        last = next((t for t in reversed(conversation.turns) if t.message and t.offers), None)
+        if last is None:
+            return None, (), {}
+        rejected = {v.article_id for v in conversation.verdicts if v.event in NEGATIVE}
+        offered_first = {t.best.article_id for t in conversation.turns if t.best}
+        remaining = tuple(o for o in last.offers
+                          if o.article_id not in rejected and o.article_id not in offered_first)
+        answers, available = {}, []
+        for offer in remaining:
+            try:
+                article = self.service.article(offer.article_id, caller=caller)
+            except ArticleNotFoundError:  # unpublished since the search
+                continue
+            available.append(offer)
+            answers[offer.article_id] = short_answer(article.body, article.title, last.message)
+        return last.search_id, tuple(available), answers
+
+    @staticmethod
+    def _add_turn(conversation: Conversation, turn: Turn) -> Conversation:
+        return replace(conversation, turns=(conversation.turns + (turn,))[-MAX_TURNS_KEPT:])
