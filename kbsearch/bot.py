@@ -39,6 +39,7 @@ CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 MAX_TURNS_KEPT = 50
 SHORT_ANSWER_CHARS = 320
 MIN_FALL = 0.02
+PURGE_EVERY_SECONDS = 60.0
 REASONS = {  # code: how the German hand-off summary says it
     "human_requested": "Kunde möchte mit einem Menschen sprechen",
     "low_probability": "kein Artikel passt sicher genug",
@@ -517,6 +518,7 @@ class ChatBot:
         self.store = store
         self.rules = rules
         self.alternatives = alternatives
+        self._purged = 0.0
 
     @classmethod
     def from_settings(cls, service: Any, settings: Settings) -> ChatBot:
@@ -568,6 +570,9 @@ class ChatBot:
         conversation = replace(conversation, updated=now,
                                handed_off=conversation.handed_off or bool(reasons))
         self.store.save(conversation, stored.updated if stored else None)
+        if now - self._purged > PURGE_EVERY_SECONDS:  # customers' words are not kept longer
+            self._purged = now
+            self.store.purge(now)
         return BotAnswer(conversation, stored is None, search_id, offers, answers,
                          tuple(reasons), summary)
 

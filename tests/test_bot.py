@@ -314,6 +314,20 @@ def test_feedback_on_an_article_that_was_not_offered_is_refused(bot_client):
     assert "was not offered" in response.get_json()["error"]["message"]
 
 
+def test_expired_conversations_are_deleted_by_later_turns(bot_client):
+    client, headers, service = bot_client
+    from flask import current_app
+
+    with client.application.app_context():
+        bot = current_app.extensions["kbsearch_bot"]
+    bot.turn("old", "Router blinkt rot", client="k", now=1_000.0)
+    idle = service.settings.bot_idle_minutes * 60
+    bot.turn("new", "SEPA Lastschrift", client="k", now=1_000.0 + idle + 61)
+    assert bot.store.get("k", "old", 1_000.0) is None  # gone even when read as if still live
+    fresh = bot.turn("old", "Router blinkt rot", client="k", now=1_000.0 + idle + 62)
+    assert fresh.new_conversation
+
+
 def test_the_bot_route_needs_a_key(bot_client):
     client, _, _ = bot_client
     response = client.post("/api/v1/bot/turn", json={"conversation_id": "c", "message": "x"})
