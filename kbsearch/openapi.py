@@ -5,9 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from kbsearch.bot import FEEDBACK_EVENTS, REASONS
+from kbsearch.callbacks import TIME_SLOTS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 BOT_EVENTS = list(FEEDBACK_EVENTS)
+HTML = {"description": "HTML page", "content": {"text/html": {}}}
+ARTICLE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+UI = {"name": "ui", "in": "query", "required": False,
+      "schema": {"type": "string", "enum": ["de", "en"]},
+      "description": "Interface language of the FAQ pages (remembered in a cookie)"}
+SEARCH_CONTEXT = [
+    {"name": "s", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "search_id of the search the article was opened from"},
+    {"name": "p", "in": "query", "required": False, "schema": {"type": "integer"},
+     "description": "Position (1-based) the article was shown at"},
+]
 REASON_CODES = list(REASONS)
 
 
@@ -152,16 +164,81 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/": {"get": {"summary": "Self-service FAQ page (HTML)",
-                          "responses": {"200": {"description": "HTML page"}}}},
+            "/": {"get": {"summary": "Self-service FAQ page (HTML): search box, results, topics",
+                          "parameters": [_query("q", {"type": "string"}, "The question"), UI],
+                          "responses": {"200": HTML, "400": {"description": "Bad query"}}}},
             "/articles/{id}": {
                 "get": {
-                    "summary": "Article page (HTML)",
-                    "parameters": [{"name": "id", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "HTML page"},
-                                  "404": {"description": "Not found"}},
+                    "summary": "Article page (HTML); opened from a search, records a click",
+                    "parameters": [ARTICLE_ID, *SEARCH_CONTEXT, UI],
+                    "responses": {"200": HTML, "404": {"description": "Not found"}},
                 }
+            },
+            "/articles/{id}/vote": {
+                "get": {"summary": "Redirect to the article page",
+                        "parameters": [ARTICLE_ID],
+                        "responses": {"302": {"description": "To /articles/{id}"}}},
+                "post": {
+                    "summary": "\"Did this article help?\" from the FAQ page (form post)",
+                    "parameters": [ARTICLE_ID],
+                    "requestBody": {"required": True, "content": {
+                        "application/x-www-form-urlencoded": {"schema": {
+                            "type": "object", "required": ["vote"],
+                            "properties": {
+                                "vote": {"type": "string", "enum": ["helpful", "not_helpful"]},
+                                "s": {"type": "string", "description": "search_id"},
+                                "p": {"type": "integer", "description": "position shown"},
+                                "partial": {"type": "string", "enum": ["1"],
+                                            "description": "Return the outcome alone"},
+                            }}}}},
+                    "responses": {"200": HTML, "400": {"description": "No valid vote"},
+                                  "404": {"description": "Not found"},
+                                  "503": {"description": "Vote not stored"}},
+                },
+            },
+            "/suche/fragment": {
+                "get": {"summary": "FAQ search results alone, for search as you type (HTML)",
+                        "parameters": [_query("q", {"type": "string"}, "The question"), UI],
+                        "responses": {"200": HTML, "400": {"description": "Bad query"},
+                                      "503": {"description": "Search unavailable"}}},
+            },
+            "/themen/{category}": {
+                "get": {"summary": "The public articles of one topic (HTML)",
+                        "parameters": [{"name": "category", "in": "path", "required": True,
+                                        "schema": {"type": "string"}}, UI],
+                        "responses": {"200": HTML,
+                                      "404": {"description": "No such topic"}}},
+            },
+            "/rueckruf": {
+                "get": {"summary": "Callback form (HTML), started from a search or article",
+                        "parameters": [_query("q", {"type": "string"}, "The search"),
+                                       _query("article", {"type": "string"}, "Article id"),
+                                       UI],
+                        "responses": {"200": HTML}},
+                "post": {
+                    "summary": "Store a callback request (form post)",
+                    "requestBody": {"required": True, "content": {
+                        "application/x-www-form-urlencoded": {"schema": {
+                            "type": "object",
+                            "required": ["name", "phone", "preferred_time", "description"],
+                            "properties": {
+                                "name": {"type": "string", "maxLength": 100},
+                                "phone": {"type": "string"},
+                                "preferred_time": {"type": "string", "enum": list(TIME_SLOTS)},
+                                "description": {"type": "string", "maxLength": 500},
+                                "context": {"type": "string"},
+                            }}}}},
+                    "responses": {"303": {"description": "To /rueckruf/danke"},
+                                  "400": {"description": "Form with a message per bad field"},
+                                  "503": {"description": "Request not stored"}},
+                },
+            },
+            "/rueckruf/danke": {
+                "get": {"summary": "Confirmation of a callback request (HTML)",
+                        "parameters": [_query("nr", {"type": "string"}, "Reference RR-XXXXXX"),
+                                       _query("zeit", {"type": "string"}, "Time slot"), UI],
+                        "responses": {"200": HTML,
+                                      "302": {"description": "No valid reference: to the form"}}},
             },
         },
         "security": [{}, {"bearer": []}, {"apiKey": []}],

@@ -1,0 +1,238 @@
+"""Callback requests from the FAQ page: validation and a small SQLite store.
+
+A customer who wants a person to call leaves a name, a phone number, a preferred time and a
+short description. ``parse_callback`` cleans and checks the form fields and raises
+``CallbackError`` naming every bad field; ``CallbackStore`` keeps the requests in the
+``callback_requests`` table of the channels database (``KBSEARCH_CHANNELS_DB``)::
+
+    callback_requests   one row per request; reference is the number the customer is shown
+
+The channels file is shared with the chatbot's conversation store, which versions its own
+schema with ``PRAGMA user_version``; this table is therefore created with
+``CREATE TABLE IF NOT EXISTS`` and never touches the user version.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kbsearch.errors import CallbackError, CallbackStoreError
+
+TIME_SLOTS: tuple[str, ...] = ("asap", "morning", "midday", "afternoon", "evening")
+NAME_MAX = 100
+DESCRIPTION_MAX = 500
+CONTEXT_MAX = 300
+PHONE_DIGITS = (6, 15)
+PHONE_CHARACTERS = re.compile(r"\+?[0-9 ()/\-.]+")
+KEPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")  # zero-width (non-)joiner: part of words
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+REFERENCE = re.compile(r"RR-[A-Z2-9]{6}")
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS callback_requests (
+    id INTEGER PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    preferred_time TEXT NOT NULL,
+    description TEXT NOT NULL,
+    language TEXT NOT NULL,
+    context TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open'
+)"""
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """A checked callback request: who to call, when, and about what.
+
+    ``context`` says where the customer came from (``search: <query>`` or
+    ``article: <id>``), so that the agent who calls back knows what was tried.
+    """
+
+    name: str
+    phone: str
+    preferred_time: str
+    description: str
+    language: str = "de"
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class StoredCallback:
+    """A callback request as stored, with the reference the customer was shown."""
+
+    reference: str
+    created: float
+    request: CallbackRequest
+    status: str = "open"
+
+
+def clean_text(value: str, multiline: bool = False) -> str:
+    """Return text without control and formatting characters, its spaces tidied.
+
+    Line breaks survive only with ``multiline`` (at most one blank line in a row); tabs
+    become spaces. Zero-width joiners, which belong to some words and emoji, are kept.
+    """
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    kept = []
+    for char in value:
+        if char == "\n":
+            kept.append("\n" if multiline else " ")
+        elif char == "\t":
+            kept.append(" ")
+        elif unicodedata.category(char) in ("Cc", "Cf") and char not in KEPT_FORMAT_CHARACTERS:
+            continue
+        else:
+            kept.append(char)
+    lines = [" ".join(line.split()) for line in "".join(kept).split("\n")]
+    text = "\n".join(lines).strip()
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def parse_callback(
+    fields: Mapping[str, str], language: str = "de", context: str = ""
+) -> CallbackRequest:
+    """Clean and check the form fields of a callback request.
+
+    Raises CallbackError whose ``problems`` name every bad field (``name``, ``phone``,
+    ``preferred_time``, ``description``) with a code: ``required``, ``too_long`` or
+    ``invalid``.
+    """
+    name = clean_text(fields.get("name", ""))
+    phone = clean_text(fields.get("phone", ""))
+    slot = clean_text(fields.get("preferred_time", ""))
+    description = clean_text(fields.get("description", ""), multiline=True)
+    problems: dict[str, str] = {}
+    if not name:
+        problems["name"] = "required"
+    elif len(name) > NAME_MAX:
+        problems["name"] = "too_long"
+    if not phone:
+        problems["phone"] = "required"
+    elif not valid_phone(phone):
+        problems["phone"] = "invalid"
+    if not slot:
+        problems["preferred_time"] = "required"
+    elif slot not in TIME_SLOTS:
+        problems["preferred_time"] = "invalid"
+    if not description:
+        problems["description"] = "required"
+    elif len(description) > DESCRIPTION_MAX:
+        problems["description"] = "too_long"
+    if problems:
+        raise CallbackError(problems)
+    return CallbackRequest(
+        name=name, phone=phone, preferred_time=slot, description=description,
+        language=language, context=clean_text(context)[:CONTEXT_MAX],
+    )
+
+
+def valid_phone(phone: str) -> bool:
+    """Return whether a phone number has 6 to 15 digits and only digits, spaces, + - / . ( )."""
+    if not PHONE_CHARACTERS.fullmatch(phone):
+        return False
+    digits = sum(char.isdigit() for char in phone)
+    return PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]
+
+
+def new_reference() -> str:
+    """Return a random reference a customer can read out on the phone, e.g. ``RR-7KQ2MX``."""
+    return "RR-" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
+
+
+class CallbackStore:
+    """Callback requests in the ``callback_requests`` table of one SQLite file.
+
+    The file is opened on first use (its folder created if missing), in WAL mode; one
+    connection serves all threads, guarded by a lock.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        """Remember where the database lives; nothing is opened yet."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        """Return the open connection, opening the file and creating the table if needed.
+
+        The caller holds the lock. Raises CallbackStoreError if the file cannot be used.
+        """
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise CallbackStoreError(f"cannot open callback store {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(SCHEMA)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CallbackStoreError(f"cannot open callback store {self.path}: {exc}") from exc
+        self._conn = conn
+        return conn
+
+    def add(self, request: CallbackRequest, now: float | None = None) -> StoredCallback:
+        """Store a request and return it with its new reference; raise CallbackStoreError."""
+        created = time.time() if now is None else now
+        with self._lock:
+            conn = self._connection()
+            for _ in range(5):
+                reference = new_reference()
+                try:
+                    conn.execute(
+                        "INSERT INTO callback_requests (reference, created, name, phone, "
+                        "preferred_time, description, language, context) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (reference, created, request.name, request.phone,
+                         request.preferred_time, request.description, request.language,
+                         request.context),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    if "reference" not in str(exc):
+                        raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+                    continue
+                except sqlite3.Error as exc:
+                    raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+                return StoredCallback(reference, created, request)
+        raise CallbackStoreError(f"callback store {self.path}: no free reference found")
+
+    def recent(self, limit: int = 100, status: str | None = None) -> list[StoredCallback]:
+        """Return the newest requests first (only those with ``status`` if given)."""
+        where, params = ("WHERE status = ? ", [status]) if status else ("", [])
+        with self._lock:
+            conn = self._connection()
+            try:
+                rows = conn.execute(
+                    "SELECT reference, created, name, phone, preferred_time, description, "
+                    f"language, context, status FROM callback_requests {where}"
+                    "ORDER BY created DESC, id DESC LIMIT ?",
+                    (*params, int(limit)),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+        return [
+            StoredCallback(row[0], row[1], CallbackRequest(*row[2:8]), row[8]) for row in rows
+        ]
+
+    def close(self) -> None:
+        """Close the connection; a later call opens it again."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,305 @@
+"""The FAQ pages in a real browser: Debian's Chromium driven by Playwright.
+
+The app is served for real on 127.0.0.1 (a werkzeug server in a thread). The tests save
+screenshots of the main pages into docs/screenshots/, overwritten on each run. Without
+Chromium at /usr/bin/chromium or the playwright package the tests are skipped, except
+under CI (the CI variable set), where they fail: scripts/test.sh installs Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kbsearch.callbacks import CallbackStore
+from kbsearch.web.texts import TEXTS
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1200, "height": 900}
+DE, EN = TEXTS["de"], TEXTS["en"]
+NONSENSE = "xqzv blorp wibble"
+
+pytestmark = pytest.mark.slow
+
+
+def missing_browser() -> str | None:
+    """Say what is missing to run the browser tests, or None when all is there."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing: .venv/bin/pip install -e '.[dev]'"
+    if not CHROMIUM.exists():
+        return (f"Chromium is missing at {CHROMIUM}: install it with "
+                "'apt-get install -y chromium' (scripts/test.sh does so)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium, headless, started once for this module."""
+    missing = missing_browser()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run under CI: {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(sample_service, tmp_path_factory) -> Iterator[tuple[str, Any]]:
+    """The app served on 127.0.0.1 on a free port; yields (base address, app)."""
+    from werkzeug.serving import make_server
+
+    from kbsearch.api import create_app
+
+    app = create_app({"TESTING": True}, search_service=sample_service)
+    folder = tmp_path_factory.mktemp("browser")
+    app.extensions["kbsearch_callbacks"] = CallbackStore(folder / "channels.sqlite3")
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="faq-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}", app
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()
+
+
+@pytest.fixture
+def base(server) -> str:
+    """The address of the served app."""
+    return server[0]
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    """A fresh browser tab (own cookies) with JavaScript on."""
+    context = browser.new_context(viewport=VIEWPORT)
+    tab = context.new_page()
+    tab.set_default_timeout(20_000)
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def plain_page(browser) -> Iterator[Any]:
+    """A fresh browser tab with JavaScript off."""
+    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
+    tab = context.new_page()
+    tab.set_default_timeout(20_000)
+    yield tab
+    context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save the visible part of the page as docs/screenshots/<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def type_query(page: Any, query: str, click: bool = True) -> None:
+    """Type into the search box key by key, as a person would, and wait for the results."""
+    if click:
+        page.click("#q")
+    page.keyboard.type(query, delay=40)
+    page.wait_for_function(
+        "q => document.querySelector('#results .results-title')?.textContent.includes(q)",
+        arg=query,
+    )
+
+
+def search_context(href: str) -> tuple[str, int]:
+    """Return the search id and position a result link carries."""
+    found = re.search(r"[?&]s=([0-9a-f]{32})&(?:amp;)?p=(\d+)", href)
+    assert found, href
+    return found.group(1), int(found.group(2))
+
+
+def test_results_appear_as_you_type(page, base):
+    page.goto(base + "/")
+    assert page.locator("html").get_attribute("lang") == "de"
+    screenshot(page, "home")
+    fragments: list[str] = []
+    page.on("request", lambda request: fragments.append(request.url)
+            if "/suche/fragment" in request.url else None)
+    page.evaluate("window.notReloaded = true")
+    type_query(page, "Zählerstand melden")
+    first = page.locator("#results .result h3 a").first
+    assert first.inner_text() == "Wie melde ich meinen Zählerstand?"
+    assert page.evaluate("window.notReloaded") is True  # no Enter, no page load
+    assert 1 <= len(fragments) <= 3, fragments  # debounced, not one request per key
+    assert "Artikel gefunden" in page.locator("#results-status").inner_text()
+    assert page.locator("#results mark").first.inner_text().startswith("Zählerstand")
+    assert page.locator("#results .fit").first.inner_text().split("\n")[-1] in {
+        DE["prob_very_likely"], DE["prob_likely"]}
+    assert "q=Z%C3%A4hlerstand" in page.url  # the address can be shared or reloaded
+    screenshot(page, "live-results")
+
+
+def test_opening_an_article_and_voting_yes(page, base, sample_service):
+    page.goto(base + "/")
+    type_query(page, "Router Störung")
+    link = page.locator("#results .result h3 a").first
+    search_id, position = search_context(link.get_attribute("href"))
+    link.click()
+    page.wait_for_url(re.compile(r"/articles/router-stoerung\?"))
+    assert page.locator("article h1").inner_text().startswith("Internet geht nicht")
+    screenshot(page, "article")
+    page.get_by_role("button", name=DE["vote_yes"], exact=True).click()
+    outcome = page.locator("#vote-outcome")
+    outcome.wait_for()
+    assert DE["vote_thanks_yes"] in outcome.inner_text()
+    assert page.evaluate("document.activeElement.id") == "vote-outcome"
+    events = {(e.event, e.article_id, e.position) for e in sample_service.feedback.events()
+              if e.search_id == search_id}
+    assert {("click", "router-stoerung", position),
+            ("helpful", "router-stoerung", position)} <= events
+
+
+def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, sample_service):
+    page.goto(base + "/")
+    type_query(page, "Abschlag ändern")
+    link = page.locator("#results .result h3 a").first
+    search_id, _ = search_context(link.get_attribute("href"))
+    article_id = re.search(r"/articles/([a-z0-9-]+)", link.get_attribute("href")).group(1)
+    link.click()
+    page.wait_for_url(re.compile(r"/articles/"))
+    page.get_by_role("button", name=DE["vote_no"], exact=True).click()
+    outcome = page.locator("#vote-outcome")
+    outcome.wait_for()
+    assert DE["vote_thanks_no"] in outcome.inner_text()
+    human = outcome.locator(".human-first")
+    assert human.is_visible()
+    assert human.get_by_role("link", name=re.compile(DE["call_title"])).get_attribute(
+        "href") == "tel:08006673100"
+    assert human.get_by_role("link", name=re.compile(DE["callback_title"])).is_visible()
+    alternatives = outcome.locator(".alternatives a")
+    assert alternatives.count() >= 1
+    hrefs = [alternatives.nth(i).get_attribute("href") for i in range(alternatives.count())]
+    assert all(f"s={search_id}" in href for href in hrefs)
+    assert not any(f"/articles/{article_id}?" in href for href in hrefs)
+    # the way to a human comes before the alternatives
+    assert human.bounding_box()["y"] < outcome.locator(".alternatives").bounding_box()["y"]
+    assert ("not_helpful", article_id) in {
+        (e.event, e.article_id) for e in sample_service.feedback.events()
+        if e.search_id == search_id}
+    page.mouse.move(0, 0)
+    screenshot(page, "after-no")
+
+
+def test_an_unlikely_answer_hands_off_to_a_person(page, base, server):
+    page.goto(base + "/")
+    type_query(page, NONSENSE)
+    human = page.locator("#results .human-first")
+    assert human.is_visible()
+    first_result = page.locator("#results .result").first
+    assert human.bounding_box()["y"] < first_result.bounding_box()["y"]
+    human.get_by_role("link", name=re.compile(DE["callback_title"])).click()
+    page.wait_for_url(re.compile(r"/rueckruf\?"))
+    assert page.locator("#description").input_value() == NONSENSE
+    # sent empty: every field says what is wrong
+    page.locator("#description").fill("")
+    page.get_by_role("button", name=DE["callback_submit"]).click()
+    page.locator(".error-summary").wait_for()
+    assert page.locator("[aria-invalid=true]").count() == 4
+    assert DE["error_phone_required"] in page.locator("#phone-error").inner_text()
+    page.get_by_label(DE["field_name"]).fill("Erika Mustermann")
+    page.get_by_label(DE["field_phone"]).fill("0171 2345678")
+    page.get_by_label(DE["field_time"]).select_option("morning")
+    page.get_by_label(DE["field_description"]).fill("Mein Anliegen passt in keinen Artikel.")
+    page.get_by_role("button", name=DE["callback_submit"]).click()
+    page.wait_for_url(re.compile(r"/rueckruf/danke\?"))
+    heading = page.locator("h1").inner_text()
+    assert heading == DE["callback_done_title"]
+    reference = page.locator(".reference strong").inner_text()
+    assert re.fullmatch(r"RR-[A-Z2-9]{6}", reference)
+    screenshot(page, "callback-confirmation")
+    stored = server[1].extensions["kbsearch_callbacks"].recent()
+    assert stored[0].reference == reference
+    assert stored[0].request.name == "Erika Mustermann"
+    assert stored[0].request.context == f"search: {NONSENSE}"
+
+
+def test_keyboard_only(page, base):
+    page.goto(base + "/")
+    page.keyboard.press("Tab")
+    skip = page.evaluate("[document.activeElement.className, document.activeElement.textContent]")
+    assert skip == ["skip", DE["skip"]]
+    box = page.locator(".skip").bounding_box()
+    assert box["y"] >= 0 and box["height"] > 0  # visible while focused
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "q"
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+    type_query(page, "Zählerstand melden", click=False)
+    page.keyboard.press("Tab")  # the search button
+    page.keyboard.press("Tab")  # the first result
+    assert page.evaluate("document.activeElement.closest('.result') !== null")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/articles/zaehlerstand-melden\?"))
+    for _ in range(80):  # Tab on to the "yes" button and press it
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.value") == "helpful":
+            break
+    else:
+        raise AssertionError("the vote buttons cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    page.locator("#vote-outcome").wait_for()
+    assert page.evaluate("document.activeElement.id") == "vote-outcome"
+
+
+def test_switching_to_english(page, base):
+    page.goto(base + "/")
+    page.get_by_role("link", name=DE["switch_label"]).click()
+    page.wait_for_url(re.compile(r"ui=en"))
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").inner_text() == EN["home_title"]
+    screenshot(page, "home-en")
+    page.goto(base + "/")  # remembered
+    assert page.locator("html").get_attribute("lang") == "en"
+    type_query(page, "submit meter reading")
+    first = page.locator("#results .result h3 a").first
+    assert "/articles/zaehlerstand-melden-en?" in first.get_attribute("href")
+    assert "articles found" in page.locator("#results-status").inner_text()
+    page.get_by_role("link", name=EN["switch_label"]).click()
+    page.wait_for_url(re.compile(r"ui=de"))
+    assert page.locator("html").get_attribute("lang") == "de"
+    assert "q=submit" in page.url  # the switch keeps the query typed
+
+
+def test_without_javascript_search_read_and_vote(plain_page, base, sample_service):
+    page = plain_page
+    page.goto(base + "/")
+    assert page.locator("#q-hint").is_hidden()  # "results as you type" needs the script
+    page.fill("#q", "WLAN Passwort ändern")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"\?q=WLAN"))
+    first = page.locator("#results .result h3 a").first
+    search_id, _ = search_context(first.get_attribute("href"))
+    first.click()
+    page.wait_for_url(re.compile(r"/articles/"))
+    assert page.locator("article h1").is_visible()
+    page.get_by_role("button", name=DE["vote_no"], exact=True).click()
+    page.wait_for_url(re.compile(r"/vote$"))
+    outcome = page.locator("#vote-outcome")
+    assert DE["vote_thanks_no"] in outcome.inner_text()
+    assert outcome.locator(".human-first").is_visible()
+    # with the page reloaded, the outcome is on top, above the article
+    assert outcome.bounding_box()["y"] < page.locator("article").bounding_box()["y"]
+    assert "not_helpful" in {e.event for e in sample_service.feedback.events()
+                             if e.search_id == search_id}
