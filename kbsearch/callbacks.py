@@ -27,6 +27,7 @@ from pathlib import Path
 from kbsearch.errors import CallbackError, CallbackStoreError
 
 TIME_SLOTS: tuple[str, ...] = ("asap", "morning", "midday", "afternoon", "evening")
+STATUSES: tuple[str, ...] = ("open", "done")
 NAME_MAX = 100
 DESCRIPTION_MAX = 500
 CONTEXT_MAX = 300
@@ -229,6 +230,34 @@ class CallbackStore:
         return [
             StoredCallback(row[0], row[1], CallbackRequest(*row[2:8]), row[8]) for row in rows
         ]
+
+    def set_status(self, reference: str, status: str) -> StoredCallback:
+        """Mark a request open or done and return it; raise CallbackError if it is unknown."""
+        if status not in STATUSES:
+            raise CallbackError({"status": "invalid"},
+                                f"status: {status!r} is not one of {', '.join(STATUSES)}")
+        reference = reference.strip().upper()
+        if not REFERENCE.fullmatch(reference):
+            raise CallbackError({"reference": "invalid"},
+                                f"reference: {reference!r} is not of the form RR-XXXXXX")
+        with self._lock:
+            conn = self._connection()
+            try:
+                changed = conn.execute(
+                    "UPDATE callback_requests SET status = ? WHERE reference = ?",
+                    (status, reference),
+                ).rowcount
+                row = conn.execute(
+                    "SELECT reference, created, name, phone, preferred_time, description, "
+                    "language, context, status FROM callback_requests WHERE reference = ?",
+                    (reference,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+        if not changed or row is None:
+            raise CallbackError({"reference": "unknown"},
+                                f"reference: no callback request {reference}")
+        return StoredCallback(row[0], row[1], CallbackRequest(*row[2:8]), row[8])
 
     def close(self) -> None:
         """Close the connection; a later call opens it again."""

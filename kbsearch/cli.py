@@ -472,3 +472,66 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id; requests with it get 401 from then on."""
     revoked = _key_store().revoke(key_id)
     click.echo(f"key {revoked.key_id} ({revoked.role}, {revoked.name}) revoked")
+
+
+@main.group()
+def callbacks() -> None:
+    """The callback requests customers left on the FAQ page (KBSEARCH_CHANNELS_DB)."""
+
+
+def _callback_store() -> Any:
+    from kbsearch.callbacks import CallbackStore
+
+    return CallbackStore(_settings().channels_db)
+
+
+@callbacks.command(name="list")
+@click.option("--status", type=click.Choice(("open", "done", "all")), default="open",
+              show_default=True, help="Which requests to list.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@friendly_errors
+def callbacks_list(status: str, limit: int, as_json: bool) -> None:
+    """List callback requests, newest first: reference, time, phone, name and the request."""
+    import datetime as dt
+
+    stored = _callback_store().recent(limit, None if status == "all" else status)
+    entries = [{
+        "reference": s.reference,
+        "created": dt.datetime.fromtimestamp(s.created, dt.UTC).isoformat(
+            timespec="seconds"),
+        "status": s.status, "name": s.request.name, "phone": s.request.phone,
+        "preferred_time": s.request.preferred_time, "language": s.request.language,
+        "description": s.request.description, "context": s.request.context,
+    } for s in stored]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        click.echo(f"no {'' if status == 'all' else status + ' '}callback requests")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("reference", "created (UTC)", "status", "when", "phone"):
+        table.add_column(column, no_wrap=True)
+    for column in ("name", "request", "came from"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e["reference"], e["created"].replace("T", " ")[:16], e["status"],
+                      e["preferred_time"], e["phone"], e["name"], e["description"],
+                      e["context"])
+    Console().print(table)
+
+
+@callbacks.command(name="done")
+@click.argument("reference")
+@click.option("--reopen", is_flag=True, help="Mark the request open again.")
+@friendly_errors
+def callbacks_done(reference: str, reopen: bool) -> None:
+    """Mark a callback request as done (called back), e.g. 'kbsearch callbacks done RR-7K3M9P'."""
+    stored = _callback_store().set_status(reference, "open" if reopen else "done")
+    click.echo(f"{stored.reference} ({stored.request.name}, {stored.request.phone}) "
+               f"is now {stored.status}")

@@ -103,10 +103,10 @@ class CallbackError(KbsearchError):
     ``invalid``) that the page words in the customer's language.
     """
 
-    def __init__(self, problems: dict[str, str]) -> None:
+    def __init__(self, problems: dict[str, str], message: str | None = None) -> None:
         self.problems = dict(problems)
         listed = ", ".join(f"{field}: {code}" for field, code in self.problems.items())
-        super().__init__(f"invalid callback request ({listed})")
+        super().__init__(message or f"invalid callback request ({listed})")
 
 
 class CallbackStoreError(KbsearchError):

@@ -306,3 +306,39 @@ def test_keys_create_list_and_revoke(tmp_path):
     assert bad_role.exit_code == 2 and "admin" in bad_role.output
     missing = run(["keys", "revoke", "nope"], env)
     assert missing.exit_code == 1 and "no API key with id 'nope'" in missing.output
+
+
+def test_callbacks_list_and_done(tmp_path):
+    from kbsearch.callbacks import CallbackRequest, CallbackStore
+
+    db = tmp_path / "channels.sqlite3"
+    env = {"KBSEARCH_CHANNELS_DB": str(db)}
+    store = CallbackStore(db)
+    first = store.add(CallbackRequest("Erika Muster", "+49 30 1234567", "morning",
+                                      "Abschlag zu hoch", "de", "search: abschlag"), now=1000.0)
+    second = store.add(CallbackRequest("John Doe", "0301234567", "asap", "Router offline",
+                                       "en", "article: router-stoerung"), now=2000.0)
+    store.close()
+    listed = json.loads(run(["callbacks", "list", "--json"], env).stdout)
+    assert [e["reference"] for e in listed] == [second.reference, first.reference]
+    assert listed[1] | {"created": None} == {
+        "reference": first.reference, "created": None, "status": "open",
+        "name": "Erika Muster", "phone": "+49 30 1234567", "preferred_time": "morning",
+        "language": "de", "description": "Abschlag zu hoch", "context": "search: abschlag"}
+    table = run(["callbacks", "list"], env)
+    assert table.exit_code == 0 and first.reference in table.output
+    done = run(["callbacks", "done", first.reference.lower()], env)
+    assert done.exit_code == 0 and f"{first.reference} (Erika Muster" in done.output
+    assert [e["reference"] for e in json.loads(
+        run(["callbacks", "list", "--json"], env).stdout)] == [second.reference]
+    everything = json.loads(run(["callbacks", "list", "--status", "all", "--json"], env).stdout)
+    assert {e["reference"]: e["status"] for e in everything} == {
+        first.reference: "done", second.reference: "open"}
+    assert run(["callbacks", "done", "--reopen", first.reference], env).exit_code == 0
+    assert len(json.loads(run(["callbacks", "list", "--json"], env).stdout)) == 2
+    unknown = run(["callbacks", "done", "RR-AAAAAA"], env)
+    assert unknown.exit_code == 1 and "no callback request RR-AAAAAA" in unknown.output
+    malformed = run(["callbacks", "done", "4711"], env)
+    assert malformed.exit_code == 1 and "not of the form RR-XXXXXX" in malformed.output
+    assert "no done callback requests" in run(
+        ["callbacks", "list", "--status", "done"], env).output
