@@ -511,19 +511,13 @@ def callbacks_list(status: str, limit: int, as_json: bool) -> None:
     if not entries:
         click.echo(f"no {'' if status == 'all' else status + ' '}callback requests")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("reference", "created (UTC)", "status", "when", "phone"):
-        table.add_column(column, no_wrap=True)
-    for column in ("name", "request", "came from"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(e["reference"], e["created"].replace("T", " ")[:16], e["status"],
-                      e["preferred_time"], e["phone"], e["name"], e["description"],
-                      e["context"])
-    Console().print(table)
+    for e in entries:  # one block per request: readable in any terminal width
+        click.echo(f"{e['reference']}  {e['status']}  {e['created'].replace('T', ' ')[:16]} UTC"
+                   f"  call: {e['preferred_time']}")
+        click.echo(f"  {e['name']}, {e['phone']} ({e['language']})")
+        click.echo(f"  {e['description']}")
+        if e["context"]:
+            click.echo(f"  came from: {e['context']}")
 
 
 @callbacks.command(name="done")

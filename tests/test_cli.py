@@ -326,7 +326,9 @@ def test_callbacks_list_and_done(tmp_path):
         "name": "Erika Muster", "phone": "+49 30 1234567", "preferred_time": "morning",
         "language": "de", "description": "Abschlag zu hoch", "context": "search: abschlag"}
     table = run(["callbacks", "list"], env)
-    assert table.exit_code == 0 and first.reference in table.output
+    assert table.exit_code == 0 and f"{first.reference}  open  1970-01-01 00:16 UTC" in table.output
+    assert "  Erika Muster, +49 30 1234567 (de)\n  Abschlag zu hoch\n  came from: search: " \
+           "abschlag" in table.output
     done = run(["callbacks", "done", first.reference.lower()], env)
     assert done.exit_code == 0 and f"{first.reference} (Erika Muster" in done.output
     assert [e["reference"] for e in json.loads(
