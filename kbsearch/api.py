@@ -10,7 +10,7 @@ from typing import Any
 import markdown as markdown_lib
 import nh3
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from kbsearch import __version__
 from kbsearch.articles import Article
@@ -33,6 +33,7 @@ from kbsearch.errors import (
 )
 from kbsearch.keys import PUBLIC, AuthError, Caller, KeyStore, key_from_headers
 from kbsearch.openapi import openapi_document
+from kbsearch.ratelimit import install_limits, trust_proxies
 from kbsearch.service import SearchResponse, SearchService
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def client_identity() -> str:
     key_id = caller().key_id
     if key_id:
         return hashlib.sha256(f"key:{key_id}".encode()).hexdigest()[:16]
-    address = request.access_route[0] if request.access_route else (request.remote_addr or "")
+    address = request.remote_addr or ""  # forwarded addresses only via trusted proxies
     return hashlib.sha256(f"addr:{address}".encode()).hexdigest()[:16] if address else ""
 
 
@@ -401,6 +402,14 @@ def register_errors(app: Flask) -> None:
     def kbsearch_error(exc: KbsearchError) -> Any:
         return error(400, "bad_request", str(exc))
 
+    @app.errorhandler(TooManyRequests)
+    def too_many(exc: TooManyRequests) -> Any:
+        if not _wants_json():
+            return exc
+        return error(429, "rate_limited",
+                     f"too many requests from this client (limit: {exc.description}); "
+                     "wait as long as Retry-After says")
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         if not _wants_json():
@@ -440,4 +449,6 @@ def create_app(
     app.register_blueprint(health)
     app.register_blueprint(web)
     register_errors(app)
+    trust_proxies(app, keys_settings.trusted_proxies)
+    app.extensions["kbsearch_limiter"] = install_limits(app, keys_settings)
     return app

@@ -65,6 +65,27 @@ def _languages(raw: str) -> tuple[str, ...]:
     return langs
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or a positive whole number")
+    return value
+
+
+def _rate_limit(raw: str) -> str:
+    """Check a flask-limiter limit such as '120 per minute' or '10/second;500/hour'; 'off': ''."""
+    if raw.strip().lower() == "off":
+        return ""
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ValueError("must be a rate such as '120 per minute' or '5/hour', "
+                         "several separated by ';', or 'off'") from None
+    return raw.strip()
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("articles", Path("articles"), "Folder of Markdown articles to index.", Path),
     Setting("index", Path("index"), "Folder that holds the versioned index builds.", Path),
@@ -189,6 +210,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Most learned questions one client can add to one article.",
         _positive_int,
     ),
+    # Serving: proxies and rate limits.
+    Setting(
+        "trusted_proxies",
+        0,
+        "Reverse proxies in front of kbsearch whose X-Forwarded-For/-Proto/-Host headers are "
+        "believed (0: none; the client address is the connection's). Set it to 1 behind one "
+        "proxy, or every customer shares the proxy's address and its rate limit.",
+        _non_negative_int,
+    ),
+    Setting(
+        "rate_limit",
+        "300 per minute",
+        "Requests per client address without an API key, on every route but /healthz and "
+        "static files ('off': no limit).",
+        _rate_limit,
+    ),
+    Setting(
+        "rate_limit_keyed",
+        "1200 per minute",
+        "Requests per API key (a bot platform speaks for many customers) ('off': no limit).",
+        _rate_limit,
+    ),
+    Setting(
+        "rate_limit_callbacks",
+        "5 per hour",
+        "Callback requests sent from one client address on the FAQ page ('off': no limit).",
+        _rate_limit,
+    ),
+    Setting(
+        "rate_limit_storage",
+        "memory://",
+        "Where the rate limit counters live: memory:// counts per worker process; a "
+        "redis:// or memcached:// address (with its client package) shares them.",
+        str,
+    ),
     # Channels: the FAQ page, the chatbot backend and agent assist.
     Setting(
         "channels_db",
@@ -302,6 +358,11 @@ class Settings:
     train_holdout: float
     question_floor: float
     questions_per_client: int
+    trusted_proxies: int
+    rate_limit: str
+    rate_limit_keyed: str
+    rate_limit_callbacks: str
+    rate_limit_storage: str
     channels_db: Path
     faq_results: int
     faq_handoff_below: float

@@ -10,6 +10,12 @@ from kbsearch.callbacks import TIME_SLOTS
 ERROR = {"$ref": "#/components/schemas/Error"}
 BOT_EVENTS = list(FEEDBACK_EVENTS)
 HTML = {"description": "HTML page", "content": {"text/html": {}}}
+RATE_LIMITED = {
+    "description": "Too many requests from this client (KBSEARCH_RATE_LIMIT per address, "
+                   "KBSEARCH_RATE_LIMIT_KEYED per key); wait for Retry-After seconds",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": ERROR}},
+}
 ARTICLE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 UI = {"name": "ui", "in": "query", "required": False,
       "schema": {"type": "string", "enum": ["de", "en"]},
@@ -44,6 +50,17 @@ def _query(name: str, schema: dict[str, Any], description: str, required: bool =
 
 def openapi_document(version: str) -> dict[str, Any]:
     """Return the OpenAPI 3.0 description of every route."""
+    document = _document(version)
+    for path, operations in document["paths"].items():
+        if path == "/healthz":
+            continue  # never rate limited
+        for operation in operations.values():
+            operation["responses"].setdefault("429", RATE_LIMITED if path.startswith("/api/")
+                                              else {"description": "Rate limited (HTML page)"})
+    return document
+
+
+def _document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {

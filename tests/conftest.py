@@ -22,6 +22,8 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
         "articles": ARTICLES, "index": tmp / "index", "model": str(MODEL),
         "feedback_db": tmp / "feedback.sqlite3", "weights_dir": tmp / "weights",
         "keys_file": tmp / "keys.json", "channels_db": tmp / "channels.sqlite3",
+        # tests send many requests from one address; tests/test_ratelimit.py sets limits
+        "rate_limit": "", "rate_limit_keyed": "", "rate_limit_callbacks": "",
     }
     values.update(overrides)
     return load_settings(environ={}, **values)

@@ -35,7 +35,7 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge, TooManyRequests
 
 from kbsearch.api import client_identity, render_markdown
 from kbsearch.articles import Article
@@ -133,8 +133,13 @@ def callbacks() -> CallbackStore:
 
 
 def ui() -> str:
-    """Return the interface language of this request (de or en)."""
-    return g.get("ui", DEFAULT_UI)
+    """Return the interface language of this request (de or en).
+
+    Also for errors raised before the blueprint's own hooks ran (a rate limit).
+    """
+    if "ui" not in g:
+        choose_language()
+    return g.ui
 
 
 @web.before_request
@@ -510,6 +515,12 @@ def unavailable(exc: Exception) -> Any:
     """Say that the help is unavailable for a moment, and offer the way to a human."""
     log.error("FAQ page unavailable: %s", exc)
     return render_error(503, "error_title", "search_unavailable")
+
+
+@web.errorhandler(TooManyRequests)
+def too_many(exc: TooManyRequests) -> Any:
+    """Ask a client over its rate limit to wait, and offer the way to a human."""
+    return render_error(429, "too_many_title", "too_many_text")
 
 
 @web.errorhandler(HTTPException)

@@ -140,6 +140,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "error_text": "Bitte versuchen Sie es gleich noch einmal. Wenn es eilt, sprechen Sie "
                       "direkt mit uns.",
         "method_text": "Diese Seite lässt sich so nicht aufrufen.",
+        "too_many_title": "Einen Moment bitte",
+        "too_many_text": "Von Ihrem Anschluss kamen gerade sehr viele Anfragen. Bitte versuchen "
+                         "Sie es in einer Minute noch einmal – oder sprechen Sie direkt mit uns.",
     },
     "en": {
         # frame
@@ -266,6 +269,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "error_title": "Sorry, that did not work",
         "error_text": "Please try again in a moment. If it is urgent, talk to us directly.",
         "method_text": "This page cannot be opened this way.",
+        "too_many_title": "One moment, please",
+        "too_many_text": "We have just had a great many requests from your connection. Please "
+                         "try again in a minute, or talk to us directly.",
     },
 }
 

@@ -1,0 +1,77 @@
+"""Rate limits per client (flask-limiter), so that no one client can flood the service.
+
+Callers without a key are counted by address, callers with a key by the key (a bot
+platform speaks for many customers from one address, so keys get a larger allowance).
+``/healthz`` and static files are never limited. Posting the FAQ page's callback form has
+its own, much smaller limit on top, since every request there lands in a person's queue.
+
+Addresses come from the connection, or from ``X-Forwarded-For`` only as far as
+``KBSEARCH_TRUSTED_PROXIES`` proxies vouch for it (werkzeug's ProxyFix): a header a client
+sets itself never decides which bucket it counts against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from kbsearch.config import Settings
+from kbsearch.keys import key_from_headers
+
+UNLIMITED_ENDPOINTS = frozenset({"static", "health.healthz"})
+CALLBACK_ENDPOINT = "web.callback_submit"
+
+
+def client_address() -> str:
+    """Return the client's address as the trusted proxies report it."""
+    return request.remote_addr or "unknown"
+
+
+def rate_key() -> str:
+    """Return the bucket a request counts against: its API key's digest, or its address.
+
+    An invalid key gets its own bucket too; the request is refused with 401 anyway.
+    """
+    key = key_from_headers(request.headers)
+    if key:
+        return "key:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]
+    return "addr:" + client_address()
+
+
+def trust_proxies(app: Flask, count: int) -> None:
+    """Believe the forwarding headers of ``count`` reverse proxies in front of the app."""
+    if count > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count
+        )
+
+
+def install_limits(app: Flask, settings: Settings) -> Limiter:
+    """Attach a limiter with the settings' limits to the app and return it."""
+
+    def default_limit() -> str:
+        keyed = key_from_headers(request.headers) is not None
+        return settings.rate_limit_keyed if keyed else settings.rate_limit
+
+    def exempt() -> bool:
+        return request.endpoint in UNLIMITED_ENDPOINTS or not default_limit()
+
+    limiter = Limiter(
+        rate_key,
+        app=app,
+        application_limits=[default_limit],  # one allowance over all routes together
+        application_limits_exempt_when=exempt,
+        storage_uri=settings.rate_limit_storage,
+        strategy="moving-window",
+        headers_enabled=True,
+    )
+    if settings.rate_limit_callbacks and CALLBACK_ENDPOINT in app.view_functions:
+        view = app.view_functions[CALLBACK_ENDPOINT]
+        app.view_functions[CALLBACK_ENDPOINT] = limiter.limit(
+            settings.rate_limit_callbacks, key_func=lambda: "addr:" + client_address(),
+            override_defaults=False,
+        )(view)
+    return limiter
