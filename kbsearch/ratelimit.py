@@ -30,12 +30,18 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def api_key() -> str | None:
+    """Return the API key sent to an API route (the FAQ pages take none: keys count nothing)."""
+    return key_from_headers(request.headers) if request.path.startswith("/api/") else None
+
+
 def rate_key() -> str:
     """Return the bucket a request counts against: its API key's digest, or its address.
 
-    An invalid key gets its own bucket too; the request is refused with 401 anyway.
+    An invalid key gets its own bucket too, but the API refuses it with 401 before any
+    work; on the FAQ pages a key header is ignored, so made-up keys buy no allowance.
     """
-    key = key_from_headers(request.headers)
+    key = api_key()
     if key:
         return "key:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]
     return "addr:" + client_address()
@@ -53,8 +59,7 @@ def install_limits(app: Flask, settings: Settings) -> Limiter:
     """Attach a limiter with the settings' limits to the app and return it."""
 
     def default_limit() -> str:
-        keyed = key_from_headers(request.headers) is not None
-        return settings.rate_limit_keyed if keyed else settings.rate_limit
+        return settings.rate_limit_keyed if api_key() else settings.rate_limit
 
     def exempt() -> bool:
         return request.endpoint in UNLIMITED_ENDPOINTS or not default_limit()

@@ -58,6 +58,8 @@ def test_the_faq_page_over_the_limit_says_so_in_the_interface_language(tmp_path,
     assert "Traceback" not in page.text and "0800 6673 100" in page.text  # the way to a human
     english = client.get("/?ui=en")
     assert english.status_code == 429 and "One moment, please" in english.text
+    # the pages take no keys: a made-up one buys no fresh allowance
+    assert client.get("/", headers={"X-API-Key": "kbs_made_up"}).status_code == 429
 
 
 def test_forwarded_addresses_count_only_behind_trusted_proxies(tmp_path, sample_index, embedder):
