@@ -86,6 +86,18 @@ def _rate_limit(raw: str) -> str:
     return raw.strip()
 
 
+def _limits_storage(raw: str) -> str:
+    """Check that the limits package can use a storage address (memory://, redis://...)."""
+    from limits.errors import ConfigurationError
+    from limits.storage import storage_from_string
+
+    try:
+        storage_from_string(raw.strip())
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+    return raw.strip()
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("articles", Path("articles"), "Folder of Markdown articles to index.", Path),
     Setting("index", Path("index"), "Folder that holds the versioned index builds.", Path),
@@ -243,7 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
         "memory://",
         "Where the rate limit counters live: memory:// counts per worker process; a "
         "redis:// or memcached:// address (with its client package) shares them.",
-        str,
+        _limits_storage,
     ),
     # Channels: the FAQ page, the chatbot backend and agent assist.
     Setting(

@@ -122,3 +122,12 @@ def test_the_openapi_document_names_the_rate_limit(client):
     assert "Retry-After" in paths["/api/v1/search"]["get"]["responses"]["429"]["headers"]
     assert "429" in paths["/rueckruf"]["post"]["responses"]
     assert "429" not in paths["/healthz"]["get"]["responses"]
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("bogus://x", "unknown storage scheme"),
+    ("memcached://localhost:11211", "prerequisite not available"),
+])
+def test_a_bad_rate_limit_storage_names_the_variable(raw, message):
+    with pytest.raises(ConfigError, match=f"KBSEARCH_RATE_LIMIT_STORAGE=.*{message}"):
+        load_settings(environ={"KBSEARCH_RATE_LIMIT_STORAGE": raw})
