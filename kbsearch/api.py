@@ -16,9 +16,12 @@ from kbsearch import __version__
 from kbsearch.articles import Article
 from kbsearch.assist import AssistAnswer, assist
 from kbsearch.bot import BotAnswer, ChatBot, Offer
+from kbsearch.callbacks import CallbackStore, callback_json
 from kbsearch.config import Settings, load_settings
 from kbsearch.errors import (
     ArticleNotFoundError,
+    CallbackError,
+    CallbackStoreError,
     ConversationConflictError,
     ConversationStoreError,
     DuplicateFeedbackError,
@@ -45,6 +48,10 @@ BOT_FIELDS = frozenset({"conversation_id", "message", "feedback"})
 ASSIST_FIELDS = frozenset({"text", "k"})
 BOT_ROLES = ("bot", "agent", "editor")
 ASSIST_ROLES = ("agent", "editor")
+CALLBACK_ROLES = ("agent", "editor")
+CALLBACK_PARAMETERS = frozenset({"status", "limit"})
+CALLBACK_LISTS = ("open", "done", "all")
+CALLBACK_LIMIT = 1000
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
 LIST_ITEM = re.compile(r" {0,3}(?:[-*+]|\d{1,3}[.)]) +\S")
 FENCE = ("```", "~~~")
@@ -306,6 +313,38 @@ def assist_route() -> Any:
     return jsonify(assist_json(answer))
 
 
+@api.get("/callbacks")
+def list_callbacks() -> Any:
+    """List the callback requests customers left on the FAQ page, newest first (agents)."""
+    require_role(CALLBACK_ROLES, "GET /api/v1/callbacks")
+    unknown = sorted(set(request.args) - CALLBACK_PARAMETERS)
+    if unknown:
+        raise QueryError(unknown[0], f"unknown parameter(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(CALLBACK_PARAMETERS))}")
+    status = request.args.get("status", "open")
+    if status not in CALLBACK_LISTS:
+        raise QueryError("status", f"must be one of {', '.join(CALLBACK_LISTS)}, got {status!r}")
+    raw_limit = request.args.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= CALLBACK_LIMIT:
+        raise QueryError("limit", f"must be a whole number from 1 to {CALLBACK_LIMIT}, "
+                         f"got {raw_limit!r}")
+    stored = callback_store().recent(int(raw_limit), None if status == "all" else status)
+    return jsonify({"callbacks": [callback_json(s) for s in stored]})
+
+
+@api.post("/callbacks/<reference>")
+def update_callback(reference: str) -> Any:
+    """Mark a callback request done (called back) or open again (agents)."""
+    require_role(CALLBACK_ROLES, "POST /api/v1/callbacks/<reference>")
+    body = json_body(frozenset({"status"}), "status (open or done)")
+    return jsonify(callback_json(callback_store().set_status(reference, body.get("status"))))
+
+
+def callback_store() -> CallbackStore:
+    """Return the app's store of callback requests."""
+    return current_app.extensions["kbsearch_callbacks"]
+
+
 @api.get("/articles/<article_id>")
 def get_article(article_id: str) -> Any:
     """Return one published article the caller may see: metadata, Markdown, HTML."""
@@ -365,6 +404,17 @@ def register_errors(app: Flask) -> None:
     def conversation_store(exc: ConversationStoreError) -> Any:
         log.error("conversation store unavailable: %s", exc)
         return error(503, "conversations_unavailable", "conversations cannot be kept right now")
+
+    @app.errorhandler(CallbackError)
+    def callback_error(exc: CallbackError) -> Any:
+        if exc.problems.get("reference") == "unknown":
+            return error(404, "not_found", str(exc))
+        return error(400, "invalid_parameter", str(exc))
+
+    @app.errorhandler(CallbackStoreError)
+    def callback_store_error(exc: CallbackStoreError) -> Any:
+        log.error("callback store unavailable: %s", exc)
+        return error(503, "callbacks_unavailable", "callback requests cannot be read right now")
 
     @app.errorhandler(UnknownSearchError)
     def unknown_search(exc: UnknownSearchError) -> Any:
@@ -437,6 +487,7 @@ def create_app(
     app.extensions["kbsearch"] = search_service or SearchService(settings)
     keys_settings = search_service.settings if search_service is not None else settings
     app.extensions["kbsearch_keys"] = KeyStore(keys_settings.keys_file, keys_settings.api_keys)
+    app.extensions["kbsearch_callbacks"] = CallbackStore(keys_settings.channels_db)
     app.extensions["kbsearch_bot"] = ChatBot.from_settings(
         app.extensions["kbsearch"], keys_settings
     )

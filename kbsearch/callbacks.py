@@ -14,6 +14,7 @@ schema with ``PRAGMA user_version``; this table is therefore created with
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import sqlite3
@@ -23,6 +24,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kbsearch.errors import CallbackError, CallbackStoreError
 
@@ -75,6 +77,17 @@ class StoredCallback:
     created: float
     request: CallbackRequest
     status: str = "open"
+
+
+def callback_json(stored: StoredCallback) -> dict[str, Any]:
+    """Return a stored request as JSON-ready data, its time as ISO 8601 in UTC."""
+    created = dt.datetime.fromtimestamp(stored.created, dt.UTC).isoformat(timespec="seconds")
+    return {
+        "reference": stored.reference, "created": created, "status": stored.status,
+        "name": stored.request.name, "phone": stored.request.phone,
+        "preferred_time": stored.request.preferred_time, "language": stored.request.language,
+        "description": stored.request.description, "context": stored.request.context,
+    }
 
 
 def clean_text(value: str, multiline: bool = False) -> str:

@@ -494,17 +494,10 @@ def _callback_store() -> Any:
 @friendly_errors
 def callbacks_list(status: str, limit: int, as_json: bool) -> None:
     """List callback requests, newest first: reference, time, phone, name and the request."""
-    import datetime as dt
+    from kbsearch.callbacks import callback_json
 
     stored = _callback_store().recent(limit, None if status == "all" else status)
-    entries = [{
-        "reference": s.reference,
-        "created": dt.datetime.fromtimestamp(s.created, dt.UTC).isoformat(
-            timespec="seconds"),
-        "status": s.status, "name": s.request.name, "phone": s.request.phone,
-        "preferred_time": s.request.preferred_time, "language": s.request.language,
-        "description": s.request.description, "context": s.request.context,
-    } for s in stored]
+    entries = [callback_json(s) for s in stored]
     if as_json:
         click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
         return

@@ -151,6 +151,40 @@ def _document(version: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/callbacks": {
+                "get": {
+                    "summary": "Callback requests from the FAQ page, newest first (agent, editor)",
+                    "parameters": [
+                        _query("status", {"type": "string", "enum": ["open", "done", "all"],
+                                          "default": "open"}, "Which requests"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                         "default": 100}, "At most this many"),
+                    ],
+                    "responses": {
+                        "200": {"description": "The requests", "content": {"application/json": {
+                            "schema": {"type": "object", "properties": {"callbacks": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Callback"}}}}}}},
+                        **_error_responses(400, 401, 403, 503),
+                    },
+                }
+            },
+            "/api/v1/callbacks/{reference}": {
+                "post": {
+                    "summary": "Mark a callback request done or open again (agent, editor)",
+                    "parameters": [{"name": "reference", "in": "path", "required": True,
+                                    "schema": {"type": "string", "pattern": "^RR-[A-Z2-9]{6}$"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["status"], "properties": {
+                            "status": {"type": "string", "enum": ["open", "done"]}}}}}},
+                    "responses": {
+                        "200": {"description": "The request as now stored",
+                                "content": {"application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Callback"}}}},
+                        **_error_responses(400, 401, 403, 404, 503),
+                    },
+                }
+            },
             "/api/v1/articles/{id}": {
                 "get": {
                     "summary": "One article: metadata, Markdown and sanitised HTML",
@@ -266,6 +300,20 @@ def _document(version: str) -> dict[str, Any]:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
             "schemas": {
+                "Callback": {
+                    "type": "object",
+                    "properties": {
+                        "reference": {"type": "string"},
+                        "created": {"type": "string", "format": "date-time"},
+                        "status": {"type": "string", "enum": ["open", "done"]},
+                        "name": {"type": "string"}, "phone": {"type": "string"},
+                        "preferred_time": {"type": "string", "enum": list(TIME_SLOTS)},
+                        "language": {"type": "string", "enum": ["de", "en"]},
+                        "description": {"type": "string"},
+                        "context": {"type": "string",
+                                    "description": "search: <query> or article: <id>"},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error"],

@@ -256,3 +256,58 @@ def test_a_bad_api_key_is_refused_not_treated_as_public(keyed, tmp_path):
         assert response.status_code == 401
         assert response.get_json()["error"]["code"] == "invalid_api_key"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_agents_list_and_close_callback_requests(keyed, tmp_path):
+    from kbsearch.callbacks import CallbackRequest
+
+    client, keys = keyed
+    store = client.application.extensions["kbsearch_callbacks"]
+    first = store.add(CallbackRequest("Erika Muster", "+49 30 1234567", "morning",
+                                      "Abschlag zu hoch", "de", "search: Abschlag"), now=1000.0)
+    second = store.add(CallbackRequest("John Doe", "0301234567", "asap", "Router offline",
+                                       "en"), now=2000.0)
+    agent = {"X-API-Key": keys["agent"]}
+    listed = client.get("/api/v1/callbacks", headers=agent)
+    assert listed.status_code == 200
+    assert [c["reference"] for c in listed.get_json()["callbacks"]] == [
+        second.reference, first.reference]
+    assert listed.get_json()["callbacks"][1] == {
+        "reference": first.reference, "created": "1970-01-01T00:16:40+00:00",
+        "status": "open", "name": "Erika Muster", "phone": "+49 30 1234567",
+        "preferred_time": "morning", "language": "de", "description": "Abschlag zu hoch",
+        "context": "search: Abschlag"}
+    done = client.post(f"/api/v1/callbacks/{first.reference}", headers=agent,
+                       json={"status": "done"})
+    assert done.status_code == 200 and done.get_json()["status"] == "done"
+    assert [c["reference"] for c in client.get(
+        "/api/v1/callbacks", headers=agent).get_json()["callbacks"]] == [second.reference]
+    editor = {"Authorization": f"Bearer {keys['editor']}"}
+    everything = client.get("/api/v1/callbacks?status=all&limit=1", headers=editor)
+    assert [c["reference"] for c in everything.get_json()["callbacks"]] == [second.reference]
+
+    # callers who may not see customers' phone numbers
+    assert client.get("/api/v1/callbacks").status_code == 401
+    forbidden = client.get("/api/v1/callbacks", headers={"X-API-Key": keys["bot"]})
+    assert forbidden.status_code == 403 and forbidden.get_json()["error"]["code"] == "forbidden"
+    assert client.post(f"/api/v1/callbacks/{second.reference}", json={"status": "done"},
+                       headers={"X-API-Key": keys["bot"]}).status_code == 403
+
+    # bad input names the parameter
+    for query, parameter in (("status=closed", "status"), ("limit=0", "limit"),
+                             ("limit=x", "limit"), ("sort=name", "sort")):
+        bad = client.get(f"/api/v1/callbacks?{query}", headers=agent)
+        assert bad.status_code == 400, query
+        assert bad.get_json()["error"]["message"].startswith(f"{parameter}:"), query
+    unknown = client.post("/api/v1/callbacks/RR-AAAAAA", headers=agent, json={"status": "done"})
+    assert unknown.status_code == 404 and "RR-AAAAAA" in unknown.get_json()["error"]["message"]
+    bad_status = client.post(f"/api/v1/callbacks/{second.reference}", headers=agent,
+                             json={"status": "called"})
+    assert bad_status.status_code == 400
+    assert bad_status.get_json()["error"]["message"].startswith("status:")
+    extra = client.post(f"/api/v1/callbacks/{second.reference}", headers=agent,
+                        json={"status": "done", "note": "x"})
+    assert extra.status_code == 400 and "note" in extra.get_json()["error"]["message"]
+    assert [c["status"] for c in client.get("/api/v1/callbacks?status=all",
+                                            headers=agent).get_json()["callbacks"]] == [
+        "open", "done"]  # nothing changed by the bad requests

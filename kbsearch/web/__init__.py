@@ -115,13 +115,6 @@ class Topic:
     articles: tuple[Article, ...]
 
 
-@web.record_once
-def _register_callbacks(state: Any) -> None:
-    """Give the app a callback store on the service's channels database (opened lazily)."""
-    settings = state.app.extensions["kbsearch"].settings
-    state.app.extensions.setdefault(CALLBACKS, CallbackStore(settings.channels_db))
-
-
 def service() -> SearchService:
     """Return the app's search service."""
     return current_app.extensions["kbsearch"]
