@@ -16,6 +16,7 @@ from kbsearch import __version__
 from kbsearch.articles import Article
 from kbsearch.assist import AssistAnswer, assist
 from kbsearch.bot import BotAnswer, ChatBot, Offer
+from kbsearch.callbacks import STATUSES as CALLBACK_STATUSES
 from kbsearch.callbacks import CallbackStore, callback_json
 from kbsearch.config import Settings, load_settings
 from kbsearch.errors import (
@@ -50,7 +51,7 @@ BOT_ROLES = ("bot", "agent", "editor")
 ASSIST_ROLES = ("agent", "editor")
 CALLBACK_ROLES = ("agent", "editor")
 CALLBACK_PARAMETERS = frozenset({"status", "limit"})
-CALLBACK_LISTS = ("open", "done", "all")
+CALLBACK_LISTS = (*CALLBACK_STATUSES, "all")
 CALLBACK_LIMIT = 1000
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
 LIST_ITEM = re.compile(r" {0,3}(?:[-*+]|\d{1,3}[.)]) +\S")

@@ -38,6 +38,7 @@ PHONE_CHARACTERS = re.compile(r"\+?[0-9 ()/\-.]+")
 KEPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")  # zero-width (non-)joiner: part of words
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 REFERENCE = re.compile(r"RR-[A-Z2-9]{6}")
+COLUMNS = "reference, created, name, phone, preferred_time, description, language, context, status"
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS callback_requests (
     id INTEGER PRIMARY KEY,
@@ -233,16 +234,13 @@ class CallbackStore:
             conn = self._connection()
             try:
                 rows = conn.execute(
-                    "SELECT reference, created, name, phone, preferred_time, description, "
-                    f"language, context, status FROM callback_requests {where}"
+                    f"SELECT {COLUMNS} FROM callback_requests {where}"
                     "ORDER BY created DESC, id DESC LIMIT ?",
                     (*params, int(limit)),
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
-        return [
-            StoredCallback(row[0], row[1], CallbackRequest(*row[2:8]), row[8]) for row in rows
-        ]
+        return [_stored(row) for row in rows]
 
     def set_status(self, reference: str, status: str) -> StoredCallback:
         """Mark a request open or done and return it; raise CallbackError if it is unknown."""
@@ -261,16 +259,14 @@ class CallbackStore:
                     (status, reference),
                 ).rowcount
                 row = conn.execute(
-                    "SELECT reference, created, name, phone, preferred_time, description, "
-                    "language, context, status FROM callback_requests WHERE reference = ?",
-                    (reference,),
+                    f"SELECT {COLUMNS} FROM callback_requests WHERE reference = ?", (reference,)
                 ).fetchone()
             except sqlite3.Error as exc:
                 raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
         if not changed or row is None:
             raise CallbackError({"reference": "unknown"},
                                 f"reference: no callback request {reference}")
-        return StoredCallback(row[0], row[1], CallbackRequest(*row[2:8]), row[8])
+        return _stored(row)
 
     def close(self) -> None:
         """Close the connection; a later call opens it again."""
@@ -278,3 +274,8 @@ class CallbackStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _stored(row: tuple[Any, ...]) -> StoredCallback:
+    """Return a row of ``COLUMNS`` as a stored request."""
+    return StoredCallback(row[0], row[1], CallbackRequest(*row[2:8]), row[8])

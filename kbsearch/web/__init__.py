@@ -27,7 +27,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     g,
     make_response,
     redirect,
@@ -37,14 +36,13 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge, TooManyRequests
 
-from kbsearch.api import client_identity, render_markdown
+from kbsearch.api import callback_store, client_identity, render_markdown, service
 from kbsearch.articles import Article
 from kbsearch.callbacks import (
     DESCRIPTION_MAX,
     NAME_MAX,
     REFERENCE,
     TIME_SLOTS,
-    CallbackStore,
     parse_callback,
 )
 from kbsearch.errors import (
@@ -56,7 +54,7 @@ from kbsearch.errors import (
     ModelError,
     QueryError,
 )
-from kbsearch.service import SearchResponse, SearchService
+from kbsearch.service import SearchResponse
 from kbsearch.web import display
 from kbsearch.web.texts import DEFAULT_UI, UI_LANGUAGES, category_name, texts
 from kbsearch.web.votes import (
@@ -71,7 +69,6 @@ from kbsearch.web.votes import (
 log = logging.getLogger(__name__)
 web = Blueprint("web", __name__)
 
-CALLBACKS = "kbsearch_callbacks"
 UI_COOKIE = "faq_ui"
 VOTES_COOKIE = "faq_votes"
 VOTES_REMEMBERED = 20
@@ -113,16 +110,6 @@ class Topic:
     key: str
     name: str
     articles: tuple[Article, ...]
-
-
-def service() -> SearchService:
-    """Return the app's search service."""
-    return current_app.extensions["kbsearch"]
-
-
-def callbacks() -> CallbackStore:
-    """Return the app's callback request store."""
-    return current_app.extensions[CALLBACKS]
 
 
 def ui() -> str:
@@ -461,7 +448,7 @@ def callback_submit() -> Any:
     except CallbackError as exc:
         return render_callback(fields, exc.problems, status=400)
     try:
-        stored = callbacks().add(callback)
+        stored = callback_store().add(callback)
     except CallbackStoreError as exc:
         log.error("callback request not stored: %s", exc)
         return render_callback(fields, failed=True, status=503)
