@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Fit the shipped ranking weights on judged BEIR sets and report held-out figures.
 
-Usage: scripts/fit_weights.py [DATASET_DIR ...] [--folds 5] [--write] [--json]
+Usage: scripts/fit_weights.py [DATASET_DIR ...] [--folds 5] [--write | --out FILE] [--json]
 
 Each dataset is scored by cross-validation over its queries: a fold is ranked by weights
 fitted on the other folds of that dataset plus all other datasets, so no query is scored by
 weights that saw it. With --write, weights fitted on every query of every dataset (each
-dataset weighted equally) replace kbsearch/weights/default.json. Retrieval results are
+dataset weighted equally) replace kbsearch/weights/default.json; with --out FILE they go to
+FILE instead. Retrieval results are
 cached under build/fit-cache/ (delete it after changing retrieval or features).
 """
 
@@ -62,6 +63,10 @@ def main() -> int:
                         help="hybrid scorer: listwise linear (shipped) or gradient-boosted "
                              "trees (slow to cross-validate: about 1 min per fit)")
     parser.add_argument("--write", action="store_true", help="replace the shipped weights")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="write the weights fitted on every query to FILE instead "
+                             "(e.g. weights that never saw one set, for scripts/"
+                             "simulate_feedback.py --start-weights)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "fit-cache")
     args = parser.parse_args()
@@ -107,7 +112,7 @@ def main() -> int:
             print(f"  {mode:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()),
                   file=sys.stderr)
 
-    if args.write:
+    if args.write or args.out:
         everything = [q for d in data for q in training_set(d["judged"], 1 / len(d["judged"]))]
         model = RankingModel(
             modes={
@@ -123,7 +128,7 @@ def main() -> int:
                 + "; Platt calibration on each query's top 20."
             ),
         )
-        path = ROOT / "kbsearch" / "weights" / "default.json"
+        path = args.out or ROOT / "kbsearch" / "weights" / "default.json"
         path.write_text(json.dumps(model.to_json(), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path}", file=sys.stderr)
     if args.json:

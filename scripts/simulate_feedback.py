@@ -49,6 +49,7 @@ from kbsearch.indexer import current_version
 from kbsearch.learning import TrainingError, TrainOptions
 from kbsearch.learning import train as run_training
 from kbsearch.service import SearchRequest, SearchService, default_embedder
+from kbsearch.versions import default_ranker
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMINATION_POWER = 1.0
@@ -151,11 +152,16 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="print each training report")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "simulate",
                         help="folder for the dataset's index, built once and reused")
+    parser.add_argument("--start-weights", type=Path, default=None, metavar="FILE",
+                        help="start from these ranking weights (a JSON written by "
+                             "scripts/fit_weights.py --out) instead of the shipped ones")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="keep the feedback database and weights in DIR (must not exist)")
     args = parser.parse_args()
     if args.sessions < 0 or args.rounds < 1:
         parser.error("--sessions must be >= 0 and --rounds >= 1")
+    if args.start_weights is not None and not args.start_weights.is_file():
+        parser.error(f"--start-weights {args.start_weights}: no such file")
 
     started = time.perf_counter()
     dataset = load_dataset(args.dataset)
@@ -178,6 +184,10 @@ def main() -> int:
             weights_dir=Path(tmp) / "weights", weights="",
         )
         service = SearchService(run_settings, embedder=cached)
+        if args.start_weights is not None:
+            start = service.weights.save(default_ranker(args.start_weights), "",
+                                         {"source": str(args.start_weights)})
+            service.weights.promote(start, f"starting weights {args.start_weights}")
         options = TrainOptions.from_settings(run_settings)
         rows.append({"round": 0, "sessions": 0, **evaluate(service, dataset, held_out),
                      "promoted": None, "events": 0})

@@ -237,21 +237,45 @@ def test_train_without_enough_feedback_says_so(tmp_path, sample_index):
     assert result.exit_code == 1 and "training needs at least 20" in result.output
 
 
-def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
-    docs = mini_docs(5)
-    queries = ["Zählerstand durchgeben", "Router Lampe rot", "pay by bank transfer",
+SIM_QUERIES = ["Zählerstand durchgeben", "Router Lampe rot", "pay by bank transfer",
                "ich ziehe um", "Abschlag senken", "Zählerstand online", "Internet kaputt",
                "Überweisung statt Karte", "neue Adresse", "monatliche Zahlung ändern"]
-    write_beir(tmp_path / "sim", docs,
-               [{"_id": f"q{i}", "text": q} for i, q in enumerate(queries)],
+
+
+def write_sim_set(folder):
+    write_beir(folder, mini_docs(5),
+               [{"_id": f"q{i}", "text": q} for i, q in enumerate(SIM_QUERIES)],
                "".join(f"q{i}\td{i % 5}\t1\n" for i in range(10)))
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "simulate_feedback.py"), str(tmp_path / "sim"),
-         "--sessions", "60", "--rounds", "2", "--seed", "3", "--json",
-         "--cache", str(tmp_path / "cache")],
+
+
+def script(name, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
         capture_output=True, text=True, env={**os.environ, "KBSEARCH_MODEL": str(MODEL)},
-        timeout=600,
+        timeout=timeout,
     )
+
+
+def test_fit_weights_out_writes_loadable_weights_and_leaves_the_shipped_ones(tmp_path):
+    from kbsearch.ranking import load_ranking_model
+
+    write_sim_set(tmp_path / "sim")
+    shipped = (ROOT / "kbsearch" / "weights" / "default.json").read_bytes()
+    out = script("fit_weights.py", tmp_path / "sim", "--folds", "2", "--json",
+                 "--out", tmp_path / "w.json", "--cache", tmp_path / "cache")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)["sim"]
+    assert report["queries"] == 10 and set(report["modes"]) == {"hybrid", "keyword", "dense"}
+    model = load_ranking_model(tmp_path / "w.json")
+    assert "sim (10 queries)" in model.description
+    assert set(model.modes) == {"hybrid", "keyword", "dense"}
+    assert (ROOT / "kbsearch" / "weights" / "default.json").read_bytes() == shipped
+
+
+def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
+    write_sim_set(tmp_path / "sim")
+    out = script("simulate_feedback.py", tmp_path / "sim", "--sessions", "60", "--rounds", "2",
+                 "--seed", "3", "--json", "--cache", tmp_path / "cache")
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     rounds = body["rounds"]
@@ -262,6 +286,30 @@ def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
         assert 0.0 <= row["ndcg@10"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
     assert rounds[2]["events"] > rounds[1]["events"] > 0
     assert body["held_out_queries"] == 2
+
+
+def test_simulate_feedback_can_start_from_other_weights(tmp_path):
+    write_sim_set(tmp_path / "sim")
+    start = json.loads((ROOT / "kbsearch" / "weights" / "default.json").read_text("utf-8"))
+    start["description"] = "dense only"
+    hybrid = start["modes"]["hybrid"]["score"]
+    hybrid["coefficients"] = {f: (30.0 if f == "dense" else 0.0) for f in hybrid["coefficients"]}
+    (tmp_path / "start.json").write_text(json.dumps(start), "utf-8")
+    out = script("simulate_feedback.py", tmp_path / "sim", "--sessions", "80", "--rounds", "1",
+                 "--seed", "3", "--json", "--cache", tmp_path / "cache",
+                 "--start-weights", tmp_path / "start.json", "--keep", tmp_path / "kept")
+    assert out.returncode == 0, out.stderr
+    history = (tmp_path / "kept" / "weights" / "HISTORY").read_text("utf-8").split()
+    first = json.loads((tmp_path / "kept" / "weights" / f"{history[0]}.json").read_text("utf-8"))
+    assert first["reason"].startswith("starting weights")
+    assert first["model"]["modes"]["hybrid"]["score"]["coefficients"]["bm25"] == 0.0
+    assert first["model"]["description"] == "dense only"
+    trained = json.loads((tmp_path / "kept" / "weights" / f"{history[1]}.json").read_text("utf-8"))
+    assert trained["parent"] == history[0]
+
+    missing = script("simulate_feedback.py", tmp_path / "sim",
+                     "--start-weights", tmp_path / "nope.json")
+    assert missing.returncode == 2 and "nope.json: no such file" in missing.stderr
 
 
 def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_index):
