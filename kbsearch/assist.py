@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from kbsearch.analysis import fold, words
 from kbsearch.errors import QueryError
 from kbsearch.keys import Caller
@@ -24,6 +26,11 @@ from kbsearch.keys import Caller
 MAX_QUERY_SENTENCES = 3
 MAX_SENTENCES = 60
 MATCHES_PER_ARTICLE = 2
+# how many standard deviations above its similarity to the knowledge base's articles in
+# general a sentence must be to count as matching one article
+MIN_SENTENCE_SPECIFICITY = 1.0
+MIN_SIMILARITY_SPREAD = 0.01  # cosine; a flatter sentence is close to everything alike
+MIN_ARTICLES_FOR_SPECIFICITY = 5
 WRAPPED_LINE = 60  # a longer line without end punctuation continues on the next line
 
 GREETING = re.compile(
@@ -290,3 +297,40 @@ def assist(service: Any, text: object, caller: Caller | None, client: str, k: in
         MATCHES_PER_ARTICLE,
     )
     return AssistAnswer(request, response.search_id, response.results, matches)
+
+
+def sentence_matches(
+    similarity: np.ndarray, columns: Sequence[int | None], per_article: int
+) -> list[list[tuple[int, float]]]:
+    """Pick, for each wanted article, the sentences of a text that point to it, best first.
+
+    ``similarity`` is (sentences, articles): each sentence's best cosine with each article of
+    the knowledge base; ``columns`` names the wanted articles' columns (None: not indexed).
+    A sentence counts for an article when its similarity to it, standardised over its
+    similarities to all articles, is at least MIN_SENTENCE_SPECIFICITY: a greeting or "what
+    can I do?" is about as close to every article and matches none, while "my router
+    blinks red" stands out for the router article. With fewer than
+    MIN_ARTICLES_FOR_SPECIFICITY articles there is no background to compare with, and the
+    closest sentences count. The spread is at least MIN_SIMILARITY_SPREAD, so that the
+    small wobbles of a sentence that is alike to everything do not stand out. Each match
+    is (sentence number, cosine).
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    if similarity.ndim != 2 or similarity.shape[0] == 0:
+        return [[] for _ in columns]
+    if similarity.shape[1] >= MIN_ARTICLES_FOR_SPECIFICITY:
+        spread = np.maximum(similarity.std(axis=1, keepdims=True), MIN_SIMILARITY_SPREAD)
+        specificity = (similarity - similarity.mean(axis=1, keepdims=True)) / spread
+        threshold = MIN_SENTENCE_SPECIFICITY
+    else:
+        specificity, threshold = similarity, -np.inf
+    picked: list[list[tuple[int, float]]] = []
+    for column in columns:
+        if column is None:
+            picked.append([])
+            continue
+        order = np.argsort(-specificity[:, column], kind="stable")[:per_article]
+        picked.append([(int(i), round(float(similarity[i, column]), 4)) for i in order
+                       if specificity[i, column] >= threshold])
+    return picked
+

@@ -17,6 +17,7 @@ import numpy as np
 from kbsearch import dense as dense_search
 from kbsearch.analysis import LANGUAGES, fold, snippet_terms
 from kbsearch.articles import Article
+from kbsearch.assist import sentence_matches
 from kbsearch.chunking import plain_text
 from kbsearch.config import Settings
 from kbsearch.embedding import Embedder, SentenceTransformerEmbedder
@@ -432,28 +433,23 @@ class SearchService:
     def matching_sentences(
         self, article_ids: Sequence[str], sentences: Sequence[str], per_article: int = 2
     ) -> dict[str, list[tuple[int, float]]]:
-        """Return, per article, the sentences most similar to one of its chunks, best first.
+        """Return, per article, the sentences of a text that point to it, best first.
 
         Each match is (sentence number, cosine) by the embedding model, the same similarity
-        that dense retrieval uses; articles not in the index get no matches.
+        that dense retrieval uses (best over the article's chunks); a sentence must stand out
+        for the article against the whole knowledge base (see ``assist.sentence_matches``).
+        Articles not in the index get no matches.
         """
         if not article_ids or not sentences:
             return {a: [] for a in article_ids}
         index = self.index()
         vectors = np.asarray(self.embedder.embed_queries(list(sentences)), dtype=np.float32)
-        matches: dict[str, list[tuple[int, float]]] = {}
-        for article_id in article_ids:
-            position = index.positions.get(article_id)
-            if position is None:
-                matches[article_id] = []
-                continue
-            chunks = index.chunk_vectors[
-                index.chunk_starts[position] : index.chunk_starts[position + 1]
-            ]
-            similarity = (vectors @ np.asarray(chunks, dtype=np.float32).T).max(axis=1)
-            best = np.argsort(-similarity, kind="stable")[:per_article]
-            matches[article_id] = [(int(i), round(float(similarity[i]), 4)) for i in best]
-        return matches
+        chunks = np.asarray(index.chunk_vectors, dtype=np.float32)
+        starts = np.asarray(index.chunk_starts[:-1], dtype=np.int64)
+        per_article_best = np.maximum.reduceat(vectors @ chunks.T, starts, axis=1)
+        columns = [index.positions.get(a) for a in article_ids]
+        picked = sentence_matches(per_article_best, columns, per_article)
+        return dict(zip(article_ids, picked, strict=True))
 
     def _snippet(self, index: LoadedIndex, article: Article, query: str) -> str:
         lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]

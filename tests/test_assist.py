@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from kbsearch.assist import extract_request
+from kbsearch.assist import extract_request, sentence_matches
 
 EMAIL = """Betreff: Zählerstand lässt sich nicht eingeben
 
@@ -108,6 +109,37 @@ def keyed_client(tmp_path, sample_index, embedder):
     keys = {role: store.create(role, role)[1] for role in ("bot", "agent", "editor")}
     app = create_app({"TESTING": True}, search_service=SearchService(settings, embedder=embedder))
     return app.test_client(), keys
+
+
+def test_a_sentence_matches_the_article_it_stands_out_for():
+    # sentences x articles: 0 is close to everything, 1 stands out for article 0,
+    # 2 for article 3
+    similarity = np.array([
+        [0.84, 0.835, 0.84, 0.835, 0.84, 0.835],
+        [0.90, 0.78, 0.79, 0.80, 0.78, 0.79],
+        [0.80, 0.79, 0.78, 0.86, 0.79, 0.80],
+    ])
+    picked = sentence_matches(similarity, [0, 3, 1, None], per_article=2)
+    assert picked[0] == [(1, 0.9)]
+    assert picked[1] == [(2, 0.86)]
+    assert picked[2] == []  # nothing stands out for article 1, not even the closest sentence
+    assert picked[3] == []  # not in the index
+    # without enough articles to compare with, the closest sentences count
+    assert sentence_matches(similarity[:, :2], [1], per_article=2) == [[(0, 0.835), (2, 0.79)]]
+    assert sentence_matches(np.zeros((0, 6)), [0], per_article=2) == [[]]
+
+
+def test_greetings_and_thanks_match_no_article(sample_service):
+    sentences = ["Hallo zusammen,", "Was kann ich tun?", "Mein Router blinkt seit gestern rot.",
+                 "Außerdem wollte ich noch meinen Zählerstand durchgeben.",
+                 "Vielen Dank im Voraus."]
+    matches = sample_service.matching_sentences(
+        ["router-stoerung", "zaehlerstand-melden", "nachzahlung-hoch", "gibt-es-nicht"],
+        sentences, per_article=5)
+    assert matches["router-stoerung"][0][0] == 2
+    assert [i for i, _ in matches["zaehlerstand-melden"]] == [3]
+    assert matches["nachzahlung-hoch"] == [] and matches["gibt-es-nicht"] == []
+    assert all(i not in (0, 4) for found in matches.values() for i, _ in found)
 
 
 def test_assist_finds_articles_and_the_sentences_that_matched(keyed_client):
