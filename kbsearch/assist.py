@@ -307,9 +307,9 @@ def sentence_matches(
     ``similarity`` is (sentences, articles): each sentence's best cosine with each article of
     the knowledge base; ``columns`` names the wanted articles' columns (None: not indexed).
     A sentence counts for an article when its similarity to it, standardised over its
-    similarities to all articles, is at least MIN_SENTENCE_SPECIFICITY: a greeting or "what
-    can I do?" is about as close to every article and matches none, while "my router
-    blinks red" stands out for the router article. With fewer than
+    similarities to all articles, is at least MIN_SENTENCE_SPECIFICITY: a greeting or a
+    thank-you is about as close to every article and matches none, while "my router blinks
+    red" stands out for the router articles. With fewer than
     MIN_ARTICLES_FOR_SPECIFICITY articles there is no background to compare with, and the
     closest sentences count. The spread is at least MIN_SIMILARITY_SPREAD, so that the
     small wobbles of a sentence that is alike to everything do not stand out. Each match

@@ -7,8 +7,8 @@ Each dataset is scored by cross-validation over its queries: a fold is ranked by
 fitted on the other folds of that dataset plus all other datasets, so no query is scored by
 weights that saw it. With --write, weights fitted on every query of every dataset (each
 dataset weighted equally) replace kbsearch/weights/default.json; with --out FILE they go to
-FILE instead. Retrieval results are
-cached under build/fit-cache/ (delete it after changing retrieval or features).
+FILE instead. Retrieval results are cached under build/fit-cache/ (delete it after changing
+retrieval or features).
 """
 
 from __future__ import annotations

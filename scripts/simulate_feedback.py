@@ -2,6 +2,7 @@
 """Replay a judged dataset's queries as users, train on their feedback, report each round.
 
 Usage: scripts/simulate_feedback.py DATASET_DIR [--sessions N] [--rounds R] [--seed S] [--json]
+                                    [--start-weights FILE] [--keep DIR]
 
 The dataset (a BEIR folder) is indexed once (cached under build/simulate/, or --cache).
 Its queries are split, seeded, into training queries (80 %) and held-out queries (20 %);
@@ -17,6 +18,10 @@ throwaway folder):
   after an irrelevant one, "not helpful" (50 %), and 3 % answer "helpful" anyway (noise);
 - at the end of the round, training runs and promotes the new weights only if they are not
   worse on held-out feedback.
+
+The untrained ranking is the shipped weights, or with --start-weights a weights file (such
+as one that scripts/fit_weights.py --out fitted without this dataset, so that no model has
+seen the held-out queries' judgments before the simulated users arrive).
 
 After each round the current ranking is scored on the held-out queries: nDCG@10, MRR@10 and
 ECE (10 bins, over each top 10). Round 0 is the untrained ranking. With --json one object
