@@ -20,7 +20,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kbsearch.analysis import detect_language, fold, query_terms, snippet_terms, words
+from kbsearch.analysis import (
+    detect_language,
+    fold,
+    query_terms,
+    snippet_terms,
+    stopwords,
+    words,
+)
 from kbsearch.chunking import plain_text
 from kbsearch.config import Settings
 from kbsearch.errors import (
@@ -175,6 +182,28 @@ def asks_for_human(message: str, human_words: Sequence[str]) -> str | None:
     return None
 
 
+# words that only frame a request for a human ("Ich möchte bitte mit jemandem sprechen")
+REQUEST_WORDS = frozenset(fold(w) for w in (
+    "sprechen", "reden", "verbinden", "telefonieren", "möchte", "möchten", "will", "wollen",
+    "würde", "gerne", "gern", "bitte", "einem", "einer", "einen", "echten", "richtigen",
+    "jemandem", "jemand", "jetzt", "sofort", "endlich", "hallo",
+    "talk", "speak", "connect", "want", "would", "like", "real", "now", "please", "hello",
+))
+
+
+def only_asks_for_human(message: str, human_words: Sequence[str]) -> bool:
+    """Whether a message does nothing but ask for a human ("Ich will einen Mitarbeiter").
+
+    Such a message is no question about the customer's problem: the hand-off reasons record
+    it, and the summary's questions leave it out.
+    """
+    if asks_for_human(message, human_words) is None:
+        return False
+    stop = stopwords(detect_language(message))
+    return all(token in stop or token in REQUEST_WORDS or asks_for_human(token, human_words)
+               for token in words(message))
+
+
 def falling(probabilities: Sequence[float], turns: int, min_fall: float = MIN_FALL) -> bool:
     """Whether the best probability fell (by at least ``min_fall``) in each of the last turns."""
     if len(probabilities) < turns + 1:
@@ -303,13 +332,17 @@ def short_answer(markdown: str, title: str, query: str, limit: int = SHORT_ANSWE
     return answer
 
 
-def handoff_summary(conversation: Conversation, reasons: Sequence[Reason]) -> dict[str, Any]:
+def handoff_summary(
+    conversation: Conversation, reasons: Sequence[Reason], human_words: Sequence[str] = ()
+) -> dict[str, Any]:
     """Summarise a conversation for the human who takes it over.
 
-    Lists the questions asked, the articles tried with the customer's verdicts, and the
-    reasons for the hand-off, plus the same as one German paragraph for the agent's screen.
+    Lists the questions asked (not the messages that only ask for a human), the articles
+    tried with the customer's verdicts, and the reasons for the hand-off, plus the same as
+    one German paragraph for the agent's screen.
     """
-    questions = [t.message for t in conversation.turns if t.message]
+    questions = [t.message for t in conversation.turns
+                 if t.message and not only_asks_for_human(t.message, human_words)]
     verdict_of = {v.article_id: v.event for v in conversation.verdicts}
     tried: dict[str, dict[str, Any]] = {}
     for turn in conversation.turns:
@@ -566,7 +599,8 @@ class ChatBot:
             searched = True
             conversation = self._add_turn(conversation, Turn(now, "", (), search_id, offers))
         reasons = handoff_reasons(self.rules, conversation, searched)
-        summary = handoff_summary(conversation, reasons) if reasons else None
+        summary = (handoff_summary(conversation, reasons, self.rules.human_words)
+                   if reasons else None)
         conversation = replace(conversation, updated=now,
                                handed_off=conversation.handed_off or bool(reasons))
         self.store.save(conversation, stored.updated if stored else None)

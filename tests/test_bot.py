@@ -20,6 +20,7 @@ from kbsearch.bot import (
     handoff_summary,
     message_terms,
     negative_streak,
+    only_asks_for_human,
     parse_feedback,
     repetition,
     short_answer,
@@ -126,6 +127,34 @@ def test_the_summary_tells_the_agent_the_whole_story():
     assert summary["reasons"] == ["low_probability"]
     assert "Mein Internet geht nicht" in summary["text"]
     assert "nicht hilfreich" in summary["text"] and REASONS["low_probability"] in summary["text"]
+
+
+@pytest.mark.parametrize("message, only", [
+    ("Ich möchte mit einem Mitarbeiter sprechen", True),
+    ("Bitte verbinden Sie mich jetzt mit einem Menschen!", True),
+    ("I want to talk to a human, please", True),
+    ("Mitarbeiter!", True),
+    ("Mein Router geht nicht, ich will einen Mitarbeiter", False),
+    ("Wie erreiche ich einen Berater wegen meiner Rechnung?", False),
+    ("Mein Internet geht nicht", False),
+])
+def test_a_message_that_only_asks_for_a_human(message, only):
+    assert only_asks_for_human(message, RULES.human_words) is only
+
+
+def test_the_summary_leaves_out_messages_that_only_ask_for_a_human():
+    talk = conversation(
+        turn("Mein Internet geht nicht", 0.8, "router-stoerung"),
+        turn("Ich möchte mit einem Mitarbeiter sprechen", 0.7, "kontakt-oeffnungszeiten"),
+    )
+    reasons = handoff_reasons(RULES, talk, True)
+    assert "human_requested" in [r.code for r in reasons]
+    summary = handoff_summary(talk, reasons, RULES.human_words)
+    assert summary["questions"] == ["Mein Internet geht nicht"]
+    assert "Mitarbeiter sprechen" not in summary["text"]
+    assert REASONS["human_requested"] in summary["text"]
+    # without the rules' words every message counts, as before
+    assert len(handoff_summary(talk, reasons)["questions"]) == 2
 
 
 def test_short_answer_takes_the_passage_that_matches_the_question():
