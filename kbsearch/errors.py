@@ -36,6 +36,10 @@ class IndexNotFoundError(KbsearchError):
     """No index build exists yet; run ``kbsearch index`` first."""
 
 
+class IndexFormatError(IndexNotFoundError):
+    """The current build was written in another format; run ``kbsearch index`` again."""
+
+
 class IndexBuildError(KbsearchError):
     """An index build failed; the current index stays as it was."""
 

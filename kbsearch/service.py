@@ -4,41 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from kbsearch import dense as dense_search
-from kbsearch.analysis import LANGUAGES, fold, snippet_terms
-from kbsearch.articles import Article
-from kbsearch.assist import sentence_matches
-from kbsearch.chunking import plain_text
 from kbsearch.config import Settings
-from kbsearch.embedding import Embedder, SentenceTransformerEmbedder
+from kbsearch.content.analysis import LANGUAGES
+from kbsearch.content.articles import Article, article_url
+from kbsearch.content.snippets import article_snippet
+from kbsearch.content.visibility import VISIBILITIES, Caller, may_see
 from kbsearch.errors import (
     ArticleNotFoundError,
     FeedbackError,
     FeedbackStoreError,
     QueryError,
 )
-from kbsearch.feedback import (
-    CHANNELS,
-    EVENTS,
-    FeedbackEvent,
-    FeedbackStore,
-    SearchLog,
-    ShownResult,
-    SQLiteFeedbackStore,
-)
-from kbsearch.indexer import LoadedIndex, current_version, open_index
-from kbsearch.keys import Caller
-from kbsearch.ranking import (
+from kbsearch.index import dense as dense_search
+from kbsearch.index.builds import LoadedIndex, current_version, open_index
+from kbsearch.index.embedding import Embedder, SentenceTransformerEmbedder
+from kbsearch.index.retrieval import SearchRequest
+from kbsearch.ranking.scoring import (
     FEATURES,
     MODES,
     Candidates,
@@ -47,25 +38,19 @@ from kbsearch.ranking import (
     rank_mode,
     staleness,
 )
-from kbsearch.versions import Ranker, WeightsStore, default_ranker
+from kbsearch.ranking.versions import Ranker, WeightsStore, default_ranker
+from kbsearch.stores.feedback import (
+    CHANNELS,
+    EVENTS,
+    FeedbackEvent,
+    FeedbackStore,
+    SearchLog,
+    ShownResult,
+    SQLiteFeedbackStore,
+)
 
 log = logging.getLogger(__name__)
-VISIBILITIES = ("public", "internal")
 RELOAD_CHECK_SECONDS = 1.0
-SNIPPET_CHARS = 240
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """A validated search: the query and its filters."""
-
-    query: str
-    k: int
-    language: str | None = None
-    tags: tuple[str, ...] = ()
-    category: str | None = None
-    visibility: str = "public"
-    mode: str = "hybrid"
 
 
 @dataclass(frozen=True)
@@ -88,24 +73,30 @@ class SearchResponse:
     results: tuple[Result, ...]
     model_version: str = ""
 
-
-def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPET_CHARS) -> str:
-    """Return the sentence of ``text`` that shares most words with the query, shortened."""
-    wanted = [w[: max(4, len(w) - 2)] for w in snippet_terms(query)]
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?:])\s+|\n+", text) if s.strip()]
-    best, best_score = "", 0
-    for sentence in sentences:
-        tokens = {fold(t) for t in re.findall(r"\w+", sentence)}
-        score = sum(any(t.startswith(w) for t in tokens) for w in wanted)
-        if score > best_score:
-            best, best_score = sentence, score
-    if not best:
-        best = fallback or (sentences[0] if sentences else "")
-    best = " ".join(best.split())
-    if len(best) > length:
-        cut = best.rfind(" ", 0, length - 1)
-        best = best[: cut if cut > 0 else length - 1].rstrip(",;:") + "…"
-    return best
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form of the response (the API's and ``kbsearch search --json``)."""
+        return {
+            "search_id": self.search_id,
+            "query": self.query,
+            "took_ms": self.took_ms,
+            "index_version": self.index_version,
+            "model_version": self.model_version,
+            "results": [
+                {
+                    "id": r.article.id,
+                    "title": r.article.title,
+                    "url": article_url(r.article.id),
+                    "snippet": r.snippet,
+                    "probability": round(r.hit.probability, 4),
+                    "scores": dict(r.hit.scores),
+                    "language": r.article.language,
+                    "category": r.article.category,
+                    "tags": list(r.article.tags),
+                    "updated": r.article.updated.isoformat() if r.article.updated else None,
+                }
+                for r in self.results
+            ],
+        }
 
 
 class SearchService:
@@ -247,7 +238,8 @@ class SearchService:
             tags = [t for t in tags.split(",")]
         tag_tuple = tuple(dict.fromkeys(t.strip().lower() for t in tags or () if t.strip()))
         if visibility not in VISIBILITIES:
-            raise QueryError("visibility", f"{visibility!r} is not one of public, internal")
+            raise QueryError("visibility",
+                             f"{visibility!r} is not one of {', '.join(VISIBILITIES)}")
         if mode not in MODES:
             raise QueryError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
         category = category.strip() if category and category.strip() else None
@@ -258,13 +250,7 @@ class SearchService:
         key = (index.version, visibility)
         mask = self._masks.get(key)
         if mask is None:
-            mask = np.array(
-                [
-                    a.status == "published" and (visibility != "public" or a.audience == "public")
-                    for a in index.articles
-                ],
-                dtype=bool,
-            )
+            mask = np.array([may_see(a, visibility) for a in index.articles], dtype=bool)
             self._masks = {k: v for k, v in self._masks.items() if k[0] == index.version}
             self._masks[key] = mask
         return mask
@@ -378,7 +364,7 @@ class SearchService:
         results = []
         for hit in hits:
             article = index.articles[index.positions[hit.id]]
-            results.append(Result(hit, article, self._snippet(index, article, request.query)))
+            results.append(Result(hit, article, article_snippet(article, request.query)))
         response = SearchResponse(
             search_id=uuid.uuid4().hex,
             query=request.query,
@@ -430,33 +416,6 @@ class SearchService:
             position=position, channel=str(channel), client=client,
         ))
 
-    def matching_sentences(
-        self, article_ids: Sequence[str], sentences: Sequence[str], per_article: int = 2
-    ) -> dict[str, list[tuple[int, float]]]:
-        """Return, per article, the sentences of a text that point to it, best first.
-
-        Each match is (sentence number, cosine) by the embedding model, the same similarity
-        that dense retrieval uses (best over the article's chunks); a sentence must stand out
-        for the article against the whole knowledge base (see ``assist.sentence_matches``).
-        Articles not in the index get no matches.
-        """
-        if not article_ids or not sentences:
-            return {a: [] for a in article_ids}
-        index = self.index()
-        vectors = np.asarray(self.embedder.embed_queries(list(sentences)), dtype=np.float32)
-        chunks = np.asarray(index.chunk_vectors, dtype=np.float32)
-        starts = np.asarray(index.chunk_starts[:-1], dtype=np.int64)
-        per_article_best = np.maximum.reduceat(vectors @ chunks.T, starts, axis=1)
-        columns = [index.positions.get(a) for a in article_ids]
-        picked = sentence_matches(per_article_best, columns, per_article)
-        return dict(zip(article_ids, picked, strict=True))
-
-    def _snippet(self, index: LoadedIndex, article: Article, query: str) -> str:
-        lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
-        body = "\n".join(lines).strip()
-        first = body.split("\n\n", 1)[0] if body else ""
-        return make_snippet(body, query, fallback=first)
-
     def article(
         self, article_id: str, visibility: str = "public", caller: Caller | None = None
     ) -> Article:
@@ -470,9 +429,7 @@ class SearchService:
         if position is None:
             raise ArticleNotFoundError(article_id)
         article = index.articles[position]
-        if article.status != "published" or (
-            visibility == "public" and article.audience != "public"
-        ):
+        if not may_see(article, visibility):
             raise ArticleNotFoundError(article_id)
         return article
 
@@ -486,11 +443,7 @@ class SearchService:
         visibility = caller.visibility if caller is not None else visibility
         index = self.index()
         return sorted(
-            (
-                a
-                for a in index.articles
-                if a.status == "published" and (visibility != "public" or a.audience == "public")
-            ),
+            (a for a in index.articles if may_see(a, visibility)),
             key=lambda a: (a.category, a.title.lower()),
         )
 

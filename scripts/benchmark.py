@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from kbsearch.config import load_settings
-from kbsearch.indexer import build_index
+from kbsearch.index.builds import build_index
 from kbsearch.service import SearchService, default_embedder
 
 QUERIES = [

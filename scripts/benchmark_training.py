@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kbsearch.feedback import FeedbackEvent, SearchLog, ShownResult, SQLiteFeedbackStore
-from kbsearch.learning import TrainOptions, train
-from kbsearch.ranking import FEATURES, Candidates, load_ranking_model, rank
-from kbsearch.versions import WeightsStore
+from kbsearch.learning.train import TrainOptions, train
+from kbsearch.ranking.scoring import FEATURES, Candidates, load_ranking_model, rank
+from kbsearch.ranking.versions import WeightsStore
+from kbsearch.stores.feedback import FeedbackEvent, SearchLog, ShownResult, SQLiteFeedbackStore
 
 ARTICLES = 300
 NOW = 1_700_000_000.0

@@ -23,10 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch.config import load_settings
-from kbsearch.evaluation import collect_candidates, index_dataset, load_dataset, score_rankings
-from kbsearch.ranking import MODE_FEATURES, MODES, RankingModel, rank_mode
+from kbsearch.learning.evaluation import (
+    collect_candidates,
+    index_dataset,
+    load_dataset,
+    score_rankings,
+)
+from kbsearch.learning.fitting import JudgedQuery, fit_mode, judged_query
+from kbsearch.ranking.scoring import MODE_FEATURES, MODES, RankingModel, rank_mode
 from kbsearch.service import SearchService, default_embedder
-from kbsearch.training import JudgedQuery, fit_mode, judged_query
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETS = [p.parent for p in sorted((ROOT.parent / "shared" / "eval").glob("*/qrels.tsv"))]

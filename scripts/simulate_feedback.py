@@ -42,7 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch.config import load_settings
-from kbsearch.evaluation import (
+from kbsearch.index.builds import current_version
+from kbsearch.index.retrieval import SearchRequest
+from kbsearch.learning.evaluation import (
     Dataset,
     expected_calibration_error,
     index_dataset,
@@ -50,11 +52,10 @@ from kbsearch.evaluation import (
     mrr_at,
     ndcg_at,
 )
-from kbsearch.indexer import current_version
-from kbsearch.learning import TrainingError, TrainOptions
-from kbsearch.learning import train as run_training
-from kbsearch.service import SearchRequest, SearchService, default_embedder
-from kbsearch.versions import default_ranker
+from kbsearch.learning.train import TrainingError, TrainOptions
+from kbsearch.learning.train import train as run_training
+from kbsearch.ranking.versions import default_ranker
+from kbsearch.service import SearchService, default_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMINATION_POWER = 1.0

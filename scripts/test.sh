@@ -17,4 +17,6 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 .venv/bin/ruff check kbsearch tests scripts
+# imports only go down the layers (contracts in pyproject.toml, [tool.importlinter])
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

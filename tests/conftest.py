@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -42,7 +43,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def sample_index(tmp_path_factory, embedder) -> Path:
     """An index of the bundled sample knowledge base, built once per test run."""
-    from kbsearch.indexer import build_index
+    from kbsearch.index.builds import build_index
 
     index_dir = tmp_path_factory.mktemp("sample") / "index"
     build_index(ARTICLES, index_dir, embedder)
@@ -56,6 +57,13 @@ def sample_service(sample_index, embedder, tmp_path_factory):
 
     settings = make_settings(tmp_path_factory.mktemp("svc"), index=sample_index)
     return SearchService(settings, embedder=embedder)
+
+
+def use_callbacks(app, store) -> None:
+    """Serve an app with another store of callback requests."""
+    from kbsearch.http.context import Components
+
+    dataclasses.replace(Components.of(app), callbacks=store).init_app(app)
 
 
 @pytest.fixture

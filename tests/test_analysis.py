@@ -1,6 +1,6 @@
 import pytest
 
-from kbsearch.analysis import (
+from kbsearch.content.analysis import (
     KbAnalyzer,
     Lexicon,
     analyze,

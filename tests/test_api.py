@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from kbsearch.api import render_markdown
+from kbsearch.content.markdown import render_markdown
+from kbsearch.http.context import Components
 
 
 def test_search_returns_ranked_results(client):
@@ -107,7 +108,7 @@ def test_no_stack_trace_leaks(app, client, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app.extensions["kbsearch"], "search", boom)
+    monkeypatch.setattr(Components.of(app).service, "search", boom)
     response = client.get("/api/v1/search?q=x")
     assert response.status_code == 500
     body = response.get_json()
@@ -186,8 +187,8 @@ INTERNAL_CATEGORIES = ["internet", "konto", "rechnung", "service", "tarife", "ve
 def keyed(tmp_path, sample_index, embedder):
     """An app whose key file holds one key per role; returns (client, keys by role)."""
     from kbsearch.api import create_app
-    from kbsearch.keys import KeyStore
     from kbsearch.service import SearchService
+    from kbsearch.stores.keys import KeyStore
 
     from .conftest import make_settings
 
@@ -259,10 +260,10 @@ def test_a_bad_api_key_is_refused_not_treated_as_public(keyed, tmp_path):
 
 
 def test_agents_list_and_close_callback_requests(keyed, tmp_path):
-    from kbsearch.callbacks import CallbackRequest
+    from kbsearch.stores.callbacks import CallbackRequest
 
     client, keys = keyed
-    store = client.application.extensions["kbsearch_callbacks"]
+    store = Components.of(client.application).callbacks
     first = store.add(CallbackRequest("Erika Muster", "+49 30 1234567", "morning",
                                       "Abschlag zu hoch", "de", "search: Abschlag"), now=1000.0)
     second = store.add(CallbackRequest("John Doe", "0301234567", "asap", "Router offline",

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from kbsearch.articles import load_articles, parse_article
+from kbsearch.content.articles import load_articles, parse_article
+from kbsearch.content.visibility import may_see
 from kbsearch.errors import ArticleError, ArticlesNotFoundError
 
 from .conftest import ARTICLES
@@ -37,7 +38,7 @@ def test_parses_a_valid_article():
     assert article.tags == ("zähler", "strom")
     assert article.updated.isoformat() == "2026-09-14"
     assert article.related == ("abschlag-anpassen",)
-    assert article.is_public
+    assert may_see(article, "public")
     assert article.body.startswith("# Wie melde")
     assert len(article.content_hash) == 64
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kbsearch.assist import extract_request, sentence_matches
+from kbsearch.channels.assist import extract_request, matching_sentences, sentence_matches
 
 EMAIL = """Betreff: Zählerstand lässt sich nicht eingeben
 
@@ -99,8 +99,8 @@ def test_a_text_of_only_history_is_still_searched():
 def keyed_client(tmp_path, sample_index, embedder):
     """A client and one key per role."""
     from kbsearch.api import create_app
-    from kbsearch.keys import KeyStore
     from kbsearch.service import SearchService
+    from kbsearch.stores.keys import KeyStore
 
     from .conftest import make_settings
 
@@ -133,7 +133,8 @@ def test_greetings_and_thanks_match_no_article(sample_service):
     sentences = ["Hallo zusammen,", "Was kann ich tun?", "Mein Router blinkt seit gestern rot.",
                  "Außerdem wollte ich noch meinen Zählerstand durchgeben.",
                  "Vielen Dank im Voraus."]
-    matches = sample_service.matching_sentences(
+    matches = matching_sentences(
+        sample_service,
         ["router-stoerung", "zaehlerstand-melden", "nachzahlung-hoch", "gibt-es-nicht"],
         sentences, per_article=5)
     assert matches["router-stoerung"][0][0] == 2

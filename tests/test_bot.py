@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kbsearch.bot import (
+from kbsearch.channels.bot import (
     REASONS,
     Conversation,
     HandoffRules,
@@ -26,6 +26,7 @@ from kbsearch.bot import (
     short_answer,
 )
 from kbsearch.errors import ConversationConflictError, QueryError
+from kbsearch.http.context import Components
 
 RULES = HandoffRules(below=0.4, falling_turns=2, repeat_similarity=0.6, negative_feedbacks=2,
                      human_words=("mitarbeiter", "mensch", "agent", "human"))
@@ -234,8 +235,8 @@ def test_concurrent_new_conversations_are_all_kept(tmp_path):
 def bot_client(tmp_path, sample_index, embedder):
     """A client with a bot key; returns (client, headers, service)."""
     from kbsearch.api import create_app
-    from kbsearch.keys import KeyStore
     from kbsearch.service import SearchService
+    from kbsearch.stores.keys import KeyStore
 
     from .conftest import make_settings
 
@@ -348,7 +349,7 @@ def test_expired_conversations_are_deleted_by_later_turns(bot_client):
     from flask import current_app
 
     with client.application.app_context():
-        bot = current_app.extensions["kbsearch_bot"]
+        bot = Components.of(current_app).bot
     bot.turn("old", "Router blinkt rot", client="k", now=1_000.0)
     idle = service.settings.bot_idle_minutes * 60
     bot.turn("new", "SEPA Lastschrift", client="k", now=1_000.0 + idle + 61)

@@ -17,8 +17,11 @@ from typing import Any
 
 import pytest
 
-from kbsearch.callbacks import CallbackStore
-from kbsearch.web.texts import TEXTS
+from kbsearch.http.context import Components
+from kbsearch.http.web.texts import TEXTS
+from kbsearch.stores.callbacks import CallbackStore
+
+from .conftest import use_callbacks
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,7 +71,7 @@ def server(sample_service, tmp_path_factory) -> Iterator[tuple[str, Any]]:
 
     app = create_app({"TESTING": True}, search_service=sample_service)
     folder = tmp_path_factory.mktemp("browser")
-    app.extensions["kbsearch_callbacks"] = CallbackStore(folder / "channels.sqlite3")
+    use_callbacks(app, CallbackStore(folder / "channels.sqlite3"))
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="faq-server", daemon=True)
     thread.start()
@@ -256,7 +259,7 @@ def test_an_unlikely_answer_hands_off_to_a_person(page, base, server):
     # the page does
     page.locator(".reference strong").evaluate("el => { el.textContent = 'RR-7K3M9P'; }")
     screenshot(page, "callback-confirmation")
-    stored = server[1].extensions["kbsearch_callbacks"].recent()
+    stored = Components.of(server[1]).callbacks.recent()
     assert stored[0].reference == reference
     assert stored[0].request.name == "Erika Mustermann"
     assert stored[0].request.context == f"search: {NONSENSE}"

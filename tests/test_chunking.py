@@ -1,4 +1,4 @@
-from kbsearch.chunking import Chunk, chunk_article, plain_text, split_sections, word_count
+from kbsearch.content.chunking import Chunk, chunk_article, plain_text, split_sections, word_count
 
 BODY = """# Titel
 

@@ -257,7 +257,7 @@ def script(name, *args, timeout=600):
 
 
 def test_fit_weights_out_writes_loadable_weights_and_leaves_the_shipped_ones(tmp_path):
-    from kbsearch.ranking import load_ranking_model
+    from kbsearch.ranking.scoring import load_ranking_model
 
     write_sim_set(tmp_path / "sim")
     shipped = (ROOT / "kbsearch" / "weights" / "default.json").read_bytes()
@@ -336,7 +336,7 @@ def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_
 
 
 def test_keys_create_list_and_revoke(tmp_path):
-    from kbsearch.keys import KeyStore
+    from kbsearch.stores.keys import KeyStore
 
     env = {"KBSEARCH_KEYS_FILE": str(tmp_path / "keys.json")}
     created = run(["keys", "create", "--role", "agent", "--name", "Team Nord"], env)
@@ -357,7 +357,7 @@ def test_keys_create_list_and_revoke(tmp_path):
 
 
 def test_callbacks_list_and_done(tmp_path):
-    from kbsearch.callbacks import CallbackRequest, CallbackStore
+    from kbsearch.stores.callbacks import CallbackRequest, CallbackStore
 
     db = tmp_path / "channels.sqlite3"
     env = {"KBSEARCH_CHANNELS_DB": str(db)}

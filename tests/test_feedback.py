@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from kbsearch import feedback
 from kbsearch.errors import (
     DuplicateFeedbackError,
     FeedbackError,
@@ -14,7 +13,8 @@ from kbsearch.errors import (
     KbsearchError,
     UnknownSearchError,
 )
-from kbsearch.feedback import (
+from kbsearch.stores import feedback
+from kbsearch.stores.feedback import (
     CHANNELS,
     EVENTS,
     SCHEMA_VERSION,

@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from kbsearch.errors import IndexBuildError, IndexNotFoundError
-from kbsearch.indexer import (
+from kbsearch.errors import IndexBuildError, IndexFormatError, IndexNotFoundError
+from kbsearch.index.builds import (
     BUILDS,
     build_index,
     current_version,
@@ -162,3 +162,30 @@ def test_running_service_switches_to_a_new_build(small_kb, tmp_path, embedder, m
     monkeypatch.setattr(service_module, "RELOAD_CHECK_SECONDS", 0.0)
     assert service.index().version == second.version
     assert "Sprachassistent" in service.article("zaehlerstand-melden").body
+
+
+def test_a_build_in_another_format_is_refused_with_the_command_that_rebuilds_it(
+    small_kb, tmp_path, embedder
+):
+    report = build_index(small_kb, tmp_path / "index", embedder)
+    manifest_path = report.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format"] = 2
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match=r"with format 2; .*run 'kbsearch index'"):
+        open_index(tmp_path / "index")
+    assert build_index(small_kb, tmp_path / "index", embedder).version  # rebuilding works
+    assert len(open_index(tmp_path / "index").articles) == 4
+
+
+def test_the_keyword_index_opens_without_unpickling_kbsearch_classes(
+    small_kb, tmp_path, embedder, monkeypatch
+):
+    from kbsearch.content import analysis
+
+    report = build_index(small_kb, tmp_path / "index", embedder)
+    # as if the analyzer's module had moved since the build was written
+    monkeypatch.delattr(analysis, "KbAnalyzer")
+    reader = open_index(tmp_path / "index")
+    assert reader.keyword.search("Zählerstand", 10)[0][0] == "zaehlerstand-melden"
+    assert (report.path / "keyword" / "lexicon.txt").read_text("utf-8").split()

@@ -4,7 +4,7 @@ import stat
 import pytest
 
 from kbsearch.errors import ConfigError
-from kbsearch.keys import PUBLIC, AuthError, KeyStore, digest, key_from_headers
+from kbsearch.stores.keys import PUBLIC, AuthError, KeyStore, digest, key_from_headers
 
 
 def test_created_keys_authenticate_with_their_role_and_are_stored_hashed(tmp_path):

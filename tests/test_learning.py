@@ -8,8 +8,8 @@ click by a position-based model on the article that is truly relevant.
 import numpy as np
 import pytest
 
-from kbsearch.feedback import FeedbackEvent, SearchLog, ShownResult, SQLiteFeedbackStore
-from kbsearch.learning import (
+from kbsearch.learning.fitting import JudgedQuery, estimate_propensities
+from kbsearch.learning.train import (
     TrainingError,
     TrainOptions,
     counterfactual_dcg,
@@ -20,7 +20,7 @@ from kbsearch.learning import (
     with_gains,
     worse,
 )
-from kbsearch.ranking import (
+from kbsearch.ranking.scoring import (
     FEATURES,
     Candidates,
     calibrate,
@@ -29,8 +29,8 @@ from kbsearch.ranking import (
     rank,
     scores,
 )
-from kbsearch.training import JudgedQuery, estimate_propensities
-from kbsearch.versions import DEFAULT_VERSION, WeightsStore
+from kbsearch.ranking.versions import DEFAULT_VERSION, WeightsStore
+from kbsearch.stores.feedback import FeedbackEvent, SearchLog, ShownResult, SQLiteFeedbackStore
 
 MODEL = load_ranking_model().for_mode("hybrid")
 NOW = 1_700_000_000.0
@@ -244,7 +244,7 @@ def test_one_client_flooding_a_wrong_article_moves_the_ranking_a_bounded_amount(
 
 
 def feature_rows(example, ranker):
-    from kbsearch.ranking import scores
+    from kbsearch.ranking.scoring import scores
 
     return scores(example.matrix, ranker.model.for_mode("hybrid").weights)
 

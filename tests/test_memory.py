@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kbsearch.errors import ConfigError
-from kbsearch.memory import (
+from kbsearch.ranking.memory import (
     SECONDS_PER_DAY,
     AnsweredQuestion,
     MemoryLimits,
@@ -10,7 +10,7 @@ from kbsearch.memory import (
     build_memory,
     empty_memory,
 )
-from kbsearch.ranking import question_match
+from kbsearch.ranking.scoring import question_match
 
 
 def unit(*values: float) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kbsearch.errors import ConfigError
-from kbsearch.ranking import (
+from kbsearch.ranking.scoring import (
     FEATURES,
     Calibration,
     Candidates,

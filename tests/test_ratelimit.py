@@ -15,8 +15,8 @@ SEARCH = "/api/v1/search?q=Zählerstand"
 def limited_app(tmp_path, sample_index, embedder, **limits):
     """An app over the sample index with the given limit settings (others off)."""
     from kbsearch.api import create_app
-    from kbsearch.keys import KeyStore
     from kbsearch.service import SearchService
+    from kbsearch.stores.keys import KeyStore
 
     settings = make_settings(tmp_path, index=sample_index, **limits)
     key = KeyStore(settings.keys_file).create("agent", "test agent")[1]
@@ -79,7 +79,7 @@ def test_forwarded_addresses_count_only_behind_trusted_proxies(tmp_path, sample_
 
 
 def test_feedback_identity_ignores_forwarded_headers_without_trusted_proxies(app):
-    from kbsearch.api import client_identity
+    from kbsearch.http.context import client_identity
 
     identities = set()
     for forwarded in ({}, {"X-Forwarded-For": "203.0.113.5"}, {"X-Forwarded-For": "1.2.3.4"}):

@@ -1,7 +1,8 @@
 import pytest
 
+from kbsearch.content.snippets import make_snippet
+from kbsearch.content.visibility import may_see
 from kbsearch.errors import ArticleNotFoundError, QueryError
-from kbsearch.service import make_snippet
 
 
 def ids(response):
@@ -36,7 +37,7 @@ def test_compound_part_finds_the_compound_in_keyword_mode(sample_service):
 
 def test_public_search_never_returns_internal_drafts_or_archived(sample_service):
     index = sample_service.index()
-    hidden = {a.id for a in index.articles if not a.is_public}
+    hidden = {a.id for a in index.articles if not may_see(a, "public")}
     assert len(hidden) >= 10
     for query in ("Kulanzgutschrift Regeln", "Eskalation 2nd Level", "dynamischer Stromtarif",
                   "ISDN Abschaltung", "Sperrandrohung Härtefall"):
@@ -119,10 +120,10 @@ def test_a_newly_promoted_weights_version_is_picked_up_without_restart(
 ):
     import time
 
-    from kbsearch.memory import AnsweredQuestion, build_memory
-    from kbsearch.ranking import load_ranking_model
+    from kbsearch.ranking.memory import AnsweredQuestion, build_memory
+    from kbsearch.ranking.scoring import load_ranking_model
+    from kbsearch.ranking.versions import Helpfulness, Ranker
     from kbsearch.service import SearchService
-    from kbsearch.versions import Helpfulness, Ranker
 
     from .conftest import make_settings
 

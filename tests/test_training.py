@@ -1,7 +1,20 @@
 import numpy as np
 
-from kbsearch.ranking import FEATURES, ModeModel, TreeEnsemble, probabilities, scores, select
-from kbsearch.training import JudgedQuery, fit_calibration, fit_listwise, fit_mode, fit_trees
+from kbsearch.learning.fitting import (
+    JudgedQuery,
+    fit_calibration,
+    fit_listwise,
+    fit_mode,
+    fit_trees,
+)
+from kbsearch.ranking.scoring import (
+    FEATURES,
+    ModeModel,
+    TreeEnsemble,
+    probabilities,
+    scores,
+    select,
+)
 
 
 def synthetic_queries(n: int = 200, seed: int = 3) -> list[JudgedQuery]:

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from kbsearch.memory import AnsweredQuestion, build_memory
-from kbsearch.ranking import RankingWeights, load_ranking_model
-from kbsearch.versions import (
+from kbsearch.ranking.memory import AnsweredQuestion, build_memory
+from kbsearch.ranking.scoring import RankingWeights, load_ranking_model
+from kbsearch.ranking.versions import (
     DEFAULT_VERSION,
     Helpfulness,
     Ranker,

@@ -11,14 +11,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from kbsearch.api import loosen_lists
-from kbsearch.callbacks import CallbackRequest, CallbackStore, clean_text, parse_callback
+from kbsearch.content.markdown import loosen_lists
 from kbsearch.errors import CallbackError, FeedbackStoreError
-from kbsearch.web import display
-from kbsearch.web.texts import CATEGORY_NAMES, TEXTS
+from kbsearch.http.context import Components
+from kbsearch.http.web import display
+from kbsearch.http.web.texts import CATEGORY_NAMES, TEXTS
+from kbsearch.stores.callbacks import CallbackRequest, CallbackStore, clean_text, parse_callback
+
+from .conftest import use_callbacks
 
 DE, EN = TEXTS["de"], TEXTS["en"]
-STYLE = Path(__file__).resolve().parent.parent / "kbsearch" / "web" / "static" / "style.css"
+STYLE = Path(__file__).resolve().parent.parent / "kbsearch/http/web/static/style.css"
 ARTICLE_LINK = re.compile(r'href="/articles/([a-z0-9-]+)(?:\?([^"]*))?"')
 INTERNAL_QUERIES = ["Kulanz Gutschrift Regeln", "Eskalation an Teamleitung",
                     "Identität am Telefon prüfen", "Ratenzahlung anlegen", "Stromsperre androhen"]
@@ -75,7 +78,7 @@ def internal_ids(service) -> set[str]:
 def callback_store(app, tmp_path) -> CallbackStore:
     """A fresh callback store for this test's app."""
     store = CallbackStore(tmp_path / "channels" / "channels.sqlite3")
-    app.extensions["kbsearch_callbacks"] = store
+    use_callbacks(app, store)
     return store
 
 
@@ -373,7 +376,7 @@ def test_a_vote_that_cannot_be_stored_says_so(client, app, monkeypatch):
     def broken(*args, **kwargs):
         raise FeedbackStoreError("disk full")
 
-    monkeypatch.setattr(app.extensions["kbsearch"], "record_feedback", broken)
+    monkeypatch.setattr(Components.of(app).service, "record_feedback", broken)
     response = client.post("/articles/tarifwechsel/vote", data={"vote": "not_helpful"})
     assert response.status_code == 503
     assert DE["vote_failed"] in response.text
@@ -481,7 +484,7 @@ def test_a_large_callback_body_is_refused(client, callback_store):
 
 
 def test_callback_requests_go_to_the_channels_database(app, sample_service):
-    store = app.extensions["kbsearch_callbacks"]
+    store = Components.of(app).callbacks
     assert isinstance(store, CallbackStore)
     assert store.path == sample_service.settings.channels_db
 
@@ -499,7 +502,7 @@ def test_the_confirmation_needs_a_well_formed_reference(client):
 def test_a_callback_that_cannot_be_stored_offers_the_phone(client, app, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    app.extensions["kbsearch_callbacks"] = CallbackStore(blocker / "channels.sqlite3")
+    use_callbacks(app, CallbackStore(blocker / "channels.sqlite3"))
     response = client.post("/rueckruf", data={
         "name": "Jo", "phone": "0171 2345678", "preferred_time": "asap", "description": "Hi"})
     assert response.status_code == 503
@@ -661,7 +664,7 @@ def test_an_unexpected_error_shows_a_page_without_internals(client, app, monkeyp
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app.extensions["kbsearch"], "articles", boom)
+    monkeypatch.setattr(Components.of(app).service, "articles", boom)
     response = client.get("/")
     assert response.status_code == 500
     assert "secret" not in response.text and "Traceback" not in response.text

@@ -19,7 +19,7 @@ from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kbsearch.config import Settings
-from kbsearch.keys import key_from_headers
+from kbsearch.stores.keys import key_from_headers
 
 UNLIMITED_ENDPOINTS = frozenset({"static", "health.healthz"})
 CALLBACK_ENDPOINT = "web.callback_submit"

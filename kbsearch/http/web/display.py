@@ -8,16 +8,14 @@ from collections.abc import Iterable, Sequence
 
 from markupsafe import Markup, escape
 
-from kbsearch.analysis import fold, snippet_terms
-from kbsearch.articles import Article
-from kbsearch.chunking import plain_text
-from kbsearch.service import make_snippet
+from kbsearch.content.analysis import fold
+from kbsearch.content.articles import Article, family
+from kbsearch.content.snippets import match_prefixes
 
 WORD = re.compile(r"\w+")
-TEASER_CHARS = 180
 MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
              "September", "October", "November", "December")
-# Lower bounds of the probability words, best first (key in kbsearch.web.texts).
+# Lower bounds of the probability words, best first (key in kbsearch.http.web.texts).
 PROBABILITY_LEVELS: tuple[tuple[float, str], ...] = (
     (0.8, "prob_very_likely"),
     (0.5, "prob_likely"),
@@ -26,18 +24,13 @@ PROBABILITY_LEVELS: tuple[tuple[float, str], ...] = (
 )
 
 
-def highlight_prefixes(query: str) -> list[str]:
-    """Return the folded word beginnings to mark, as the service's snippet picker matches them."""
-    return [w[: max(4, len(w) - 2)] for w in snippet_terms(query)]
-
-
 def highlight(text: str, query: str) -> Markup:
     """Return text as safe HTML with the words that match a query term inside ``<mark>``.
 
     A word matches when its folded form (ä→ae, ß→ss, lower case) starts with the beginning
     of a folded query term. Everything else is escaped, piece by piece.
     """
-    prefixes = highlight_prefixes(query)
+    prefixes = match_prefixes(query)
     if not prefixes:
         return escape(text)
     pieces: list[Markup] = []
@@ -70,11 +63,6 @@ def human_first(probabilities: Sequence[float], threshold: float) -> bool:
     return not probabilities or best_probability(probabilities) < threshold
 
 
-def family(article: Article) -> str:
-    """Return the id that an article and its translations share (the original's id)."""
-    return article.translation_of or article.id
-
-
 def for_language(articles: Iterable[Article], language: str) -> list[Article]:
     """Keep one article per translation family: the one in ``language``, else the original.
 
@@ -95,14 +83,6 @@ def translations(article: Article, articles: Iterable[Article]) -> list[Article]
     """Return the other articles of the same translation family."""
     key = family(article)
     return [a for a in articles if family(a) == key and a.id != article.id]
-
-
-def teaser(article: Article, length: int = TEASER_CHARS) -> str:
-    """Return the first paragraph of an article's text (without its title), shortened."""
-    lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
-    body = "\n".join(lines).strip()
-    first = body.split("\n\n", 1)[0] if body else ""
-    return make_snippet(first, "", fallback=first, length=length)
 
 
 def tel_href(phone: str) -> str:

@@ -12,14 +12,15 @@ from whoosh import scoring
 from whoosh.fields import ID, TEXT, Schema
 from whoosh.query import Or, Term
 
-from kbsearch.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_terms
-from kbsearch.articles import Article
-from kbsearch.chunking import plain_text
+from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_terms
+from kbsearch.content.articles import Article
+from kbsearch.content.chunking import plain_text
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
 BM25_K1 = 0.9
 BM25_B = 0.4
+LEXICON_FILE = "lexicon.txt"
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,13 @@ def make_schema(lexicon: Lexicon) -> Schema:
 
 
 def build_keyword_index(folder: Path, articles: Iterable[Article], lexicon: Lexicon) -> None:
-    """Write a fresh Whoosh index of the articles into an empty folder."""
+    """Write a fresh Whoosh index of the articles into an empty folder.
+
+    The lexicon is written beside it as plain text, one word a line: opening the index
+    rebuilds the schema from it, so no kbsearch class is ever unpickled from a build.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / LEXICON_FILE).write_text("".join(f"{w}\n" for w in sorted(lexicon.words)), "utf-8")
     ix = whoosh_index.create_in(str(folder), make_schema(lexicon))
     writer = ix.writer(limitmb=128)
     for article in articles:
@@ -64,9 +70,15 @@ class KeywordIndex:
     """A read-only Whoosh index with BM25F search by article id."""
 
     def __init__(self, folder: Path) -> None:
-        """Open the index in ``folder``; queries use the lexicon it was built with."""
-        self._ix = whoosh_index.open_dir(str(folder), readonly=True)
-        self._lexicon: Lexicon = self._ix.schema["body_de"].analyzer.lexicon
+        """Open the index in ``folder``; queries use the lexicon it was built with.
+
+        The schema is made here from the stored lexicon and handed to Whoosh, which then
+        skips the schema it pickled at build time (whose analyzer names a module path).
+        """
+        words = (folder / LEXICON_FILE).read_text("utf-8").split()
+        self._lexicon = Lexicon(frozenset(words))
+        self._ix = whoosh_index.open_dir(str(folder), readonly=True,
+                                         schema=make_schema(self._lexicon))
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
         self._lock = threading.Lock()

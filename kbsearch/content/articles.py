@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,6 @@ class Article:
     path: str = ""
     content_hash: str = ""
 
-    @property
-    def is_public(self) -> bool:
-        """Return True when customers may see this article."""
-        return self.audience == "public" and self.status == "published"
 
     def to_metadata(self) -> dict[str, Any]:
         """Return the article's front matter as JSON-ready values."""
@@ -312,6 +308,12 @@ def load_articles(folder: Path, languages: Sequence[str] = ("de", "en")) -> Load
     return LoadResult(tuple(articles), tuple(errors))
 
 
-def public_only(articles: Iterable[Article]) -> list[Article]:
-    """Return the articles customers may see."""
-    return [article for article in articles if article.is_public]
+
+def article_url(article_id: str) -> str:
+    """Return the FAQ page address of an article."""
+    return f"/articles/{article_id}"
+
+
+def family(article: Article) -> str:
+    """Return the id that an article and its translations share (the original's id)."""
+    return article.translation_of or article.id

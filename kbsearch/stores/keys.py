@@ -7,7 +7,7 @@ for deployments that inject secrets. No key means the public role; a key that is
 or revoked is refused, never treated as public.
 
 Roles: ``bot`` (chatbots: public articles), ``agent`` and ``editor`` (internal articles
-too). Which articles a role sees is decided in the search service, not in the views.
+too). Which articles a role sees is decided by ``kbsearch.content.visibility``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kbsearch.content.visibility import PUBLIC, ROLES, Caller
 from kbsearch.errors import ConfigError, KbsearchError
 from kbsearch.fileio import atomic_write_text
 
-ROLES = ("bot", "agent", "editor")
-INTERNAL_ROLES = frozenset({"agent", "editor"})
 PREFIX = "kbs"
 
 
@@ -43,22 +42,6 @@ class ApiKey:
     created: str
     digest: str
     revoked: bool = False
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: a role (None = the public) and the id of the key used."""
-
-    role: str | None = None
-    key_id: str | None = None
-
-    @property
-    def visibility(self) -> str:
-        """Return the articles this caller may see: internal ones only for agents, editors."""
-        return "internal" if self.role in INTERNAL_ROLES else "public"
-
-
-PUBLIC = Caller()
 
 
 def digest(key: str) -> str:

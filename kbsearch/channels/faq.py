@@ -15,7 +15,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from kbsearch.articles import Article
+from kbsearch.content.articles import Article, family
 from kbsearch.errors import (
     ArticleNotFoundError,
     DuplicateFeedbackError,
@@ -23,7 +23,6 @@ from kbsearch.errors import (
     FeedbackStoreError,
 )
 from kbsearch.service import SearchResponse, SearchService
-from kbsearch.web.display import family
 
 log = logging.getLogger(__name__)
 VOTE_EVENTS: tuple[str, ...] = ("helpful", "not_helpful")

@@ -20,16 +20,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kbsearch.analysis import (
+from kbsearch.config import Settings
+from kbsearch.content.analysis import (
     detect_language,
     fold,
     query_terms,
-    snippet_terms,
     stopwords,
     words,
 )
-from kbsearch.chunking import plain_text
-from kbsearch.config import Settings
+from kbsearch.content.snippets import short_answer
+from kbsearch.content.visibility import Caller
 from kbsearch.errors import (
     ArticleNotFoundError,
     ConversationConflictError,
@@ -37,14 +37,12 @@ from kbsearch.errors import (
     DuplicateFeedbackError,
     QueryError,
 )
-from kbsearch.keys import Caller
 
 FEEDBACK_EVENTS = ("helpful", "not_helpful", "resolved", "escalated")
 NEGATIVE = frozenset({"not_helpful", "escalated"})
 POSITIVE = frozenset({"helpful", "resolved"})
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 MAX_TURNS_KEPT = 50
-SHORT_ANSWER_CHARS = 320
 MIN_FALL = 0.02
 PURGE_EVERY_SECONDS = 60.0
 REASONS = {  # code: how the German hand-off summary says it
@@ -279,57 +277,6 @@ def handoff_reasons(
             "negative_feedback", f"{streak} negative feedbacks in a row",
         ))
     return reasons
-
-
-def _answer_blocks(markdown: str, title: str) -> list[list[str]]:
-    """Return the article's paragraphs and lists as lists of sentences, headings left out."""
-    blocks: list[list[str]] = []
-    for block in re.split(r"\n\s*\n", markdown):
-        lines = [ln for ln in block.split("\n")
-                 if ln.strip() and not ln.lstrip().startswith(("#", "|"))]
-        text = plain_text("\n".join(lines))
-        sentences = [
-            " ".join(s.split())
-            for line in text.split("\n")
-            for s in re.split(r"(?<=[.!?])\s+", line)
-            if len(s.split()) >= 3 and " ".join(s.split()) != title
-        ]
-        if sentences:
-            blocks.append(sentences)
-    return blocks
-
-
-def short_answer(markdown: str, title: str, query: str, limit: int = SHORT_ANSWER_CHARS) -> str:
-    """Extract a short answer from an article: the passage that best matches the question.
-
-    Sentences that start a thought (a capital letter or a digit) are scored by the query
-    words they share (folded prefixes, as snippets are); the best one is continued with the
-    rest of its paragraph or list up to ``limit`` characters. With no shared word the
-    article's opening paragraph is used. Headings and tables are left out.
-    """
-    blocks = _answer_blocks(markdown, title)
-    if not blocks:
-        return ""
-    wanted = [w[: max(4, len(w) - 2)] for w in snippet_terms(query)]
-    best, best_score = (0, 0), 0
-    for b, sentences in enumerate(blocks):
-        for i, sentence in enumerate(sentences):
-            if not (sentence[0].isupper() or sentence[0].isdigit()):
-                continue
-            tokens = {fold(t) for t in re.findall(r"\w+", sentence)}
-            score = sum(any(t.startswith(w) for t in tokens) for w in wanted)
-            if score > best_score:
-                best, best_score = (b, i), score
-    block, start = best
-    answer = blocks[block][start]
-    for sentence in blocks[block][start + 1:]:
-        if len(answer) + 1 + len(sentence) > limit:
-            break
-        answer += " " + sentence
-    if len(answer) > limit:
-        cut = answer.rfind(" ", 0, limit - 1)
-        answer = answer[: cut if cut > 0 else limit - 1].rstrip(",;:") + "…"
-    return answer
 
 
 def handoff_summary(

@@ -34,9 +34,16 @@ import numpy as np
 
 from kbsearch.config import Settings
 from kbsearch.errors import KbsearchError
-from kbsearch.feedback import FeedbackEvent, FeedbackStore, SearchLog
-from kbsearch.memory import AnsweredQuestion, MemoryLimits, build_memory
-from kbsearch.ranking import (
+from kbsearch.learning.fitting import (
+    JudgedQuery,
+    estimate_propensities,
+    fit_calibration,
+    fit_listwise,
+    fit_platt,
+    prior_weights,
+)
+from kbsearch.ranking.memory import AnsweredQuestion, MemoryLimits, build_memory
+from kbsearch.ranking.scoring import (
     FEATURES,
     Calibration,
     ModeModel,
@@ -46,15 +53,8 @@ from kbsearch.ranking import (
     calibrate,
     scores,
 )
-from kbsearch.training import (
-    JudgedQuery,
-    estimate_propensities,
-    fit_calibration,
-    fit_listwise,
-    fit_platt,
-    prior_weights,
-)
-from kbsearch.versions import Helpfulness, Ranker, WeightsStore
+from kbsearch.ranking.versions import Helpfulness, Ranker, WeightsStore
+from kbsearch.stores.feedback import FeedbackEvent, FeedbackStore, SearchLog
 
 POSITIVE = ("helpful", "resolved")
 NEGATIVE = ("not_helpful", "escalated")
@@ -428,7 +428,7 @@ def cross_fitted_ece(
     With ``fixed`` the given calibration is scored instead (no refitting), on the same
     results. Folds are assigned round-robin in the given order.
     """
-    from kbsearch.evaluation import expected_calibration_error
+    from kbsearch.learning.evaluation import expected_calibration_error
 
     probabilities, outcomes = [], []
     for fold in range(folds):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch.errors import ConfigError
-from kbsearch.ranking import question_match
+from kbsearch.ranking.scoring import question_match
 
 SECONDS_PER_DAY = 86_400.0
 

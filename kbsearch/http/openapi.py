@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kbsearch.bot import FEEDBACK_EVENTS, REASONS
-from kbsearch.callbacks import TIME_SLOTS
+from kbsearch.channels.bot import FEEDBACK_EVENTS, REASONS
+from kbsearch.stores.callbacks import TIME_SLOTS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 BOT_EVENTS = list(FEEDBACK_EVENTS)

@@ -23,8 +23,8 @@ import numpy as np
 
 from kbsearch.errors import ConfigError, KbsearchError
 from kbsearch.fileio import atomic_write_text
-from kbsearch.memory import QuestionMemory, empty_memory
-from kbsearch.ranking import RankingModel, helpfulness_score, load_ranking_model
+from kbsearch.ranking.memory import QuestionMemory, empty_memory
+from kbsearch.ranking.scoring import RankingModel, helpfulness_score, load_ranking_model
 
 DEFAULT_VERSION = "default"
 CURRENT = "CURRENT"

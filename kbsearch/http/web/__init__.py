@@ -36,15 +36,17 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge, TooManyRequests
 
-from kbsearch.api import callback_store, client_identity, render_markdown, service
-from kbsearch.articles import Article
-from kbsearch.callbacks import (
-    DESCRIPTION_MAX,
-    NAME_MAX,
-    REFERENCE,
-    TIME_SLOTS,
-    parse_callback,
+from kbsearch.channels.faq import (
+    VOTE_EVENTS,
+    SearchContext,
+    VoteOutcome,
+    parse_context,
+    record_click,
+    record_vote,
 )
+from kbsearch.content.articles import Article
+from kbsearch.content.markdown import render_markdown
+from kbsearch.content.snippets import teaser
 from kbsearch.errors import (
     ArticleNotFoundError,
     CallbackError,
@@ -54,16 +56,16 @@ from kbsearch.errors import (
     ModelError,
     QueryError,
 )
+from kbsearch.http.context import callback_store, client_identity, service
+from kbsearch.http.web import display
+from kbsearch.http.web.texts import DEFAULT_UI, UI_LANGUAGES, category_name, texts
 from kbsearch.service import SearchResponse
-from kbsearch.web import display
-from kbsearch.web.texts import DEFAULT_UI, UI_LANGUAGES, category_name, texts
-from kbsearch.web.votes import (
-    VOTE_EVENTS,
-    SearchContext,
-    VoteOutcome,
-    parse_context,
-    record_click,
-    record_vote,
+from kbsearch.stores.callbacks import (
+    DESCRIPTION_MAX,
+    NAME_MAX,
+    REFERENCE,
+    TIME_SLOTS,
+    parse_callback,
 )
 
 log = logging.getLogger(__name__)
@@ -285,7 +287,7 @@ def category_page(category: str) -> Any:
     topic = next((t for t in topics() if t.key == category), None)
     if topic is None:
         abort(404)
-    return render_template("category.html", topic=topic, teaser=display.teaser)
+    return render_template("category.html", topic=topic, teaser=teaser)
 
 
 @web.get("/articles/<article_id>")

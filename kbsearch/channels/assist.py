@@ -15,13 +15,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from kbsearch.analysis import fold, words
+from kbsearch.content.analysis import fold, words
+from kbsearch.content.visibility import Caller
 from kbsearch.errors import QueryError
-from kbsearch.keys import Caller
+from kbsearch.service import Result, SearchService
 
 MAX_QUERY_SENTENCES = 3
 MAX_SENTENCES = 60
@@ -273,11 +273,11 @@ class AssistAnswer:
 
     request: ExtractedRequest
     search_id: str
-    results: tuple[Any, ...]
+    results: tuple[Result, ...]
     matches: dict[str, list[tuple[int, float]]]
 
 
-def assist(service: Any, text: object, caller: Caller | None, client: str, k: int,
+def assist(service: SearchService, text: object, caller: Caller | None, client: str, k: int,
            max_chars: int) -> AssistAnswer:
     """Extract the request from ``text``, search it for the caller, and match sentences.
 
@@ -292,11 +292,34 @@ def assist(service: Any, text: object, caller: Caller | None, client: str, k: in
     if not request.query:
         raise QueryError("text", "contains no words to search for")
     response = service.search(request.query, channel="agent", client=client, caller=caller, k=k)
-    matches = service.matching_sentences(
-        [r.article.id for r in response.results], [s.text for s in request.sentences],
+    matches = matching_sentences(
+        service, [r.article.id for r in response.results], [s.text for s in request.sentences],
         MATCHES_PER_ARTICLE,
     )
     return AssistAnswer(request, response.search_id, response.results, matches)
+
+
+def matching_sentences(
+    service: SearchService, article_ids: Sequence[str], sentences: Sequence[str],
+    per_article: int = 2,
+) -> dict[str, list[tuple[int, float]]]:
+    """Return, per article, the sentences of a text that point to it, best first.
+
+    Each match is (sentence number, cosine) by the embedding model, the same similarity
+    that dense retrieval uses (best over the article's chunks); a sentence must stand out
+    for the article against the whole knowledge base (see :func:`sentence_matches`).
+    Articles not in the index get no matches.
+    """
+    if not article_ids or not sentences:
+        return {a: [] for a in article_ids}
+    index = service.index()
+    vectors = np.asarray(service.embedder.embed_queries(list(sentences)), dtype=np.float32)
+    chunks = np.asarray(index.chunk_vectors, dtype=np.float32)
+    starts = np.asarray(index.chunk_starts[:-1], dtype=np.int64)
+    per_article_best = np.maximum.reduceat(vectors @ chunks.T, starts, axis=1)
+    columns = [index.positions.get(a) for a in article_ids]
+    picked = sentence_matches(per_article_best, columns, per_article)
+    return dict(zip(article_ids, picked, strict=True))
 
 
 def sentence_matches(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kbsearch.ranking import (
+from kbsearch.ranking.scoring import (
     FEATURES,
     PRIOR_COEFFICIENTS,
     Calibration,

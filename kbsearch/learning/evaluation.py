@@ -7,25 +7,58 @@ import hashlib
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from kbsearch.analysis import detect_language
-from kbsearch.articles import Article
 from kbsearch.config import Settings
-from kbsearch.embedding import Embedder
+from kbsearch.content.analysis import detect_language
+from kbsearch.content.articles import Article
 from kbsearch.errors import DatasetError
-from kbsearch.indexer import build_from_articles
-from kbsearch.ranking import MODES, Candidates, ModeModel, rank_mode
-from kbsearch.service import SearchRequest, SearchService
-from kbsearch.training import JudgedQuery, fit_calibration, judged_query
-from kbsearch.versions import Ranker
+from kbsearch.index.builds import LoadedIndex, build_from_articles
+from kbsearch.index.embedding import Embedder
+from kbsearch.index.retrieval import SearchRequest
+from kbsearch.learning.fitting import JudgedQuery, fit_calibration, judged_query
+from kbsearch.ranking.scoring import MODES, Candidates, Hit, ModeModel, RankingModel, rank_mode
+from kbsearch.ranking.versions import Ranker
 
+SearcherFactory = Callable[[Settings, Embedder], "Searcher"]
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "top1", "ece")
 ECE_BINS = 10
+
+
+class Searcher(Protocol):
+    """What evaluation needs of a search service (``kbsearch.service.SearchService``)."""
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model."""
+        ...
+
+    @property
+    def ranking(self) -> RankingModel:
+        """The ranking model in use."""
+        ...
+
+    def index(self) -> LoadedIndex:
+        """Return the current build."""
+        ...
+
+    def candidates(
+        self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray,
+        ranker: Ranker | None = None,
+    ) -> Candidates:
+        """Collect both retrievers' candidates with their raw scores."""
+        ...
+
+    def rank(
+        self, candidates: Candidates, mode: str, k: int, ranker: Ranker | None = None
+    ) -> list[Hit]:
+        """Order candidates for a mode."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -191,7 +224,7 @@ def score_rankings(
 
 
 def collect_candidates(
-    service: SearchService, dataset: Dataset, progress: bool = False
+    service: Searcher, dataset: Dataset, progress: bool = False
 ) -> list[Judged]:
     """Retrieve candidates for every judged query against the service's current index."""
     index = service.index()
@@ -228,7 +261,7 @@ def query_folds(query_ids: Sequence[str], folds: int) -> list[int]:
 
 
 def mode_models(
-    service: SearchService, judged: Sequence[Judged], mode: str, calibrate_folds: int
+    service: Searcher, judged: Sequence[Judged], mode: str, calibrate_folds: int
 ) -> list[ModeModel]:
     """Return the model that ranks each judged query in a mode.
 
@@ -265,7 +298,7 @@ def _shown_in_mode(query: JudgedQuery, candidates: Candidates, mode: str) -> Jud
 
 
 def evaluate_judged(
-    service: SearchService, judged: Sequence[Judged], modes: Sequence[str],
+    service: Searcher, judged: Sequence[Judged], modes: Sequence[str],
     calibrate_folds: int = 0,
 ) -> dict[str, ModeResult]:
     """Rank collected candidates in each mode and score them."""
@@ -326,16 +359,21 @@ def run_eval(
     folder: Path,
     settings: Settings,
     embedder: Embedder,
+    searcher: SearcherFactory,
     modes: Sequence[str] = MODES,
     progress: bool = False,
     calibrate_folds: int = 0,
 ) -> tuple[Dataset, dict[str, ModeResult]]:
-    """Index a BEIR folder into a temporary index and return the results per mode."""
+    """Index a BEIR folder into a temporary index and return the results per mode.
+
+    ``searcher`` makes the search service over that index from settings and the embedder
+    (``SearchService`` itself: evaluation sits below the service and does not import it).
+    """
     dataset = load_dataset(folder)
     with tempfile.TemporaryDirectory(prefix="kbsearch-eval-") as tmp:
         index_dir = Path(tmp)
         index_dataset(dataset, index_dir, embedder, settings, progress)
-        service = SearchService(settings.replace(index=index_dir), embedder=embedder)
+        service = searcher(settings.replace(index=index_dir), embedder)
         judged = collect_candidates(service, dataset, progress)
         results = evaluate_judged(service, judged, modes, calibrate_folds)
         service.index().close()
@@ -385,7 +423,7 @@ class JudgedQueries:
     learned questions and helpfulness take part.
     """
 
-    def __init__(self, service: SearchService, judgments: Sequence[Judgment]) -> None:
+    def __init__(self, service: Searcher, judgments: Sequence[Judgment]) -> None:
         """Embed the judged queries once."""
         self.service = service
         self.judgments = list(judgments)

@@ -38,16 +38,19 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch import __version__
-from kbsearch.analysis import Lexicon
-from kbsearch.articles import Article, load_articles
-from kbsearch.chunking import Chunk, chunk_article
-from kbsearch.dense import build_faiss, index_kind, load_faiss, save_faiss
-from kbsearch.embedding import Embedder
-from kbsearch.errors import ArticleError, IndexBuildError, IndexNotFoundError
+from kbsearch.content.analysis import Lexicon
+from kbsearch.content.articles import Article, load_articles
+from kbsearch.content.chunking import Chunk, chunk_article
+from kbsearch.errors import ArticleError, IndexBuildError, IndexFormatError, IndexNotFoundError
 from kbsearch.fileio import atomic_write_text
-from kbsearch.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
+from kbsearch.index.dense import build_faiss, index_kind, load_faiss, save_faiss
+from kbsearch.index.embedding import Embedder
+from kbsearch.index.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
 
-FORMAT = 2
+# The build format this kbsearch writes and reads. Bump it whenever a build's files change
+# meaning or layout (format 3: the keyword index's lexicon in lexicon.txt, its schema made
+# on open instead of unpickled).
+FORMAT = 3
 CURRENT = "CURRENT"
 BUILDS = "builds"
 
@@ -379,6 +382,18 @@ class LoadedIndex:
         self.keyword.close()
 
 
+def check_format(manifest: dict, version: str) -> None:
+    """Raise IndexFormatError unless a build's manifest says this kbsearch's format."""
+    found = manifest.get("format")
+    if found != FORMAT:
+        built_by = manifest.get("kbsearch_version", "an unknown version")
+        raise IndexFormatError(
+            f"index build {version} was built by kbsearch {built_by} with format {found}; "
+            f"this kbsearch ({__version__}) reads format {FORMAT}: run 'kbsearch index' "
+            "to build it again"
+        )
+
+
 def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
     """Open the current build (or a named one); raise IndexNotFoundError if there is none."""
     version = version or current_version(index_dir)
@@ -390,6 +405,7 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
     if not (folder / "manifest.json").exists():
         raise IndexNotFoundError(f"index build {version} not found in {index_dir}")
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    check_format(manifest, version)
     articles = tuple(
         Article.from_metadata(record, record["body"])
         for record in _read_jsonl(folder / "articles.jsonl")

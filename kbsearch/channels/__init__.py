@@ -1,0 +1,1 @@
+"""What each caller needs on top of search: the chatbot, agent assist and the FAQ page's votes."""

@@ -1,0 +1,1 @@
+"""What editors write: articles, validation, chunking, de/en analysis, Markdown, snippets."""

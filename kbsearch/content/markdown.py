@@ -1,0 +1,40 @@
+"""Article Markdown to safe HTML: Python-Markdown, then nh3 (ammonia) sanitising."""
+
+from __future__ import annotations
+
+import re
+
+import markdown as markdown_lib
+import nh3
+
+MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
+LIST_ITEM = re.compile(r" {0,3}(?:[-*+]|\d{1,3}[.)]) +\S")
+FENCE = ("```", "~~~")
+
+
+def render_markdown(text: str) -> str:
+    """Render article Markdown to HTML and sanitise it (nh3 / ammonia)."""
+    html = markdown_lib.markdown(loosen_lists(text), extensions=list(MARKDOWN_EXTENSIONS))
+    return nh3.clean(html, link_rel="noopener noreferrer")
+
+
+def loosen_lists(markdown: str) -> str:
+    """Put a blank line before a list that follows a paragraph line directly.
+
+    Python-Markdown only starts a list after a blank line, so "Have ready:" followed by
+    "- item" lines would otherwise run into one paragraph with literal dashes. Lines in
+    fenced code blocks and the items of a list already begun are left alone.
+    """
+    out: list[str] = []
+    in_list = fenced = False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith(FENCE):
+            fenced = not fenced
+        elif not fenced and LIST_ITEM.match(line):
+            if out and out[-1].strip() and not in_list:
+                out.append("")
+            in_list = True
+        elif not line.strip():
+            in_list = False
+        out.append(line)
+    return "\n".join(out)

@@ -1,0 +1,123 @@
+"""What a result shows of an article: the sentence or passage that matches the query.
+
+One scoring rule for every channel: a sentence scores one point per query term that one of
+its words starts with, compared folded (ä = ae, ß = ss, lower case) and by the term's
+beginning (all but its last two letters, at least four), so that "Zählerstände" finds
+"Zählerstand". The search results' snippets, the chatbot's short answers and the FAQ page's
+highlighting all use :func:`match_prefixes` and :func:`shared_terms`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from kbsearch.content.analysis import fold, snippet_terms
+from kbsearch.content.articles import Article
+from kbsearch.content.chunking import plain_text
+
+SNIPPET_CHARS = 240
+TEASER_CHARS = 180
+SHORT_ANSWER_CHARS = 320
+WORD = re.compile(r"\w+")
+SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n+")
+
+
+def match_prefixes(query: str) -> list[str]:
+    """Return the folded word beginnings by which sentences match a query."""
+    return [w[: max(4, len(w) - 2)] for w in snippet_terms(query)]
+
+
+def shared_terms(sentence: str, prefixes: Sequence[str]) -> int:
+    """Return how many of the query's word beginnings start a word of the sentence."""
+    tokens = {fold(t) for t in WORD.findall(sentence)}
+    return sum(any(t.startswith(p) for t in tokens) for p in prefixes)
+
+
+def shorten(text: str, length: int) -> str:
+    """Cut text at the last space before ``length`` characters and add an ellipsis."""
+    if len(text) <= length:
+        return text
+    cut = text.rfind(" ", 0, length - 1)
+    return text[: cut if cut > 0 else length - 1].rstrip(",;:") + "…"
+
+
+def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPET_CHARS) -> str:
+    """Return the sentence of ``text`` that shares most words with the query, shortened."""
+    prefixes = match_prefixes(query)
+    sentences = [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+    best, best_score = "", 0
+    for sentence in sentences:
+        score = shared_terms(sentence, prefixes)
+        if score > best_score:
+            best, best_score = sentence, score
+    if not best:
+        best = fallback or (sentences[0] if sentences else "")
+    return shorten(" ".join(best.split()), length)
+
+
+def article_text(article: Article) -> str:
+    """Return an article's plain text without its title line."""
+    lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
+    return "\n".join(lines).strip()
+
+
+def article_snippet(article: Article, query: str, length: int = SNIPPET_CHARS) -> str:
+    """Return the snippet of an article for a query (its opening paragraph if nothing matches)."""
+    body = article_text(article)
+    first = body.split("\n\n", 1)[0] if body else ""
+    return make_snippet(body, query, fallback=first, length=length)
+
+
+def teaser(article: Article, length: int = TEASER_CHARS) -> str:
+    """Return the first paragraph of an article's text (without its title), shortened."""
+    body = article_text(article)
+    first = body.split("\n\n", 1)[0] if body else ""
+    return make_snippet(first, "", fallback=first, length=length)
+
+
+def _answer_blocks(markdown: str, title: str) -> list[list[str]]:
+    """Return the article's paragraphs and lists as lists of sentences, headings left out."""
+    blocks: list[list[str]] = []
+    for block in re.split(r"\n\s*\n", markdown):
+        lines = [ln for ln in block.split("\n")
+                 if ln.strip() and not ln.lstrip().startswith(("#", "|"))]
+        text = plain_text("\n".join(lines))
+        sentences = [
+            " ".join(s.split())
+            for line in text.split("\n")
+            for s in re.split(r"(?<=[.!?])\s+", line)
+            if len(s.split()) >= 3 and " ".join(s.split()) != title
+        ]
+        if sentences:
+            blocks.append(sentences)
+    return blocks
+
+
+def short_answer(markdown: str, title: str, query: str, limit: int = SHORT_ANSWER_CHARS) -> str:
+    """Extract a short answer from an article: the passage that best matches the question.
+
+    Sentences that start a thought (a capital letter or a digit) are scored by the query
+    words they share (as snippets are); the best one is continued with the rest of its
+    paragraph or list up to ``limit`` characters. With no shared word the article's opening
+    paragraph is used. Headings and tables are left out.
+    """
+    blocks = _answer_blocks(markdown, title)
+    if not blocks:
+        return ""
+    prefixes = match_prefixes(query)
+    best, best_score = (0, 0), 0
+    for b, sentences in enumerate(blocks):
+        for i, sentence in enumerate(sentences):
+            if not (sentence[0].isupper() or sentence[0].isdigit()):
+                continue
+            score = shared_terms(sentence, prefixes)
+            if score > best_score:
+                best, best_score = (b, i), score
+    block, start = best
+    answer = blocks[block][start]
+    for sentence in blocks[block][start + 1:]:
+        if len(answer) + 1 + len(sentence) > limit:
+            break
+        answer += " " + sentence
+    return shorten(answer, limit)

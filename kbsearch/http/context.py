@@ -1,0 +1,96 @@
+"""The parts a running app is made of, and who is calling: shared by every blueprint.
+
+``create_app`` builds one :class:`Components` and registers it on the app
+(:meth:`Components.init_app`, Flask's ``init_app`` style); views reach it through
+:func:`components` and the typed accessors below, never by string keys of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from flask import Flask, current_app, g, request
+
+from kbsearch.channels.bot import ChatBot
+from kbsearch.config import Settings
+from kbsearch.content.visibility import PUBLIC, Caller
+from kbsearch.errors import ForbiddenError
+from kbsearch.service import SearchService
+from kbsearch.stores.callbacks import CallbackStore
+from kbsearch.stores.keys import AuthError, KeyStore
+
+EXTENSION = "kbsearch"
+
+
+@dataclass(frozen=True)
+class Components:
+    """What the app serves with: settings, the search service, the stores and the chatbot."""
+
+    settings: Settings
+    service: SearchService
+    keys: KeyStore
+    callbacks: CallbackStore
+    bot: ChatBot
+
+    @classmethod
+    def build(cls, settings: Settings, service: SearchService | None = None) -> Components:
+        """Build every part from the settings (the search service may be given)."""
+        service = service or SearchService(settings)
+        return cls(
+            settings=settings,
+            service=service,
+            keys=KeyStore(settings.keys_file, settings.api_keys),
+            callbacks=CallbackStore(settings.channels_db),
+            bot=ChatBot.from_settings(service, settings),
+        )
+
+    def init_app(self, app: Flask) -> None:
+        """Register the parts on an app."""
+        app.extensions[EXTENSION] = self
+
+    @staticmethod
+    def of(app: Flask) -> Components:
+        """Return the parts registered on an app."""
+        parts = app.extensions[EXTENSION]
+        assert isinstance(parts, Components)
+        return parts
+
+
+def components() -> Components:
+    """Return the parts of the app handling this request."""
+    return Components.of(current_app)
+
+
+def service() -> SearchService:
+    """Return the app's search service."""
+    return components().service
+
+
+def callback_store() -> CallbackStore:
+    """Return the app's store of callback requests."""
+    return components().callbacks
+
+
+def caller() -> Caller:
+    """Return who is calling (set from the API key before each API request)."""
+    return g.get("caller", PUBLIC)
+
+
+def client_identity() -> str:
+    """Return an opaque identity of the caller for feedback limits: its key, or address."""
+    key_id = caller().key_id
+    if key_id:
+        return hashlib.sha256(f"key:{key_id}".encode()).hexdigest()[:16]
+    address = request.remote_addr or ""  # forwarded addresses only via trusted proxies
+    return hashlib.sha256(f"addr:{address}".encode()).hexdigest()[:16] if address else ""
+
+
+def require_role(roles: tuple[str, ...], route: str) -> Caller:
+    """Return the caller if its key has one of ``roles``; raise AuthError or ForbiddenError."""
+    who = caller()
+    if who.role is None:
+        raise AuthError(f"{route} needs an API key with role {' or '.join(roles)}")
+    if who.role not in roles:
+        raise ForbiddenError(f"{route} is for roles {' and '.join(roles)}, not {who.role}")
+    return who

@@ -1,0 +1,1 @@
+"""Built indexes: the embedding model, dense (FAISS) and keyword (Whoosh) retrieval, builds."""

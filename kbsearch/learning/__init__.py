@@ -1,0 +1,1 @@
+"""Offline jobs: fitting weights and calibration, learning from feedback, evaluation and metrics."""

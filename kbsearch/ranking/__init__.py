@@ -1,0 +1,1 @@
+"""Ranking maths (features, scorers, calibration) and the versions of learned weights."""

@@ -1,0 +1,1 @@
+"""What kbsearch keeps: SQLite plumbing, feedback, conversations, callbacks, API keys."""
