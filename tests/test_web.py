@@ -261,12 +261,25 @@ def test_category_page_lists_its_articles_with_teasers(client):
     ("/themen/gibt-es-nicht", "de", DE["not_found_title"]),
     ("/articles/gibt-es-nicht", "de", DE["not_found_title"]),
     ("/articles/gibt-es-nicht?ui=en", "en", EN["not_found_title"]),
+    ("/unbekannt", "de", DE["not_found_title"]),
+    ("/unbekannt/tiefer?ui=en", "en", EN["not_found_title"]),
+    ("/static/gibt-es-nicht.css", "de", DE["not_found_title"]),
 ])
 def test_unknown_pages_are_404_in_the_ui_language(client, path, language, title):
     response = client.get(path)
     assert response.status_code == 404
     assert Page(response.text).html_lang == language and title in response.text
     assert 'href="tel:' in response.text
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/gibt-es-nicht", "/api/v1/search?q=Router",
+                                  "/static/style.css", "/healthz"])
+def test_every_response_carries_security_headers(client, path):
+    with client.get(path) as response:
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
 # Articles, clicks and votes

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from kbsearch import __version__
@@ -29,7 +30,7 @@ from kbsearch.errors import (
 from kbsearch.http.api import api, error
 from kbsearch.http.context import Components, service
 from kbsearch.http.ratelimit import install_limits, trust_proxies
-from kbsearch.http.web import web
+from kbsearch.http.web import SECURITY_HEADERS, error_page, web
 from kbsearch.service import SearchService
 from kbsearch.stores.keys import AuthError
 
@@ -50,9 +51,24 @@ def healthz() -> Any:
             "version": __version__,
             "index_version": index.version,
             "articles": len(index.articles),
-            "model": index.manifest["model"]["name"],
+            "model": Path(index.manifest["model"]["name"]).name,  # no server paths
         }
     )
+
+
+API_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def add_security_headers(response: Response) -> Response:
+    """Give every response its security headers: the FAQ pages' CSP, or a closed one for JSON."""
+    headers = API_SECURITY_HEADERS if _wants_json() else SECURITY_HEADERS
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def _wants_json() -> bool:
@@ -135,7 +151,7 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(TooManyRequests)
     def too_many(exc: TooManyRequests) -> Any:
         if not _wants_json():
-            return exc
+            return error_page(exc)
         return error(429, "rate_limited",
                      f"too many requests from this client (limit: {exc.description}); "
                      "wait as long as Retry-After says")
@@ -143,7 +159,7 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         if not _wants_json():
-            return exc
+            return error_page(exc)
         code = (exc.name or "error").lower().replace(" ", "_")
         return error(exc.code or 500, code, exc.description or exc.name)
 
@@ -179,6 +195,7 @@ def create_app(
     app.register_blueprint(health)
     app.register_blueprint(web)
     register_errors(app)
+    app.after_request(add_security_headers)
     trust_proxies(app, components.settings.trusted_proxies)
     install_limits(app, components.settings)
     return app

@@ -138,13 +138,11 @@ def finish(response: Response) -> Response:
     if request.args.get("ui") in UI_LANGUAGES:
         response.set_cookie(UI_COOKIE, request.args["ui"], max_age=COOKIE_SECONDS,
                             samesite="Lax", httponly=True)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
     response.vary.add("Cookie")
     return response
 
 
-@web.context_processor
+@web.app_context_processor
 def page_globals() -> dict[str, Any]:
     """Give every template its texts, language, contact details and helpers."""
     settings = service().settings
@@ -170,7 +168,8 @@ def switch_url() -> str:
     other = "en" if ui() == "de" else "de"
     if request.method == "GET" and request.endpoint and request.endpoint != "web.fragment":
         # url_for reads arguments starting with "_" itself (_external, _anchor, ...)
-        values = {k: v for k, v in request.args.items() if not k.startswith("_")}
+        values: dict[str, Any] = {k: v for k, v in request.args.items()
+                                  if not k.startswith("_")}
         values.update(request.view_args or {})
         values["ui"] = other
         return url_for(request.endpoint, **values)
@@ -510,6 +509,15 @@ def http_error(exc: HTTPException) -> Any:
     """Show other HTTP errors (such as a wrong method) as a page, not a stack trace."""
     status = exc.code or 500
     return render_error(status, "error_title", "method_text" if status == 405 else "error_text")
+
+
+def error_page(exc: HTTPException) -> Any:
+    """Show an HTTP error outside any route (an unknown address) as the FAQ's own page."""
+    if isinstance(exc, NotFound):
+        return not_found(exc)
+    if isinstance(exc, TooManyRequests):
+        return too_many(exc)
+    return http_error(exc)
 
 
 @web.errorhandler(Exception)
