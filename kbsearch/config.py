@@ -12,6 +12,14 @@ from typing import Any
 from kbsearch.errors import ConfigError
 
 ENV_PREFIX = "KBSEARCH_"
+HOME_VARIABLE = "KBSEARCH_HOME"
+MODEL_DEFAULT = "models/multilingual-e5-small"
+# Settings that name a file or folder: relative defaults and KBSEARCH_* values resolve
+# against the home folder, so that kbsearch works the same from any current directory.
+PATH_SETTINGS = frozenset({"articles", "index", "feedback_db", "weights_dir", "keys_file",
+                           "judgments", "channels_db"})
+# Settings that are a path when such a file or folder exists under home (else a name).
+MAYBE_PATH_SETTINGS = frozenset({"model", "weights"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("index", Path("index"), "Folder that holds the versioned index builds.", Path),
     Setting(
         "model",
-        "models/multilingual-e5-small",
+        MODEL_DEFAULT,
         "Sentence-transformers model name or path used for embeddings.",
         str,
     ),
@@ -389,10 +397,37 @@ class Settings:
     bot_idle_minutes: float
     assist_results: int
     assist_max_chars: int
+    home: Path = Path(".")
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    """Return the folder relative paths resolve against.
+
+    ``KBSEARCH_HOME`` when set; else the project folder kbsearch runs from (the checkout of
+    an editable install, recognised by its ``pyproject.toml``); else the current directory.
+    """
+    raw = environ.get(HOME_VARIABLE, "")
+    if raw:
+        return Path(raw).expanduser().resolve()
+    project = Path(__file__).resolve().parent.parent
+    if (project / "pyproject.toml").is_file():
+        return project
+    return Path.cwd()
+
+
+def _at_home(name: str, value: Any, home: Path) -> Any:
+    """Resolve a path setting's relative value against the home folder."""
+    if name in PATH_SETTINGS:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else home / path
+    if name in MAYBE_PATH_SETTINGS and value:
+        candidate = home / Path(str(value)).expanduser()
+        return str(candidate) if not Path(value).is_absolute() and candidate.exists() else value
+    return value
 
 
 def load_settings(
@@ -400,21 +435,29 @@ def load_settings(
 ) -> Settings:
     """Read settings: defaults, then ``KBSEARCH_*`` variables, then keyword overrides.
 
-    Raises ConfigError naming the variable when a value cannot be parsed.
+    Relative paths of defaults and variables resolve against :func:`default_home`, so
+    the current directory does not matter; the default model folder resolves there even
+    while it is missing, so that the error names its absolute path. Keyword overrides
+    (command-line options) are taken as given. Raises ConfigError naming the variable when
+    a value cannot be parsed.
     """
     env = os.environ if environ is None else environ
+    home = default_home(env)
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         raw = env.get(setting.env)
         if raw is None or raw == "":
-            values[setting.name] = setting.default
+            value = setting.default
+            if setting.name == "model":
+                value = str(home / value)
+            values[setting.name] = _at_home(setting.name, value, home)
             continue
         try:
-            values[setting.name] = setting.parse(raw)
+            values[setting.name] = _at_home(setting.name, setting.parse(raw), home)
         except ValueError as exc:
             raise ConfigError(f"{setting.env}={raw!r}: {exc}") from None
     unknown = set(overrides) - set(values)
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
     values.update({name: value for name, value in overrides.items() if value is not None})
-    return Settings(**values)
+    return Settings(**values, home=home)

@@ -67,6 +67,27 @@ def test_index_command_builds_and_reports(small_kb, tmp_path):
     assert result.exit_code == 1 and "--strict" in result.output
 
 
+def test_index_works_from_any_directory_with_the_default_model(small_kb, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an editor's articles repository, say
+    monkeypatch.delenv("KBSEARCH_MODEL", raising=False)
+    monkeypatch.delenv("KBSEARCH_HOME", raising=False)
+    result = run(["index", "--articles", str(small_kb), "--index", "idx", "-q"], {})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "idx" / "CURRENT").is_file()
+
+
+def test_a_missing_model_folder_is_named_with_the_command_that_builds_it(
+    small_kb, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KBSEARCH_MODEL", raising=False)
+    result = run(["index", "--articles", str(small_kb), "-q"], {"KBSEARCH_HOME": str(tmp_path)})
+    folder = tmp_path / "models" / "multilingual-e5-small"
+    assert result.exit_code == 1
+    assert f"embedding model folder {folder} is missing" in result.output
+    assert f"kbsearch model build --out {folder}" in result.output
+
+
 def test_index_command_missing_folder(tmp_path):
     result = run(["index", "--articles", str(tmp_path / "nope"), "--index", str(tmp_path / "i")],
                  {"KBSEARCH_MODEL": str(MODEL)})

@@ -59,9 +59,11 @@ class SentenceTransformerEmbedder:
             ) from None
         looks_local = model.startswith((".", "/")) or Path(model).exists() or model.count("/") > 1
         if looks_local and not Path(model).is_dir():
+            folder = Path(model).expanduser().resolve()
             raise ModelError(
-                f"embedding model {model!r} not found; build it with 'kbsearch model build' "
-                "(scripts/setup.sh does) or set KBSEARCH_MODEL"
+                f"embedding model folder {folder} is missing; build it with "
+                f"'kbsearch model build --out {folder}' (scripts/setup.sh does) "
+                "or set KBSEARCH_MODEL"
             )
         try:
             self._model = SentenceTransformer(model, device=device)
