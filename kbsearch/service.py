@@ -25,10 +25,16 @@ from kbsearch.errors import (
     FeedbackStoreError,
     QueryError,
 )
-from kbsearch.index import dense as dense_search
 from kbsearch.index.builds import LoadedIndex, current_version, open_index
 from kbsearch.index.embedding import Embedder, SentenceTransformerEmbedder
-from kbsearch.index.retrieval import SearchRequest
+from kbsearch.index.retrieval import (
+    DenseRetriever,
+    KeywordRetriever,
+    RetrievalQuery,
+    Retriever,
+    SearchRequest,
+    best_chunk_similarity,
+)
 from kbsearch.ranking.scoring import (
     FEATURES,
     MODES,
@@ -109,6 +115,7 @@ class SearchService:
         embedder_factory: Callable[[Settings], Embedder] | None = None,
         ranking: RankingModel | None = None,
         feedback: FeedbackStore | None = None,
+        retrievers: Sequence[Retriever] = (DenseRetriever(), KeywordRetriever()),
     ) -> None:
         """Create the service; the model, index, weights and feedback store load lazily.
 
@@ -117,6 +124,7 @@ class SearchService:
         when ``kbsearch train`` or ``kbsearch weights`` switch it).
         """
         self.settings = settings
+        self.retrievers = tuple(retrievers)
         self._embedder = embedder
         self._embedder_factory = embedder_factory or default_embedder
         self._fixed_ranker: Ranker | None = None
@@ -274,57 +282,38 @@ class SearchService:
         self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray,
         ranker: Ranker | None = None,
     ) -> Candidates:
-        """Collect the top candidates of both retrievers with all their raw scores.
+        """Collect the top candidates of every retriever with all their raw scores.
 
         Articles whose learned questions match the query join the candidates too.
         """
         ranker = ranker or self.ranker()
-        n = self.settings.candidates
         mask = self._allowed(index, request)
         if not mask.any():
             return _empty_candidates()
-        everything = bool(mask.all())
-        chunk_rows = None if everything else np.nonzero(mask[index.chunk_article])[0]
-        per_article = max(1, int(np.ceil(len(index.chunk_article) / max(1, len(mask)))))
-        found = dense_search.search(index.dense, query_vector, n * per_article * 2, chunk_rows)
-        dense_order = list(dict.fromkeys(int(a) for a in index.chunk_article[found.rows]))[:n]
         languages = (request.language,) if request.language else LANGUAGES
-        allowed_ids = None if everything else {
-            index.articles[i].id for i in np.nonzero(mask)[0]
-        }
-        keyword_ids, keyword_scores = index.keyword.search(
-            request.query, n, allowed_ids, languages
-        )
-        keyword_order = [index.positions[a] for a in keyword_ids]
+        query = RetrievalQuery(request.query, query_vector, languages, mask)
+        found = {r.name: r.retrieve(index, query, self.settings.candidates)
+                 for r in self.retrievers}
+        dense, keyword = found["dense"], found["keyword"]
         learned = {
             index.positions[a]: v for a, v in ranker.questions.match(query_vector).items()
             if a in index.positions and mask[index.positions[a]]
         }
-        pool = list(dict.fromkeys(dense_order + keyword_order + sorted(learned)))
-        dense_rank = {a: r for r, a in enumerate(dense_order)}
-        keyword_rank = {a: r for r, a in enumerate(keyword_order)}
-        best_chunk = np.array(
-            [
-                float(
-                    np.max(
-                        index.chunk_vectors[index.chunk_starts[a] : index.chunk_starts[a + 1]]
-                        @ query_vector
-                    )
-                )
-                for a in pool
-            ]
-        )
+        pool = list(dict.fromkeys([*dense.order, *keyword.order, *sorted(learned)]))
+        dense_rank = {a: r for r, a in enumerate(dense.order)}
+        keyword_rank = {a: r for r, a in enumerate(keyword.order)}
         ids = tuple(index.articles[a].id for a in pool)
-        kw = [keyword_scores.get(i) for i in ids]
+        no_keyword: dict[str, float] = {}
+        kw = [keyword.scores.get(a, no_keyword) for a in pool]
         today = dt.date.today()
         return Candidates(
             ids=ids,
-            dense=best_chunk,
+            dense=best_chunk_similarity(index, pool, query_vector),
             title_sim=index.title_vectors[pool] @ query_vector,
-            bm25=np.array([s.total if s else 0.0 for s in kw]),
-            bm25_title=np.array([s.title if s else 0.0 for s in kw]),
-            bm25_body=np.array([s.body if s else 0.0 for s in kw]),
-            coverage=np.array([s.coverage if s else 0.0 for s in kw]),
+            bm25=np.array([s.get("bm25", 0.0) for s in kw]),
+            bm25_title=np.array([s.get("bm25_title", 0.0) for s in kw]),
+            bm25_body=np.array([s.get("bm25_body", 0.0) for s in kw]),
+            coverage=np.array([s.get("coverage", 0.0) for s in kw]),
             dense_rank=np.array([dense_rank.get(a, -1) for a in pool]),
             keyword_rank=np.array([keyword_rank.get(a, -1) for a in pool]),
             question_sim=np.array([learned.get(a, 0.0) for a in pool]),

@@ -1,8 +1,23 @@
-"""What a retrieval is asked: the query and its filters, checked by the search service."""
+"""Retrievers: each finds candidate articles in a build its own way; the service combines them.
+
+A retriever is asked a :class:`RetrievalQuery` (the text, its vector, the languages and
+which articles may be returned) and answers :class:`Retrieved`: article positions in the
+build, best first, with named raw scores for each. Dense (FAISS over chunk vectors) and
+keyword (Whoosh BM25F) retrieval are the two kbsearch ships; a new one implements
+:class:`Retriever`, and the ranking features that read its scores are added in
+``kbsearch.ranking.scoring``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from kbsearch.index import dense
+from kbsearch.index.builds import LoadedIndex
 
 
 @dataclass(frozen=True)
@@ -16,3 +31,89 @@ class SearchRequest:
     category: str | None = None
     visibility: str = "public"
     mode: str = "hybrid"
+
+
+@dataclass(frozen=True)
+class RetrievalQuery:
+    """What every retriever is asked: text, vector, languages and the allowed articles.
+
+    ``allowed`` is a boolean mask over the build's articles; ``everything`` says that it
+    allows all of them (so that no filter needs to be applied).
+    """
+
+    text: str
+    vector: np.ndarray
+    languages: tuple[str, ...]
+    allowed: np.ndarray
+
+    @property
+    def everything(self) -> bool:
+        """Return True when every article of the build may be returned."""
+        return bool(self.allowed.all())
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """One retriever's answer: article positions best first, with named raw scores."""
+
+    order: tuple[int, ...]
+    scores: Mapping[int, Mapping[str, float]]
+
+
+class Retriever(Protocol):
+    """Finds up to ``n`` candidate articles for a query in a build."""
+
+    name: str
+
+    def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
+        """Return the best ``n`` allowed articles, best first."""
+        ...
+
+
+class DenseRetriever:
+    """Articles by their best chunk's cosine with the query vector (FAISS)."""
+
+    name = "dense"
+
+    def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
+        """Search chunks (enough to fill ``n`` distinct articles) and keep each article once."""
+        chunk_rows = (None if query.everything
+                      else np.nonzero(query.allowed[index.chunk_article])[0])
+        per_article = max(1, int(np.ceil(len(index.chunk_article) / max(1, len(query.allowed)))))
+        found = dense.search(index.dense, query.vector, n * per_article * 2, chunk_rows)
+        best: dict[int, float] = {}
+        for row, score in zip(index.chunk_article[found.rows], found.scores, strict=True):
+            best.setdefault(int(row), float(score))
+        order = tuple(best)[:n]
+        return Retrieved(order, {a: {"dense": best[a]} for a in order})
+
+
+class KeywordRetriever:
+    """Articles by BM25F over title, tags and body in the query's languages (Whoosh)."""
+
+    name = "keyword"
+
+    def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
+        """Search the keyword index; scores are BM25F overall, per field, and term coverage."""
+        allowed_ids = None if query.everything else {
+            index.articles[i].id for i in np.nonzero(query.allowed)[0]
+        }
+        ids, found = index.keyword.search(query.text, n, allowed_ids, query.languages)
+        order = tuple(index.positions[a] for a in ids)
+        scores = {
+            index.positions[a]: {"bm25": s.total, "bm25_title": s.title, "bm25_body": s.body,
+                                 "coverage": s.coverage}
+            for a, s in found.items()
+        }
+        return Retrieved(order, scores)
+
+
+def best_chunk_similarity(
+    index: LoadedIndex, positions: list[int], vector: np.ndarray
+) -> np.ndarray:
+    """Return each article's best chunk cosine with a query vector."""
+    return np.array([
+        float(np.max(index.chunk_vectors[index.chunk_starts[a]: index.chunk_starts[a + 1]]
+                     @ vector))
+        for a in positions
+    ])
