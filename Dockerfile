@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TORCH_INDEX_URL=${TORCH_INDEX_URL}
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml requirements.lock README.md ./
 COPY kbsearch ./kbsearch
 COPY scripts ./scripts
 COPY articles ./articles

@@ -19,7 +19,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.kbsearch-installed"
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml requirements.lock scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing dependencies into $VENV (first run takes a few minutes)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
@@ -29,7 +29,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   else
     "$VENV/bin/python" -m pip install --quiet torch==2.13.0
   fi
-  "$VENV/bin/python" -m pip install --quiet -e '.[model,dev]'
+  # Exactly the versions in requirements.lock (scripts/lock.sh refreshes it), then
+  # kbsearch itself, editable, without letting pip pick other versions.
+  lock=requirements.lock
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    lock=$(mktemp)
+    grep -v '^torch==' requirements.lock > "$lock"  # installed above from that index
+  fi
+  "$VENV/bin/python" -m pip install --quiet -r "$lock"
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi
 

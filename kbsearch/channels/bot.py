@@ -535,7 +535,8 @@ class ChatBot:
         if verdict is not None:
             conversation = self._record(conversation, verdict, client, now)
         answers: dict[str, str] = {}
-        search_id, offers, searched = None, (), False
+        offers: tuple[Offer, ...] = ()
+        search_id, searched = None, False
         if text:
             search_id, offers, answers = self._search(text, caller, client)
             searched = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from kbsearch.content.articles import Article, family
 from kbsearch.errors import (
@@ -119,7 +120,9 @@ def record_vote(
             return _outcome(service, article, event, status, candidate.search_id, None,
                             client, alternatives)
     response = None
-    for filters in ({}, {"language": article.language, "category": article.category}):
+    choices: tuple[dict[str, Any], ...] = (
+        {}, {"language": article.language, "category": article.category})
+    for filters in choices:
         response = service.search(article.title, channel="faq", client=client,
                                   k=service.settings.faq_results, **filters)
         if any(r.article.id == article.id for r in response.results):

@@ -194,7 +194,7 @@ class KbAnalyzer(Composable):
     def __hash__(self) -> int:
         return hash((self.language, len(self.lexicon.words)))
 
-    def __call__(self, value: str, **kwargs: object) -> Iterator:  # type: ignore[override]
+    def __call__(self, value: str, **kwargs: object) -> Iterator:
         """Yield Whoosh tokens; compound parts share the position of their compound."""
         stop = stopwords(self.language)
         kwargs.pop("tokenize", None)

@@ -181,10 +181,10 @@ def parse_article(
         raise ArticleError(shown, f"front matter has an invalid value: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else None
+        at = mark.line + 2 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ArticleError(shown, f"front matter is not valid YAML: {problem}", line) from None
-    meta = dict(post.metadata)
+        raise ArticleError(shown, f"front matter is not valid YAML: {problem}", at) from None
+    meta: dict[str, Any] = dict(post.metadata)
 
     for name in meta:
         if name not in KNOWN_FIELDS:

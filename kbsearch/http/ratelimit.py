@@ -75,8 +75,10 @@ def install_limits(app: Flask, settings: Settings) -> Limiter:
     )
     if settings.rate_limit_callbacks and CALLBACK_ENDPOINT in app.view_functions:
         view = app.view_functions[CALLBACK_ENDPOINT]
-        app.view_functions[CALLBACK_ENDPOINT] = limiter.limit(
+        limited = limiter.limit(
             settings.rate_limit_callbacks, key_func=lambda: "addr:" + client_address(),
             override_defaults=False,
         )(view)
+        # flask-limiter types its decorator for async views too; this view is synchronous
+        app.view_functions[CALLBACK_ENDPOINT] = limited  # type: ignore[assignment]
     return limiter

@@ -11,7 +11,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -
     """Serve the app with gunicorn until interrupted."""
     from gunicorn.app.base import BaseApplication
 
-    class _Server(BaseApplication):  # type: ignore[misc]
+    class _Server(BaseApplication):
         def __init__(self, application: Flask, options: dict[str, Any]) -> None:
             self.application = application
             self.options = options

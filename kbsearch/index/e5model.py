@@ -26,10 +26,14 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kbsearch.errors import ModelError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 MAGIC = b"E5S1"
 QK = 32
@@ -264,7 +268,7 @@ def precompiled_charsmap(normalization: dict[int, tuple[int, ...]], workdir: Pat
     return charsmap
 
 
-def build_tokenizer(model: PackedModel, charsmap: bytes):  # noqa: ANN201 - tokenizers types
+def build_tokenizer(model: PackedModel, charsmap: bytes) -> Tokenizer:
     """Return a ``tokenizers.Tokenizer`` equal to the packed XLM-R unigram tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.processors import TemplateProcessing

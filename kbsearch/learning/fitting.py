@@ -11,6 +11,7 @@ from kbsearch.ranking.scoring import (
     FEATURES,
     PRIOR_COEFFICIENTS,
     Calibration,
+    Candidates,
     ModeModel,
     RankingWeights,
     Tree,
@@ -32,7 +33,9 @@ class JudgedQuery:
     weight: float = 1.0
 
 
-def judged_query(candidates, relevant_ids: frozenset[str], weight: float = 1.0) -> JudgedQuery:
+def judged_query(
+    candidates: Candidates, relevant_ids: frozenset[str], weight: float = 1.0
+) -> JudgedQuery:
     """Build a JudgedQuery from retrieval candidates and the ids judged relevant."""
     return JudgedQuery(
         feature_matrix(candidates),
@@ -169,8 +172,8 @@ def fit_calibration(
 
 
 def fit_platt(
-    rows: Sequence[Sequence[float]], labels: Sequence[int | bool],
-    sample_weight: Sequence[float],
+    rows: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[int | bool] | np.ndarray,
+    sample_weight: Sequence[float] | np.ndarray,
 ) -> Calibration:
     """Fit a Calibration by weighted logistic regression on (score, gap, best dense) rows.
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class TrainOutcome:
     parent: str
     promoted: bool
     reason: str
-    report: dict[str, object]
+    report: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def examples_from_logs(
         if event.event != "impression":
             by_search[event.search_id].append(event)
     logged = [s for s in searches if s.search_id in by_search and s.results]
-    per_client = defaultdict(int)
+    per_client: defaultdict[str, int] = defaultdict(int)
     for search in logged:
         per_client[search.client] += 1
     examples = []
@@ -386,7 +386,7 @@ def train(
                      f"{current.version}" + ("; current weights kept" if kept_weights else "")),
     )
     ranker = Ranker("", model, questions, helpfulness)
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "searches_with_feedback": len(examples),
         "train_searches": len(train_part),
         "held_out_searches": len(held_out),

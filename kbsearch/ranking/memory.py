@@ -153,7 +153,8 @@ def _merge(
     for i in range(len(items)):
         if assigned[i] >= 0:
             continue
-        members = [j for j in np.nonzero(similarity[i] >= limits.merge_at)[0] if assigned[j] < 0]
+        members = [int(j) for j in np.nonzero(similarity[i] >= limits.merge_at)[0]
+                   if assigned[j] < 0]
         assigned[members] = len(clusters)
         clusters.append(members)
     merged = []

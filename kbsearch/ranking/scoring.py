@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -190,12 +191,12 @@ class TreeEnsemble:
                 "trees": [tree.to_json() for tree in self.trees]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> TreeEnsemble:
+    def from_json(cls, data: Mapping[str, Any]) -> TreeEnsemble:
         """Read an ensemble written by :meth:`to_json`."""
         return cls(
-            features=tuple(data["features"]),  # type: ignore[arg-type]
-            baseline=float(data["baseline"]),  # type: ignore[arg-type]
-            trees=tuple(Tree.from_json(t) for t in data["trees"]),  # type: ignore[union-attr]
+            features=tuple(data["features"]),
+            baseline=float(data["baseline"]),
+            trees=tuple(Tree.from_json(t) for t in data["trees"]),
         )
 
 

@@ -35,6 +35,8 @@ class VersionNotFoundError(KbsearchError):
     """No trained weights version has this name."""
 
 
+VersionNames = list[str]  # (inside WeightsStore, ``list`` names its method)
+
 @dataclass(frozen=True)
 class Helpfulness:
     """Helpful and unhelpful feedback counts per article, and the prior they shrink to."""
@@ -215,7 +217,7 @@ class WeightsStore:
         atomic_write_text(self.folder / CURRENT, previous + "\n")
         return previous
 
-    def history(self) -> list[str]:
+    def history(self) -> VersionNames:
         """Return the promoted versions, oldest first."""
         try:
             text = (self.folder / HISTORY).read_text("utf-8")

@@ -17,9 +17,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from kbsearch.content.visibility import PUBLIC, ROLES, Caller
 from kbsearch.errors import ConfigError, KbsearchError
@@ -137,9 +137,17 @@ class KeyStore:
         raise AuthError("unknown API key")
 
 
-def key_from_headers(headers: Mapping[str, str]) -> str | None:
+class HeaderLookup(Protocol):
+    """Request headers as a web framework hands them over (a dict works too)."""
+
+    def get(self, key: str, /) -> str | None:
+        """Return a header's value, or None."""
+        ...
+
+
+def key_from_headers(headers: HeaderLookup) -> str | None:
     """Return the key of ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, if any."""
-    authorization = headers.get("Authorization", "")
+    authorization = headers.get("Authorization") or ""
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return headers.get("X-API-Key")
