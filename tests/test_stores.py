@@ -1,4 +1,4 @@
-"""The SQLite plumbing under every store."""
+"""The SQLite plumbing under every store, and the channels database's schema version."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from kbsearch.errors import KbsearchError, StoreError
+from kbsearch.errors import (
+    CallbackStoreError,
+    ConversationStoreError,
+    KbsearchError,
+    StoreError,
+)
+from kbsearch.stores import channels_db
+from kbsearch.stores.callbacks import CallbackRequest, CallbackStore, SQLiteCallbackStore
+from kbsearch.stores.conversations import (
+    Conversation,
+    ConversationStore,
+    Offer,
+    SQLiteConversationStore,
+    Turn,
+)
 from kbsearch.stores.sqlite import Database, transaction
 
 
@@ -218,3 +232,144 @@ def test_threads_share_one_database_safely(tmp_path):
     with db.connection("count the steps") as conn:
         assert conn.execute("SELECT count(*) FROM steps WHERE number >= 100").fetchone()[0] == 200
     db.close()
+
+
+# --- the channels database ----------------------------------------------------------------
+
+# The channels file as kbsearch made it before it had a schema version, word for word.
+OLD_CONVERSATIONS = (
+    "CREATE TABLE IF NOT EXISTS bot_conversations ("
+    " client TEXT NOT NULL, id TEXT NOT NULL, started REAL NOT NULL,"
+    " updated REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (client, id))",
+    "CREATE INDEX IF NOT EXISTS bot_conversations_updated"
+    " ON bot_conversations (updated)",
+)
+OLD_CALLBACKS = ("""CREATE TABLE IF NOT EXISTS callback_requests (
+    id INTEGER PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    preferred_time TEXT NOT NULL,
+    description TEXT NOT NULL,
+    language TEXT NOT NULL,
+    context TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open'
+)""",)
+OLD_STATE = (
+    '{"turns": [{"at": 100.0, "message": "Router blinkt rot", "terms": ["rout", "blinkt"], '
+    '"search_id": "s-1", "offers": [{"article_id": "router-stoerung", "title": "Störung", '
+    '"probability": 0.61, "position": 1}]}], "verdicts": [], "handed_off": false}'
+)
+
+
+def old_channels_file(path: Path, conversations: bool = True, callbacks: bool = True) -> None:
+    """Write a channels file as the code before schema versions did, with one row per table."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        if conversations:
+            for statement in OLD_CONVERSATIONS:
+                conn.execute(statement)
+            conn.execute("INSERT INTO bot_conversations VALUES (?, ?, ?, ?, ?)",
+                         ("client", "c1", 100.0, 100.0, OLD_STATE))
+        if callbacks:
+            conn.execute(OLD_CALLBACKS[0])
+            conn.execute(
+                "INSERT INTO callback_requests (reference, created, name, phone, "
+                "preferred_time, description, language, context, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("RR-7KQ2MX", 50.0, "Erika", "0171 2345678", "asap", "Router", "de",
+                 "search: router", "done"),
+            )
+    finally:
+        conn.close()
+
+
+def test_the_first_version_is_the_schema_the_old_code_made(tmp_path):
+    old, new = tmp_path / "old.sqlite3", tmp_path / "new.sqlite3"
+    old_channels_file(old)
+    SQLiteCallbackStore(new).recent()
+    assert schema(new) == schema(old)
+    assert channels_db.SCHEMA_VERSION == 1
+
+
+@pytest.mark.parametrize(("conversations", "callbacks"), [(True, True), (True, False),
+                                                          (False, True)])
+@pytest.mark.parametrize("first", ["conversations", "callbacks"])
+def test_an_unversioned_channels_file_is_adopted_without_losing_rows(
+    tmp_path, conversations, callbacks, first
+):
+    path = tmp_path / "channels.sqlite3"
+    old_channels_file(path, conversations, callbacks)
+    assert user_version(path) == 0
+    before = {name: query(path, f"SELECT * FROM {name}") for name, kept in
+              (("bot_conversations", conversations), ("callback_requests", callbacks)) if kept}
+    bot = SQLiteConversationStore(path, idle_seconds=600)
+    desk = SQLiteCallbackStore(path)
+    if first == "conversations":  # whichever store comes first migrates the file
+        talk = bot.get("client", "c1", 200.0)
+        listed = desk.recent()
+    else:
+        listed = desk.recent()
+        talk = bot.get("client", "c1", 200.0)
+    bot.close()
+    desk.close()
+    assert user_version(path) == channels_db.SCHEMA_VERSION
+    for name, rows in before.items():
+        assert query(path, f"SELECT * FROM {name}") == rows
+    if conversations:
+        assert talk == Conversation("client", "c1", 100.0, 100.0, (Turn(
+            100.0, "Router blinkt rot", ("rout", "blinkt"), "s-1",
+            (Offer("router-stoerung", "Störung", 0.61, 1),)),))
+    else:
+        assert talk is None
+    if callbacks:
+        assert [(s.reference, s.status, s.request.name) for s in listed] == [
+            ("RR-7KQ2MX", "done", "Erika")]
+    else:
+        assert listed == []
+    assert {row[1] for row in schema(path)} >= {"bot_conversations", "callback_requests"}
+
+
+@pytest.mark.parametrize(("open_store", "error"), [
+    (lambda path: SQLiteConversationStore(path, idle_seconds=60).purge(0.0),
+     ConversationStoreError),
+    (lambda path: SQLiteCallbackStore(path).recent(), CallbackStoreError),
+])
+def test_a_newer_channels_file_is_refused_by_both_stores(tmp_path, open_store, error):
+    path = tmp_path / "channels.sqlite3"
+    SQLiteCallbackStore(path).recent()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {channels_db.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(error) as caught:
+        open_store(path)
+    assert str(path) in str(caught.value) and "newer than version 1" in str(caught.value)
+
+
+def test_the_stores_implement_their_protocols(tmp_path):
+    bot = SQLiteConversationStore(tmp_path / "channels.sqlite3", idle_seconds=60)
+    desk = SQLiteCallbackStore(tmp_path / "channels.sqlite3")
+    assert isinstance(bot, ConversationStore) and isinstance(desk, CallbackStore)
+    assert not (tmp_path / "channels.sqlite3").exists()  # opened on first use only
+
+
+def test_a_store_failure_reaches_api_clients_without_details(tmp_path):
+    from kbsearch.api import create_app
+    from kbsearch.stores.keys import KeyStore
+
+    from .conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    key = KeyStore(settings.keys_file).create("agent", "test agent")[1]
+    SQLiteCallbackStore(settings.channels_db).add(
+        CallbackRequest("A", "0171 2345678", "asap", "B"))
+    conn = sqlite3.connect(settings.channels_db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    client = create_app({"TESTING": True}, settings=settings).test_client()
+    response = client.get("/api/v1/callbacks", headers={"X-API-Key": key})
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "callbacks_unavailable"
+    assert str(settings.channels_db) not in response.text and "Traceback" not in response.text
