@@ -7,13 +7,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kbsearch import __version__
 from kbsearch.config import HOME_VARIABLE, SETTINGS, Settings, load_settings
 from kbsearch.errors import KbsearchError
+
+if TYPE_CHECKING:
+    from kbsearch.stores.callbacks import CallbackStore
 
 MODE_CHOICES = ("hybrid", "keyword", "dense", "all")
 
@@ -485,10 +488,11 @@ def callbacks() -> None:
     """The callback requests customers left on the FAQ page (KBSEARCH_CHANNELS_DB)."""
 
 
-def _callback_store() -> Any:
-    from kbsearch.stores.callbacks import CallbackStore
+def _callback_store() -> CallbackStore:
+    """Return the store of callback requests in the configured channels database."""
+    from kbsearch.stores.callbacks import SQLiteCallbackStore
 
-    return CallbackStore(_settings().channels_db)
+    return SQLiteCallbackStore(_settings().channels_db)
 
 
 @callbacks.command(name="list")

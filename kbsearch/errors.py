@@ -84,11 +84,18 @@ class DuplicateFeedbackError(FeedbackError):
     """The same event for the same article and search is already stored."""
 
 
-class FeedbackStoreError(KbsearchError):
+class StoreError(KbsearchError):
+    """A store's database cannot be opened or used, or its schema is newer than this code.
+
+    The message names the store, its file and what failed; it never holds a stack trace.
+    """
+
+
+class FeedbackStoreError(StoreError):
     """The feedback database cannot be opened or used, or its schema is newer than this code."""
 
 
-class ConversationStoreError(KbsearchError):
+class ConversationStoreError(StoreError):
     """The chatbot conversation database cannot be opened or used."""
 
 
@@ -113,5 +120,5 @@ class CallbackError(KbsearchError):
         super().__init__(message or f"invalid callback request ({listed})")
 
 
-class CallbackStoreError(KbsearchError):
+class CallbackStoreError(StoreError):
     """The callback request database cannot be opened or written."""

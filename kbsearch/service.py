@@ -52,8 +52,8 @@ from kbsearch.stores.feedback import (
     FeedbackStore,
     SearchLog,
     ShownResult,
-    SQLiteFeedbackStore,
 )
+from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
 
 log = logging.getLogger(__name__)
 RELOAD_CHECK_SECONDS = 1.0

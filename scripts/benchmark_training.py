@@ -26,7 +26,8 @@ import numpy as np
 from kbsearch.learning.train import TrainOptions, train
 from kbsearch.ranking.scoring import FEATURES, Candidates, load_ranking_model, rank
 from kbsearch.ranking.versions import WeightsStore
-from kbsearch.stores.feedback import FeedbackEvent, SearchLog, ShownResult, SQLiteFeedbackStore
+from kbsearch.stores.feedback import FeedbackEvent, SearchLog, ShownResult
+from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
 
 ARTICLES = 300
 NOW = 1_700_000_000.0

@@ -8,12 +8,7 @@ import pytest
 
 from kbsearch.channels.bot import (
     REASONS,
-    Conversation,
     HandoffRules,
-    Offer,
-    SQLiteConversationStore,
-    Turn,
-    Verdict,
     asks_for_human,
     falling,
     handoff_reasons,
@@ -27,6 +22,13 @@ from kbsearch.channels.bot import (
 )
 from kbsearch.errors import ConversationConflictError, QueryError
 from kbsearch.http.context import Components
+from kbsearch.stores.conversations import (
+    Conversation,
+    Offer,
+    SQLiteConversationStore,
+    Turn,
+    Verdict,
+)
 
 RULES = HandoffRules(below=0.4, falling_turns=2, repeat_similarity=0.6, negative_feedbacks=2,
                      human_words=("mitarbeiter", "mensch", "agent", "human"))

@@ -19,7 +19,7 @@ import pytest
 
 from kbsearch.http.context import Components
 from kbsearch.http.web.texts import TEXTS
-from kbsearch.stores.callbacks import CallbackStore
+from kbsearch.stores.callbacks import SQLiteCallbackStore
 
 from .conftest import use_callbacks
 
@@ -71,7 +71,7 @@ def server(sample_service, tmp_path_factory) -> Iterator[tuple[str, Any]]:
 
     app = create_app({"TESTING": True}, search_service=sample_service)
     folder = tmp_path_factory.mktemp("browser")
-    use_callbacks(app, CallbackStore(folder / "channels.sqlite3"))
+    use_callbacks(app, SQLiteCallbackStore(folder / "channels.sqlite3"))
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="faq-server", daemon=True)
     thread.start()

@@ -378,11 +378,11 @@ def test_keys_create_list_and_revoke(tmp_path):
 
 
 def test_callbacks_list_and_done(tmp_path):
-    from kbsearch.stores.callbacks import CallbackRequest, CallbackStore
+    from kbsearch.stores.callbacks import CallbackRequest, SQLiteCallbackStore
 
     db = tmp_path / "channels.sqlite3"
     env = {"KBSEARCH_CHANNELS_DB": str(db)}
-    store = CallbackStore(db)
+    store = SQLiteCallbackStore(db)
     first = store.add(CallbackRequest("Erika Muster", "+49 30 1234567", "morning",
                                       "Abschlag zu hoch", "de", "search: abschlag"), now=1000.0)
     second = store.add(CallbackRequest("John Doe", "0301234567", "asap", "Router offline",

@@ -13,17 +13,16 @@ from kbsearch.errors import (
     KbsearchError,
     UnknownSearchError,
 )
-from kbsearch.stores import feedback
+from kbsearch.stores import feedback_sqlite
 from kbsearch.stores.feedback import (
     CHANNELS,
     EVENTS,
-    SCHEMA_VERSION,
     FeedbackEvent,
     FeedbackStore,
     SearchLog,
     ShownResult,
-    SQLiteFeedbackStore,
 )
+from kbsearch.stores.feedback_sqlite import SCHEMA_VERSION, SQLiteFeedbackStore
 
 NAMES = ("dense", "keyword", "title", "freshness")
 
@@ -312,7 +311,7 @@ def test_since_and_until_filter_and_order(store):
 
 
 def test_iteration_pages_through_ties_in_order(store, monkeypatch):
-    monkeypatch.setattr(feedback, "_PAGE", 2)
+    monkeypatch.setattr(feedback_sqlite, "_PAGE", 2)
     created = [1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 1.0]
     store.log_searches(make_search(f"s{i}", created=c) for i, c in enumerate(created))
     expected = sorted((c, f"s{i}") for i, c in enumerate(created))
@@ -413,7 +412,7 @@ def test_empty_database_is_migrated(tmp_path):
     assert user_version(path) == 0
     with SQLiteFeedbackStore(path) as opened:
         opened.log_search(make_search())
-    assert user_version(path) == SCHEMA_VERSION == len(feedback.MIGRATIONS)
+    assert user_version(path) == SCHEMA_VERSION == len(feedback_sqlite.MIGRATIONS)
     assert {"searches", "shown", "events"} <= table_names(path)
 
 
@@ -447,7 +446,7 @@ def test_later_migrations_apply_in_order_to_an_existing_store(tmp_path, monkeypa
     with SQLiteFeedbackStore(path) as opened:
         opened.log_search(make_search())
     added = ("ALTER TABLE searches ADD COLUMN note TEXT", "UPDATE searches SET note = 'kept'")
-    monkeypatch.setattr(feedback, "MIGRATIONS", (*feedback.MIGRATIONS, added))
+    monkeypatch.setattr(feedback_sqlite, "MIGRATIONS", (*feedback_sqlite.MIGRATIONS, added))
     with SQLiteFeedbackStore(path) as opened:
         assert opened.get_search("s1") is not None
     assert user_version(path) == SCHEMA_VERSION + 1
@@ -461,7 +460,7 @@ def test_later_migrations_apply_in_order_to_an_existing_store(tmp_path, monkeypa
 def test_failed_migration_rolls_back_every_step(tmp_path, monkeypatch):
     path = tmp_path / "fb.db"
     broken = ("CREATE TABLE half (x)", "CREATE TABLE broken (")
-    monkeypatch.setattr(feedback, "MIGRATIONS", (*feedback.MIGRATIONS, broken))
+    monkeypatch.setattr(feedback_sqlite, "MIGRATIONS", (*feedback_sqlite.MIGRATIONS, broken))
     with pytest.raises(FeedbackStoreError, match=str(path)):
         SQLiteFeedbackStore(path)
     assert user_version(path) == 0

@@ -30,7 +30,8 @@ from kbsearch.ranking.scoring import (
     scores,
 )
 from kbsearch.ranking.versions import DEFAULT_VERSION, WeightsStore
-from kbsearch.stores.feedback import FeedbackEvent, SearchLog, ShownResult, SQLiteFeedbackStore
+from kbsearch.stores.feedback import FeedbackEvent, SearchLog, ShownResult
+from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
 
 MODEL = load_ranking_model().for_mode("hybrid")
 NOW = 1_700_000_000.0

@@ -16,7 +16,14 @@ from kbsearch.errors import CallbackError, FeedbackStoreError
 from kbsearch.http.context import Components
 from kbsearch.http.web import display
 from kbsearch.http.web.texts import CATEGORY_NAMES, TEXTS
-from kbsearch.stores.callbacks import CallbackRequest, CallbackStore, clean_text, parse_callback
+from kbsearch.stores.callbacks import (
+    CallbackRequest,
+    CallbackStore,
+    SQLiteCallbackStore,
+    clean_text,
+    parse_callback,
+)
+from kbsearch.stores.channels_db import SCHEMA_VERSION as CHANNELS_SCHEMA_VERSION
 
 from .conftest import use_callbacks
 
@@ -77,7 +84,7 @@ def internal_ids(service) -> set[str]:
 @pytest.fixture
 def callback_store(app, tmp_path) -> CallbackStore:
     """A fresh callback store for this test's app."""
-    store = CallbackStore(tmp_path / "channels" / "channels.sqlite3")
+    store = SQLiteCallbackStore(tmp_path / "channels" / "channels.sqlite3")
     use_callbacks(app, store)
     return store
 
@@ -515,7 +522,7 @@ def test_the_confirmation_needs_a_well_formed_reference(client):
 def test_a_callback_that_cannot_be_stored_offers_the_phone(client, app, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    use_callbacks(app, CallbackStore(blocker / "channels.sqlite3"))
+    use_callbacks(app, SQLiteCallbackStore(blocker / "channels.sqlite3"))
     response = client.post("/rueckruf", data={
         "name": "Jo", "phone": "0171 2345678", "preferred_time": "asap", "description": "Hi"})
     assert response.status_code == 503
@@ -549,26 +556,25 @@ def test_phone_numbers(phone, valid):
         assert caught.value.problems == {"phone": "invalid"}
 
 
-def test_callback_store_shares_the_channels_file_without_touching_its_version(tmp_path):
+def test_callback_store_shares_the_channels_file_and_its_version(tmp_path):
     path = tmp_path / "new" / "folder" / "channels.sqlite3"
     path.parent.mkdir(parents=True)
-    with sqlite3.connect(path) as other:  # the chatbot's store, versioned by user_version
+    with sqlite3.connect(path) as other:  # a table the callback store does not know
         other.execute("CREATE TABLE conversations (id TEXT PRIMARY KEY)")
-        other.execute("PRAGMA user_version = 3")
-    store = CallbackStore(path)
+    store = SQLiteCallbackStore(path)
     stored = store.add(CallbackRequest("A", "0171 2345678", "asap", "B"), now=5.0)
     store.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    with sqlite3.connect(path) as conn:  # one version for the file, from kbsearch.stores
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == CHANNELS_SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"conversations", "callback_requests"} <= tables
-    again = CallbackStore(path)
+    again = SQLiteCallbackStore(path)
     assert [(s.reference, s.created) for s in again.recent()] == [(stored.reference, 5.0)]
 
 
 def test_callback_store_creates_its_folder_and_is_thread_safe(tmp_path):
-    store = CallbackStore(tmp_path / "missing" / "channels.sqlite3")
+    store = SQLiteCallbackStore(tmp_path / "missing" / "channels.sqlite3")
 
     def add(number: int) -> None:
         for i in range(10):

@@ -1,23 +1,20 @@
 """The chatbot backend: one search per turn, server-side conversations and the hand-off rules.
 
 A bot framework sends each customer message (and the customer's verdict on the last answer)
-to ``POST /api/v1/bot/turn`` and stays stateless: the conversation lives here, in SQLite,
-and is forgotten after a configurable idle time. Every turn says whether to hand the
-customer over to a human, and why, so that the bot offers the way out before nerves fray.
-The rules are pure functions over the conversation, each with its own setting.
+to ``POST /api/v1/bot/turn`` and stays stateless: the conversation lives here, in a
+``ConversationStore`` (:mod:`kbsearch.stores.conversations`, SQLite by default), and is
+forgotten after a configurable idle time. Every turn says whether to hand the customer over
+to a human, and why, so that the bot offers the way out before nerves fray. The rules are
+pure functions over the conversation, each with its own setting.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import re
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kbsearch.config import Settings
@@ -30,12 +27,14 @@ from kbsearch.content.analysis import (
 )
 from kbsearch.content.snippets import short_answer
 from kbsearch.content.visibility import Caller
-from kbsearch.errors import (
-    ArticleNotFoundError,
-    ConversationConflictError,
-    ConversationStoreError,
-    DuplicateFeedbackError,
-    QueryError,
+from kbsearch.errors import ArticleNotFoundError, DuplicateFeedbackError, QueryError
+from kbsearch.stores.conversations import (
+    Conversation,
+    ConversationStore,
+    Offer,
+    SQLiteConversationStore,
+    Turn,
+    Verdict,
 )
 
 FEEDBACK_EVENTS = ("helpful", "not_helpful", "resolved", "escalated")
@@ -78,83 +77,11 @@ class HandoffRules:
 
 
 @dataclass(frozen=True)
-class Offer:
-    """An article the bot offered in a turn, with its probability of solving the question."""
-
-    article_id: str
-    title: str
-    probability: float
-    position: int
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One customer message and what the bot answered."""
-
-    at: float
-    message: str
-    terms: tuple[str, ...]
-    search_id: str | None
-    offers: tuple[Offer, ...]
-
-    @property
-    def best(self) -> Offer | None:
-        """Return the article offered first, if any."""
-        return self.offers[0] if self.offers else None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The customer's feedback on an offered article."""
-
-    at: float
-    article_id: str
-    event: str
-    search_id: str | None = None
-
-
-@dataclass(frozen=True)
 class Reason:
     """Why a hand-off is recommended: a stable code and a sentence for people."""
 
     code: str
     detail: str
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """A chatbot conversation as kept between turns."""
-
-    client: str
-    id: str
-    started: float
-    updated: float
-    turns: tuple[Turn, ...] = ()
-    verdicts: tuple[Verdict, ...] = ()
-    handed_off: bool = False
-
-    def to_json(self) -> str:
-        """Serialise the turns and verdicts for the store."""
-        return json.dumps(
-            {"turns": [asdict(t) for t in self.turns],
-             "verdicts": [asdict(v) for v in self.verdicts],
-             "handed_off": self.handed_off},
-            ensure_ascii=False,
-        )
-
-    @classmethod
-    def from_row(cls, client: str, conversation_id: str, started: float, updated: float,
-                 state: str) -> Conversation:
-        """Rebuild a conversation from a stored row."""
-        data = json.loads(state)
-        turns = tuple(
-            Turn(at=t["at"], message=t["message"], terms=tuple(t["terms"]),
-                 search_id=t["search_id"], offers=tuple(Offer(**o) for o in t["offers"]))
-            for t in data["turns"]
-        )
-        verdicts = tuple(Verdict(**v) for v in data["verdicts"])
-        return cls(client, conversation_id, started, updated, turns, verdicts,
-                   bool(data["handed_off"]))
 
 
 # --- hand-off rules: pure functions -------------------------------------------------------
@@ -320,126 +247,6 @@ def handoff_summary(
     }
 
 
-# --- the conversation store ---------------------------------------------------------------
-
-class SQLiteConversationStore:
-    """Conversations in SQLite (WAL), one row per client and conversation id.
-
-    A conversation idle longer than ``idle_seconds`` is treated as gone and deleted. Saves
-    are optimistic: a turn that raced another turn of the same conversation raises
-    ConversationConflictError instead of silently overwriting it.
-    """
-
-    def __init__(self, path: Path, idle_seconds: float) -> None:
-        self.path = path
-        self.idle_seconds = idle_seconds
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(
-                    str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
-                )
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS bot_conversations ("
-                    " client TEXT NOT NULL, id TEXT NOT NULL, started REAL NOT NULL,"
-                    " updated REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (client, id))"
-                )
-                conn.execute(
-                    "CREATE INDEX IF NOT EXISTS bot_conversations_updated"
-                    " ON bot_conversations (updated)"
-                )
-            except (OSError, sqlite3.Error) as exc:
-                raise ConversationStoreError(
-                    f"cannot open the conversation store {self.path}: {exc}"
-                ) from exc
-            self._conn = conn
-        return self._conn
-
-    def get(self, client: str, conversation_id: str, now: float) -> Conversation | None:
-        """Return a live conversation, or None when there is none or it expired."""
-        with self._lock:
-            try:
-                db = self._db()
-                row = db.execute(
-                    "SELECT started, updated, state FROM bot_conversations"
-                    " WHERE client = ? AND id = ?", (client, conversation_id),
-                ).fetchone()
-                if row is None:
-                    return None
-                if row[1] < now - self.idle_seconds:
-                    db.execute("DELETE FROM bot_conversations WHERE client = ? AND id = ?"
-                               " AND updated = ?", (client, conversation_id, row[1]))
-                    return None
-            except sqlite3.Error as exc:
-                raise ConversationStoreError(f"conversation store {self.path}: {exc}") from exc
-        return Conversation.from_row(client, conversation_id, row[0], row[1], row[2])
-
-    def save(self, conversation: Conversation, previous_updated: float | None) -> None:
-        """Store a conversation; ``previous_updated`` is None for a new one.
-
-        Raises ConversationConflictError when another turn changed it in between.
-        """
-        with self._lock:
-            try:
-                db = self._db()
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    if previous_updated is None:
-                        cursor = db.execute(
-                            "INSERT INTO bot_conversations (client, id, started, updated, state)"
-                            " VALUES (?, ?, ?, ?, ?)"
-                            " ON CONFLICT (client, id) DO UPDATE SET started = excluded.started,"
-                            " updated = excluded.updated, state = excluded.state"
-                            " WHERE bot_conversations.updated < ?",
-                            (conversation.client, conversation.id, conversation.started,
-                             conversation.updated, conversation.to_json(),
-                             conversation.updated - self.idle_seconds),
-                        )
-                    else:
-                        cursor = db.execute(
-                            "UPDATE bot_conversations SET updated = ?, state = ?"
-                            " WHERE client = ? AND id = ? AND updated = ?",
-                            (conversation.updated, conversation.to_json(), conversation.client,
-                             conversation.id, previous_updated),
-                        )
-                    if cursor.rowcount != 1:
-                        db.execute("ROLLBACK")
-                        raise ConversationConflictError(
-                            f"conversation {conversation.id!r} was changed by another turn at "
-                            "the same time; send the turn again"
-                        )
-                    db.execute("COMMIT")
-                except sqlite3.Error:
-                    db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise ConversationStoreError(f"conversation store {self.path}: {exc}") from exc
-
-    def purge(self, now: float) -> int:
-        """Delete every conversation idle longer than the expiry; return how many."""
-        with self._lock:
-            try:
-                cursor = self._db().execute(
-                    "DELETE FROM bot_conversations WHERE updated < ?", (now - self.idle_seconds,)
-                )
-            except sqlite3.Error as exc:
-                raise ConversationStoreError(f"conversation store {self.path}: {exc}") from exc
-        return cursor.rowcount
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-
 # --- one turn -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -492,7 +299,7 @@ def parse_feedback(raw: object) -> BotFeedback | None:
 class ChatBot:
     """Answers chatbot turns over a search service and keeps the conversations."""
 
-    def __init__(self, service: Any, store: SQLiteConversationStore, rules: HandoffRules,
+    def __init__(self, service: Any, store: ConversationStore, rules: HandoffRules,
                  alternatives: int) -> None:
         self.service = service
         self.store = store

@@ -17,7 +17,7 @@ from kbsearch.config import Settings
 from kbsearch.content.visibility import PUBLIC, Caller
 from kbsearch.errors import ForbiddenError
 from kbsearch.service import SearchService
-from kbsearch.stores.callbacks import CallbackStore
+from kbsearch.stores.callbacks import CallbackStore, SQLiteCallbackStore
 from kbsearch.stores.keys import AuthError, KeyStore
 
 EXTENSION = "kbsearch"
@@ -41,7 +41,7 @@ class Components:
             settings=settings,
             service=service,
             keys=KeyStore(settings.keys_file, settings.api_keys),
-            callbacks=CallbackStore(settings.channels_db),
+            callbacks=SQLiteCallbackStore(settings.channels_db),
             bot=ChatBot.from_settings(service, settings),
         )
 

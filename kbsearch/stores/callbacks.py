@@ -1,15 +1,12 @@
-"""Callback requests from the FAQ page: validation and a small SQLite store.
+"""Callback requests from the FAQ page: validation and where they are kept.
 
 A customer who wants a person to call leaves a name, a phone number, a preferred time and a
 short description. ``parse_callback`` cleans and checks the form fields and raises
-``CallbackError`` naming every bad field; ``CallbackStore`` keeps the requests in the
-``callback_requests`` table of the channels database (``KBSEARCH_CHANNELS_DB``)::
+``CallbackError`` naming every bad field. ``CallbackStore`` is the interface of the store;
+``SQLiteCallbackStore`` keeps the requests in the ``callback_requests`` table of the channels
+database (``KBSEARCH_CHANNELS_DB``, schema in :mod:`kbsearch.stores.channels_db`)::
 
     callback_requests   one row per request; reference is the number the customer is shown
-
-The channels file is shared with the chatbot's conversation store, which versions its own
-schema with ``PRAGMA user_version``; this table is therefore created with
-``CREATE TABLE IF NOT EXISTS`` and never touches the user version.
 """
 
 from __future__ import annotations
@@ -18,15 +15,15 @@ import datetime as dt
 import re
 import secrets
 import sqlite3
-import threading
 import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from kbsearch.errors import CallbackError, CallbackStoreError
+from kbsearch.stores.channels_db import channels_database
 
 TIME_SLOTS: tuple[str, ...] = ("asap", "morning", "midday", "afternoon", "evening")
 STATUSES: tuple[str, ...] = ("open", "done")
@@ -39,20 +36,6 @@ KEPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")  # zero-width (non-)joiner: p
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 REFERENCE = re.compile(r"RR-[A-Z2-9]{6}")
 COLUMNS = "reference, created, name, phone, preferred_time, description, language, context, status"
-
-SCHEMA = """CREATE TABLE IF NOT EXISTS callback_requests (
-    id INTEGER PRIMARY KEY,
-    reference TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    name TEXT NOT NULL,
-    phone TEXT NOT NULL,
-    preferred_time TEXT NOT NULL,
-    description TEXT NOT NULL,
-    language TEXT NOT NULL,
-    context TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'open'
-)"""
-
 
 @dataclass(frozen=True)
 class CallbackRequest:
@@ -164,8 +147,29 @@ def new_reference() -> str:
     return "RR-" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
 
 
-class CallbackStore:
-    """Callback requests in the ``callback_requests`` table of one SQLite file.
+@runtime_checkable
+class CallbackStore(Protocol):
+    """Where callback requests are kept; agents list them and mark them done."""
+
+    def add(self, request: CallbackRequest, now: float | None = None) -> StoredCallback:
+        """Store a request and return it with its new reference; raise CallbackStoreError."""
+        ...
+
+    def recent(self, limit: int = 100, status: str | None = None) -> list[StoredCallback]:
+        """Return the newest requests first (only those with ``status`` if given)."""
+        ...
+
+    def set_status(self, reference: str, status: str) -> StoredCallback:
+        """Mark a request open or done and return it; raise CallbackError if it is unknown."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources."""
+        ...
+
+
+class SQLiteCallbackStore:
+    """A CallbackStore in the ``callback_requests`` table of the channels database.
 
     The file is opened on first use (its folder created if missing), in WAL mode; one
     connection serves all threads, guarded by a lock.
@@ -174,39 +178,12 @@ class CallbackStore:
     def __init__(self, path: Path | str) -> None:
         """Remember where the database lives; nothing is opened yet."""
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        """Return the open connection, opening the file and creating the table if needed.
-
-        The caller holds the lock. Raises CallbackStoreError if the file cannot be used.
-        """
-        if self._conn is not None:
-            return self._conn
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise CallbackStoreError(f"cannot open callback store {self.path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(SCHEMA)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise CallbackStoreError(f"cannot open callback store {self.path}: {exc}") from exc
-        self._conn = conn
-        return conn
+        self._db = channels_database(self.path, "callback store", CallbackStoreError)
 
     def add(self, request: CallbackRequest, now: float | None = None) -> StoredCallback:
         """Store a request and return it with its new reference; raise CallbackStoreError."""
         created = time.time() if now is None else now
-        with self._lock:
-            conn = self._connection()
+        with self._db.connection("store a callback request") as conn:
             for _ in range(5):
                 reference = new_reference()
                 try:
@@ -220,26 +197,20 @@ class CallbackStore:
                     )
                 except sqlite3.IntegrityError as exc:
                     if "reference" not in str(exc):
-                        raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+                        raise
                     continue
-                except sqlite3.Error as exc:
-                    raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
                 return StoredCallback(reference, created, request)
         raise CallbackStoreError(f"callback store {self.path}: no free reference found")
 
     def recent(self, limit: int = 100, status: str | None = None) -> list[StoredCallback]:
         """Return the newest requests first (only those with ``status`` if given)."""
         where, params = ("WHERE status = ? ", [status]) if status else ("", [])
-        with self._lock:
-            conn = self._connection()
-            try:
-                rows = conn.execute(
-                    f"SELECT {COLUMNS} FROM callback_requests {where}"
-                    "ORDER BY created DESC, id DESC LIMIT ?",
-                    (*params, int(limit)),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+        with self._db.connection("read callback requests") as conn:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM callback_requests {where}"
+                "ORDER BY created DESC, id DESC LIMIT ?",
+                (*params, int(limit)),
+            ).fetchall()
         return [_stored(row) for row in rows]
 
     def set_status(self, reference: str, status: str) -> StoredCallback:
@@ -251,18 +222,14 @@ class CallbackStore:
         if not REFERENCE.fullmatch(reference):
             raise CallbackError({"reference": "invalid"},
                                 f"reference: {reference!r} is not of the form RR-XXXXXX")
-        with self._lock:
-            conn = self._connection()
-            try:
-                changed = conn.execute(
-                    "UPDATE callback_requests SET status = ? WHERE reference = ?",
-                    (status, reference),
-                ).rowcount
-                row = conn.execute(
-                    f"SELECT {COLUMNS} FROM callback_requests WHERE reference = ?", (reference,)
-                ).fetchone()
-            except sqlite3.Error as exc:
-                raise CallbackStoreError(f"callback store {self.path}: {exc}") from exc
+        with self._db.transaction("change the status of a callback request") as conn:
+            changed = conn.execute(
+                "UPDATE callback_requests SET status = ? WHERE reference = ?",
+                (status, reference),
+            ).rowcount
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM callback_requests WHERE reference = ?", (reference,)
+            ).fetchone()
         if not changed or row is None:
             raise CallbackError({"reference": "unknown"},
                                 f"reference: no callback request {reference}")
@@ -270,10 +237,7 @@ class CallbackStore:
 
     def close(self) -> None:
         """Close the connection; a later call opens it again."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
 
 def _stored(row: tuple[Any, ...]) -> StoredCallback:

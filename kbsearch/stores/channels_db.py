@@ -1,0 +1,50 @@
+"""The channels database: one SQLite file (``KBSEARCH_CHANNELS_DB``) shared by two stores.
+
+The chatbot's conversations (:mod:`kbsearch.stores.conversations`) and the FAQ page's
+callback requests (:mod:`kbsearch.stores.callbacks`) live in the same file, so they share
+one schema version and this one list of migrations; whichever store opens the file first
+migrates it::
+
+    bot_conversations   one row per client and conversation id; state as JSON
+    callback_requests   one row per request; reference is the number the customer is shown
+
+Version 1 is the tables as kbsearch created them before the file had a version. They were
+made with ``CREATE ... IF NOT EXISTS`` and no ``user_version``, so such a file is at version
+0 with the tables already there; the first migration keeps that wording and adopts it
+without touching its rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kbsearch.errors import StoreError
+from kbsearch.stores.sqlite import Database, Migration
+
+MIGRATIONS: tuple[Migration, ...] = (
+    (
+        "CREATE TABLE IF NOT EXISTS bot_conversations ("
+        " client TEXT NOT NULL, id TEXT NOT NULL, started REAL NOT NULL,"
+        " updated REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (client, id))",
+        "CREATE INDEX IF NOT EXISTS bot_conversations_updated"
+        " ON bot_conversations (updated)",
+        """CREATE TABLE IF NOT EXISTS callback_requests (
+    id INTEGER PRIMARY KEY,
+    reference TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    preferred_time TEXT NOT NULL,
+    description TEXT NOT NULL,
+    language TEXT NOT NULL,
+    context TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open'
+)""",
+    ),
+)
+SCHEMA_VERSION: int = len(MIGRATIONS)
+
+
+def channels_database(path: Path | str, what: str, error: type[StoreError]) -> Database:
+    """Return the channels database at path for one store, opened on first use."""
+    return Database(path, MIGRATIONS, what, error, reopen=True)
