@@ -330,14 +330,15 @@ class SearchService:
 
     def search(
         self, query: str | None, channel: str = "api", client: str = "", log: bool = True,
-        caller: Caller | None = None, **params: object,
+        caller: Caller | None = None, synthetic: bool = False, **params: object,
     ) -> SearchResponse:
         """Validate, retrieve, rank; log what was shown; return the top results with snippets.
 
         With a ``caller`` (what the API passes), its role decides whether internal articles
         are searched: only for agents and editors. ``channel`` and ``client`` (an opaque
         caller identity) are logged with the search so that feedback on it can be
-        attributed; ``log=False`` skips the feedback log.
+        attributed; ``log=False`` skips the feedback log. ``synthetic`` marks a search that
+        no person typed (kbsearch made it up to hold feedback): training leaves it out.
         """
         started = time.perf_counter()
         if caller is not None:
@@ -373,6 +374,7 @@ class SearchService:
                                 tuple(float(h.scores[f]) for f in FEATURES))
                     for position, h in enumerate(hits, start=1)
                 ),
+                synthetic=synthetic,
             ))
         return response
 

@@ -21,6 +21,7 @@ from kbsearch.stores.feedback import (
     FeedbackStore,
     SearchLog,
     ShownResult,
+    search_rows,
 )
 from kbsearch.stores.feedback_sqlite import SCHEMA_VERSION, SQLiteFeedbackStore
 
@@ -528,3 +529,25 @@ def test_concurrent_stores_on_one_file_lose_nothing(tmp_path):
         counts = check.counts()
     assert counts["events"] == 200
     assert all(counts[name] == 50 for name in events)
+
+
+def test_a_search_is_stored_as_synthetic_or_not_and_old_stores_gain_the_mark(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "fb.db"
+    # a store written before the mark existed (schema version 1)
+    monkeypatch.setattr(feedback_sqlite, "MIGRATIONS", feedback_sqlite.MIGRATIONS[:1])
+    SQLiteFeedbackStore(path).close()
+    monkeypatch.undo()
+    row, _ = search_rows(make_search("typed-before", articles=()))
+    with sqlite3.connect(path) as conn:  # a row as the old code wrote it: no synthetic column
+        conn.execute("INSERT INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row[:10])
+    conn.close()
+    assert user_version(path) == 1
+    with SQLiteFeedbackStore(path) as opened:
+        opened.log_search(make_search("made-up", synthetic=True))
+        assert user_version(path) == SCHEMA_VERSION
+        assert not opened.get_search("typed-before").synthetic
+        assert opened.get_search("made-up").synthetic
+        assert {s.search_id: s.synthetic for s in opened.searches()} == {
+            "typed-before": False, "made-up": True}

@@ -5,6 +5,8 @@ articles with random retrieval features, ranked by the shipped weights, and simu
 click by a position-based model on the article that is truly relevant.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -253,3 +255,25 @@ def feature_rows(example, ranker):
 def test_feature_matrix_of_random_candidates_has_every_feature():
     candidates, _ = random_candidates(np.random.default_rng(0))
     assert feature_matrix(candidates).shape == (30, len(FEATURES))
+
+
+def test_synthetic_searches_teach_neither_examples_nor_learned_questions(store):
+    rng = np.random.default_rng(5)
+    typed, _ = log_search(store, rng, "typed", "ann", NOW)
+    made_up, _ = log_search(store, rng, "made-up", "bob", NOW + 1)
+    made_up = dataclasses.replace(made_up, search_id="made-up-2", synthetic=True)
+    store.log_search(made_up)
+    searches = {s.search_id: s for s in store.searches()}
+    assert searches["made-up-2"].synthetic and not searches["typed"].synthetic
+    article = typed.results[0].article_id
+    events = [
+        FeedbackEvent("typed", article, "helpful", 1, "faq", "ann", NOW),
+        FeedbackEvent("made-up-2", made_up.results[0].article_id, "helpful", 1, "faq", "bob",
+                      NOW + 1),
+    ]
+    stored = [store.add_event(e) for e in events]
+    examples = examples_from_logs(searches.values(), stored, client_cap=5.0)
+    assert [e.search.search_id for e in examples] == ["typed"]
+    helpfulness, answered = learned_state(searches, stored)
+    assert [a.client for a in answered] == ["ann"]  # the made-up query is no question
+    assert helpfulness.counts[made_up.results[0].article_id][0] >= 1.0  # its vote counts

@@ -379,6 +379,7 @@ def test_a_vote_while_browsing_is_attached_to_a_search_for_the_title(client, sam
     assert mine, "the vote is stored"
     logged = sample_service.feedback.get_search(mine[-1].search_id)
     assert logged.query == " ".join(title.split()) and logged.channel == "faq"
+    assert logged.synthetic  # nobody typed it: training leaves it out
     # the browser remembers it: the same vote again is recognised as a repeat
     again = client.post("/articles/sepa-lastschrift/vote", data={"vote": "helpful"})
     assert DE["vote_duplicate"] in again.text

@@ -4,8 +4,9 @@ Feedback always names a logged search that showed the article. A vote made on a 
 from the search results uses that search (the link carries its id and the position). A vote
 made while browsing has no search; it is attached to a search for the article's title (first
 over everything the public sees, then within the article's language and category), made for
-the purpose and logged on the "faq" channel like any other, provided the article is among its
-results. When no search can take the vote it is reported as not stored, never dropped
+the purpose and logged on the "faq" channel marked synthetic (no person typed it, so training
+learns neither a ranking example nor a learned question from it), provided the article is
+among its results. When no search can take the vote it is reported as not stored, never dropped
 silently. No Flask in here: the web layer passes the service and the caller's identity.
 """
 
@@ -124,7 +125,7 @@ def record_vote(
         {}, {"language": article.language, "category": article.category})
     for filters in choices:
         response = service.search(article.title, channel="faq", client=client,
-                                  k=service.settings.faq_results, **filters)
+                                  k=service.settings.faq_results, synthetic=True, **filters)
         if any(r.article.id == article.id for r in response.results):
             status = _store(service, article, event, SearchContext(response.search_id), client)
             return _outcome(service, article, event, status or FAILED, response.search_id,

@@ -148,12 +148,17 @@ def examples_from_logs(
     events: Iterable[FeedbackEvent],
     client_cap: float,
 ) -> list[Example]:
-    """Join logged searches with their events; one example per search that got feedback."""
+    """Join logged searches with their events; one example per search that got feedback.
+
+    Synthetic searches (which no person typed) are left out: their query and ranking say
+    nothing about what customers ask.
+    """
     by_search: dict[str, list[FeedbackEvent]] = defaultdict(list)
     for event in events:
         if event.event != "impression":
             by_search[event.search_id].append(event)
-    logged = [s for s in searches if s.search_id in by_search and s.results]
+    logged = [s for s in searches
+              if s.search_id in by_search and s.results and not s.synthetic]
     per_client: defaultdict[str, int] = defaultdict(int)
     for search in logged:
         per_client[search.client] += 1
@@ -297,7 +302,8 @@ def learned_state(
 
     A client's latest helpful / not helpful verdict on an article is its one vote; the
     queries with which a client found an article helpful become answered questions unless
-    that client's latest verdict on the article is negative.
+    that client's latest verdict on the article is negative. A synthetic search's vote
+    counts, but its query (which no person typed) never becomes an answered question.
     """
     verdicts: dict[tuple[str, str], tuple[float, bool]] = {}
     answered = []
@@ -307,7 +313,8 @@ def learned_state(
         voter = event.client or f"search:{event.search_id}"
         verdicts[(event.article_id, voter)] = (event.created, event.event in POSITIVE)
         search = searches.get(event.search_id)
-        if event.event in POSITIVE and search is not None and search.query_vector.size:
+        if (event.event in POSITIVE and search is not None and not search.synthetic
+                and search.query_vector.size):
             answered.append(AnsweredQuestion(event.article_id, search.query_vector, voter,
                                              event.created))
     answered = [a for a in answered if verdicts[(a.article_id, a.client)][1]]

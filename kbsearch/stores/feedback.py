@@ -35,7 +35,7 @@ _FEATURE_MAX = float(np.finfo(_FEATURE_DTYPE).max)
 # the stored form: a searches row and a shown row hold these columns, in this order
 SEARCH_COLUMNS = (
     "search_id, created, query, language, channel, client, index_version, model_version, "
-    "feature_names, query_vector"
+    "feature_names, query_vector, synthetic"
 )
 SHOWN_COLUMNS = "search_id, position, article_id, probability, features"
 
@@ -55,7 +55,9 @@ class SearchLog:
     """One answered search: the query, its embedding and the ranked results it showed.
 
     ``query_vector`` is stored as float16 and comes back as float32; ``features`` are stored
-    as float32, so values computed in float32 come back exactly.
+    as float32, so values computed in float32 come back exactly. ``synthetic`` marks a
+    search that no person typed (the FAQ page searches an article's title to attach a
+    vote made while browsing): it holds feedback, but training never learns from its query.
     """
 
     search_id: str
@@ -69,6 +71,7 @@ class SearchLog:
     feature_names: tuple[str, ...]
     query_vector: np.ndarray
     results: tuple[ShownResult, ...]
+    synthetic: bool = False
 
     def __eq__(self, other: object) -> bool:
         """Return whether every field is equal, the query vectors element by element."""
@@ -213,6 +216,7 @@ def search_rows(search: SearchLog) -> tuple[tuple, list[tuple]]:
         _check_text(search.model_version, "model_version", where),
         json.dumps(names, ensure_ascii=False),
         vector.astype(_VECTOR_DTYPE).tobytes(),
+        1 if search.synthetic else 0,
     )
     results = tuple(search.results)
     shown: list[tuple] = []
@@ -278,7 +282,7 @@ def search_from_row(
         search_id=row[0], created=row[1], query=row[2], language=row[3], channel=row[4],
         client=row[5], index_version=row[6], model_version=row[7], feature_names=names,
         query_vector=np.frombuffer(row[9], dtype=_VECTOR_DTYPE).astype(np.float32),
-        results=tuple(shown),
+        results=tuple(shown), synthetic=bool(row[10]),
     )
 
 

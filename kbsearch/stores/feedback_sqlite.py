@@ -80,6 +80,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX events_created ON events (created)",
     ),
+    # 2: mark searches that no person typed, so that training can leave them out
+    ("ALTER TABLE searches ADD COLUMN synthetic INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
 _PAGE = 1000
@@ -191,7 +193,7 @@ class SQLiteFeedbackStore:
                 try:
                     conn.execute(
                         f"INSERT INTO searches ({SEARCH_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                 except sqlite3.IntegrityError as exc:
