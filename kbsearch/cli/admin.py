@@ -1,0 +1,115 @@
+"""Commands for operators: API keys and the callback requests from the FAQ page."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from kbsearch.stores.callbacks import CallbackStore
+
+from kbsearch.cli.base import _settings, friendly_errors, main
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (roles: bot, agent, editor)."""
+
+
+def _key_store() -> Any:
+    from kbsearch.stores.keys import KeyStore
+
+    settings = _settings()
+    return KeyStore(settings.keys_file, settings.api_keys)
+
+
+@keys.command(name="create")
+@click.option("--role", type=click.Choice(("bot", "agent", "editor")), required=True,
+              help="bot: public articles; agent, editor: internal articles too.")
+@click.option("--name", required=True, help="Who or what uses the key, for people.")
+@friendly_errors
+def keys_create(role: str, name: str) -> None:
+    """Create a key and print it once: only its SHA-256 digest is stored (KBSEARCH_KEYS_FILE)."""
+    stored, key = _key_store().create(role, name)
+    click.echo(key)
+    click.echo(f"key {stored.key_id} ({role}, {name}) created; it is shown only now. "
+               "Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. "
+               f"As a KBSEARCH_API_KEYS entry: {role}:{stored.digest}", err=True)
+
+
+@keys.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@friendly_errors
+def keys_list(as_json: bool) -> None:
+    """List the keys (ids, roles, names; never the keys themselves)."""
+    entries = [{"id": k.key_id, "role": k.role, "name": k.name, "created": k.created,
+                "revoked": k.revoked} for k in _key_store().list()]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for entry in entries:
+        state = "revoked" if entry["revoked"] else "active"
+        click.echo(f"{entry['id']}  {entry['role']:6s}  {state:7s}  {entry['created']}  "
+                   f"{entry['name']}")
+
+
+@keys.command(name="revoke")
+@click.argument("key_id")
+@friendly_errors
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id; requests with it get 401 from then on."""
+    revoked = _key_store().revoke(key_id)
+    click.echo(f"key {revoked.key_id} ({revoked.role}, {revoked.name}) revoked")
+
+
+@main.group()
+def callbacks() -> None:
+    """The callback requests customers left on the FAQ page (KBSEARCH_CHANNELS_DB)."""
+
+
+def _callback_store() -> CallbackStore:
+    """Return the store of callback requests in the configured channels database."""
+    from kbsearch.stores.callbacks import SQLiteCallbackStore
+
+    return SQLiteCallbackStore(_settings().channels_db)
+
+
+@callbacks.command(name="list")
+@click.option("--status", type=click.Choice(("open", "done", "all")), default="open",
+              show_default=True, help="Which requests to list.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@friendly_errors
+def callbacks_list(status: str, limit: int, as_json: bool) -> None:
+    """List callback requests, newest first: reference, time, phone, name and the request."""
+    from kbsearch.stores.callbacks import callback_json
+
+    stored = _callback_store().recent(limit, None if status == "all" else status)
+    entries = [callback_json(s) for s in stored]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        click.echo(f"no {'' if status == 'all' else status + ' '}callback requests")
+        return
+    for e in entries:  # one block per request: readable in any terminal width
+        click.echo(f"{e['reference']}  {e['status']}  {e['created'].replace('T', ' ')[:16]} UTC"
+                   f"  call: {e['preferred_time']}")
+        click.echo(f"  {e['name']}, {e['phone']} ({e['language']})")
+        click.echo(f"  {e['description']}")
+        if e["context"]:
+            click.echo(f"  came from: {e['context']}")
+
+
+@callbacks.command(name="done")
+@click.argument("reference")
+@click.option("--reopen", is_flag=True, help="Mark the request open again.")
+@friendly_errors
+def callbacks_done(reference: str, reopen: bool) -> None:
+    """Mark a callback request as done (called back), e.g. 'kbsearch callbacks done RR-7K3M9P'."""
+    stored = _callback_store().set_status(reference, "open" if reopen else "done")
+    click.echo(f"{stored.reference} ({stored.request.name}, {stored.request.phone}) "
+               f"is now {stored.status}")
