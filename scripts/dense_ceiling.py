@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch.config import load_settings
-from kbsearch.learning.evaluation import load_dataset, ndcg_at
+from kbsearch.learning.evaluation import load_dataset
+from kbsearch.learning.metrics import ndcg_at
 from kbsearch.service import default_embedder
 
 GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

@@ -44,14 +44,8 @@ import numpy as np
 from kbsearch.config import load_settings
 from kbsearch.index.builds import current_version
 from kbsearch.index.retrieval import SearchRequest
-from kbsearch.learning.evaluation import (
-    Dataset,
-    expected_calibration_error,
-    index_dataset,
-    load_dataset,
-    mrr_at,
-    ndcg_at,
-)
+from kbsearch.learning.evaluation import Dataset, index_dataset, load_dataset
+from kbsearch.learning.metrics import expected_calibration_error, mrr_at, ndcg_at
 from kbsearch.learning.train import TrainingError, TrainOptions
 from kbsearch.learning.train import train as run_training
 from kbsearch.ranking.versions import default_ranker

@@ -4,15 +4,14 @@ import math
 import pytest
 
 from kbsearch.errors import DatasetError
-from kbsearch.learning.evaluation import (
+from kbsearch.learning.evaluation import load_dataset, score_rankings
+from kbsearch.learning.fitting import query_folds
+from kbsearch.learning.metrics import (
     expected_calibration_error,
-    load_dataset,
     mrr_at,
     ndcg_at,
-    query_folds,
     recall_at,
     reliability,
-    score_rankings,
 )
 
 

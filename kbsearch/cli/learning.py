@@ -78,8 +78,8 @@ def calibrate(folds: int, as_json: bool) -> None:
     data sets. The refitted calibration becomes current only if its cross-fitted expected
     calibration error on the judged queries is not worse; weights stay as they are.
     """
+    from kbsearch.learning.calibration import calibrate_on_judgments
     from kbsearch.learning.evaluation import JudgedQueries, load_judgments
-    from kbsearch.learning.train import calibrate_on_judgments
     from kbsearch.service import SearchService
 
     settings = _settings()

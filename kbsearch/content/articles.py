@@ -152,16 +152,8 @@ def _as_list(path: Path, lines: Sequence[str], name: str, value: Any) -> tuple[s
     return tuple(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
 
 
-def parse_article(
-    path: Path | str,
-    raw: bytes,
-    languages: Sequence[str] = ("de", "en"),
-    relative_to: Path | None = None,
-) -> Article:
-    """Parse one article file's bytes; raise ArticleError naming file, line and field."""
-    path = Path(path)
-    shown = path.relative_to(relative_to) if relative_to else path
-    text = _decode(shown, raw)
+def _front_matter(shown: Path, text: str) -> tuple[dict[str, Any], list[str], str]:
+    """Return an article's front matter, its lines and the body; raise ArticleError."""
     if not text.startswith("---\n"):
         raise ArticleError(shown, "no front matter: the file must start with a '---' line", 1)
     end = text.find("\n---", 3)
@@ -185,7 +177,6 @@ def parse_article(
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ArticleError(shown, f"front matter is not valid YAML: {problem}", at) from None
     meta: dict[str, Any] = dict(post.metadata)
-
     for name in meta:
         if name not in KNOWN_FIELDS:
             raise ArticleError(
@@ -200,7 +191,19 @@ def parse_article(
             raise ArticleError(shown, "is required", _field_line(lines, name), name)
         if not isinstance(value, str):
             raise ArticleError(shown, "must be text", _field_line(lines, name), name)
+    return meta, lines, post.content
 
+
+def parse_article(
+    path: Path | str,
+    raw: bytes,
+    languages: Sequence[str] = ("de", "en"),
+    relative_to: Path | None = None,
+) -> Article:
+    """Parse one article file's bytes; raise ArticleError naming file, line and field."""
+    path = Path(path)
+    shown = path.relative_to(relative_to) if relative_to else path
+    meta, lines, content = _front_matter(shown, _decode(shown, raw))
     article_id = meta["id"].strip()
     if not SLUG.match(article_id):
         raise ArticleError(
@@ -246,7 +249,7 @@ def parse_article(
             raise ArticleError(
                 shown, f"{other!r} is not an article id", _field_line(lines, "related"), "related"
             )
-    body = post.content.strip()
+    body = content.strip()
     if not body:
         raise ArticleError(shown, "the article has no text after the front matter", len(lines) + 2)
 

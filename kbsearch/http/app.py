@@ -30,7 +30,8 @@ from kbsearch.errors import (
 from kbsearch.http.api import api, error
 from kbsearch.http.context import Components, service
 from kbsearch.http.ratelimit import install_limits, trust_proxies
-from kbsearch.http.web import SECURITY_HEADERS, error_page, web
+from kbsearch.http.web import SECURITY_HEADERS, web
+from kbsearch.http.web.errors import error_page
 from kbsearch.service import SearchService
 from kbsearch.stores.keys import AuthError
 

@@ -159,8 +159,8 @@ def model_description(embedder: Embedder) -> dict[str, object]:
     return {
         "name": embedder.name,
         "dimension": embedder.dimension,
-        "query_prompt": getattr(embedder, "query_prompt", ""),
-        "passage_prompt": getattr(embedder, "passage_prompt", ""),
+        "query_prompt": embedder.query_prompt,
+        "passage_prompt": embedder.passage_prompt,
     }
 
 
@@ -268,6 +268,24 @@ def build_from_articles(
     return dataclasses.replace(report, path=final)
 
 
+def _write_records(staging: Path, articles: Sequence[Article], chunks: Sequence[Chunk]) -> None:
+    """Write the articles and chunks of a build as JSON lines (the readable part of a build)."""
+    with (staging / "articles.jsonl").open("w", encoding="utf-8") as handle:
+        for article in articles:
+            record = {**article.to_metadata(), "body": article.body}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
+        for chunk in chunks:
+            record = {
+                "article_id": chunk.article_id,
+                "ordinal": chunk.ordinal,
+                "heading": chunk.heading,
+                "text_key": _text_key(chunk.text),
+                "text": chunk.text,
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def _write_build(
     staging: Path,
     articles: list[Article],
@@ -279,7 +297,7 @@ def _write_build(
     progress: bool,
     started: float,
 ) -> BuildReport:
-    budget = min(chunk_tokens, getattr(embedder, "max_tokens", chunk_tokens))
+    budget = min(chunk_tokens, embedder.max_tokens)
     chunks: list[Chunk] = []
     for article in articles:
         chunks.extend(
@@ -304,21 +322,7 @@ def _write_build(
         f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
     )
     build_keyword_index(staging / "keyword", articles, lexicon)
-
-    with (staging / "articles.jsonl").open("w", encoding="utf-8") as handle:
-        for article in articles:
-            record = {**article.to_metadata(), "body": article.body}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
-        for chunk in chunks:
-            record = {
-                "article_id": chunk.article_id,
-                "ordinal": chunk.ordinal,
-                "heading": chunk.heading,
-                "text_key": _text_key(chunk.text),
-                "text": chunk.text,
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    _write_records(staging, articles, chunks)
 
     hashes = {a.id: a.content_hash for a in articles}
     old = cache.hashes

@@ -16,10 +16,18 @@ log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
-    """Turns texts into L2-normalised float32 vectors."""
+    """Turns texts into L2-normalised float32 vectors.
+
+    ``query_prompt`` and ``passage_prompt`` are put before queries and passages (they are
+    part of the model's identity in a build's manifest); ``max_tokens`` is the longest
+    passage the model reads, so chunks are cut to fit it.
+    """
 
     name: str
     dimension: int
+    query_prompt: str
+    passage_prompt: str
+    max_tokens: int
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Return one row per query text."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,13 +20,19 @@ from kbsearch.errors import DatasetError
 from kbsearch.index.builds import LoadedIndex, build_from_articles
 from kbsearch.index.embedding import Embedder
 from kbsearch.index.retrieval import SearchRequest
-from kbsearch.learning.fitting import JudgedQuery, fit_calibration, judged_query
+from kbsearch.learning.fitting import JudgedQuery, fit_calibration, judged_query, query_folds
+from kbsearch.learning.metrics import (
+    expected_calibration_error,
+    mrr_at,
+    ndcg_at,
+    recall_at,
+    reliability,
+)
 from kbsearch.ranking.scoring import MODES, Candidates, Hit, ModeModel, RankingModel, rank_mode
 from kbsearch.ranking.versions import Ranker
 
 SearcherFactory = Callable[[Settings, Embedder], "Searcher"]
 METRICS = ("ndcg@10", "mrr@10", "recall@10", "recall@100", "top1", "ece")
-ECE_BINS = 10
 
 
 class Searcher(Protocol):
@@ -147,59 +152,6 @@ def load_dataset(folder: Path) -> Dataset:
     return Dataset(folder.name, tuple(documents), judged, qrels)
 
 
-def ndcg_at(ranking: Sequence[str], relevant: Mapping[str, int] | frozenset[str], k: int) -> float:
-    """Return nDCG@k with binary gains (Järvelin & Kekäläinen 2002)."""
-    dcg = sum(1.0 / math.log2(i + 2) for i, doc in enumerate(ranking[:k]) if doc in relevant)
-    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
-    return dcg / ideal if ideal else 0.0
-
-
-def mrr_at(ranking: Sequence[str], relevant: Mapping[str, int] | frozenset[str], k: int) -> float:
-    """Return the reciprocal rank of the first relevant document within the top k."""
-    for i, doc in enumerate(ranking[:k]):
-        if doc in relevant:
-            return 1.0 / (i + 1)
-    return 0.0
-
-
-def recall_at(
-    ranking: Sequence[str], relevant: Mapping[str, int] | frozenset[str], k: int
-) -> float:
-    """Return the share of relevant documents found in the top k."""
-    return len(set(ranking[:k]) & set(relevant)) / len(relevant) if relevant else 0.0
-
-
-def expected_calibration_error(
-    probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = ECE_BINS
-) -> float:
-    """Return ECE over equal-width probability bins (Naeini et al., AAAI 2015)."""
-    p = np.asarray(probabilities, dtype=float)
-    y = np.asarray(outcomes, dtype=float)
-    if len(p) == 0:
-        return 0.0
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            total += members.sum() / len(p) * abs(p[members].mean() - y[members].mean())
-    return float(total)
-
-
-def reliability(
-    probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = ECE_BINS
-) -> list[tuple[float, float, int]]:
-    """Return (mean probability, observed rate, count) per non-empty bin."""
-    p = np.asarray(probabilities, dtype=float)
-    y = np.asarray(outcomes, dtype=float)
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    return [
-        (float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
-        for b in range(bins)
-        if (which == b).any()
-    ]
-
-
 def score_rankings(
     rankings: Mapping[str, Sequence[tuple[str, float]]], qrels: Mapping[str, Mapping[str, int]]
 ) -> dict[str, float]:
@@ -250,14 +202,6 @@ class ModeResult:
     metrics: dict[str, float]
     probabilities: tuple[float, ...]
     outcomes: tuple[bool, ...]
-
-
-def query_folds(query_ids: Sequence[str], folds: int) -> list[int]:
-    """Assign each query to one of ``folds`` folds by a hash of its id (reproducible)."""
-    return [
-        int.from_bytes(hashlib.sha1(q.encode("utf-8")).digest()[:4], "big") % folds
-        for q in query_ids
-    ]
 
 
 def mode_models(
@@ -446,3 +390,7 @@ class JudgedQueries:
     def queries(self, ranker: Ranker) -> list[JudgedQuery]:
         """Return each judged query's candidates with their relevance, as training rows."""
         return [judged_query(c, j.relevant) for j, c in self._candidates(ranker)]
+
+    def keys(self) -> list[str]:
+        """Return each judged query's text, in the order of :meth:`queries`."""
+        return [j.query for j in self.judgments]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -271,3 +272,11 @@ def estimate_propensities(
         gamma = model.predict_proba(x[: len(clicks)])[:, 1]
     theta = np.minimum.accumulate(theta)  # examination never rises further down the list
     return theta / theta[0]
+
+
+def query_folds(query_ids: Sequence[str], folds: int) -> list[int]:
+    """Assign each query to one of ``folds`` folds by a hash of its id (reproducible)."""
+    return [
+        int.from_bytes(hashlib.sha1(q.encode("utf-8")).digest()[:4], "big") % folds
+        for q in query_ids
+    ]

@@ -37,7 +37,6 @@ from kbsearch.errors import KbsearchError
 from kbsearch.learning.fitting import (
     JudgedQuery,
     estimate_propensities,
-    fit_calibration,
     fit_listwise,
     fit_platt,
     prior_weights,
@@ -69,6 +68,10 @@ class JudgedSource(Protocol):
 
     def queries(self, ranker: Ranker) -> list[JudgedQuery]:
         """Return each judged query's candidates (features as the ranker sees them)."""
+        ...
+
+    def keys(self) -> list[str]:
+        """Return each judged query's text, in the order of :meth:`queries`."""
         ...
 
 
@@ -327,6 +330,27 @@ def learned_state(
     return Helpfulness({a: (c[0], c[1]) for a, c in counts.items()}, mean, 10.0), answered
 
 
+def _debiased(
+    examples: list[Example], events: Sequence[FeedbackEvent], options: TrainOptions
+) -> tuple[list[Example], np.ndarray]:
+    """Estimate click propensities per position; return the examples with gains, by time."""
+    clicked = [ex for ex in examples if ex.clicks.any()]
+    if clicked:
+        propensity = estimate_propensities(
+            np.concatenate([ex.positions for ex in clicked]),
+            np.concatenate([ex.clicks for ex in clicked]),
+            np.vstack([ex.matrix for ex in clicked]),
+        )
+    else:
+        propensity = np.ones(1)
+    by_search: dict[str, list[FeedbackEvent]] = defaultdict(list)
+    for event in events:
+        by_search[event.search_id].append(event)
+    examples = with_gains(examples, by_search, propensity, options)
+    examples.sort(key=lambda ex: (ex.search.created, ex.search.search_id))
+    return examples, propensity
+
+
 def train(
     store: FeedbackStore,
     weights: WeightsStore,
@@ -351,20 +375,7 @@ def train(
             f"only {len(examples)} searches have feedback; training needs at least "
             f"{options.min_searches} (KBSEARCH_TRAIN_MIN_SEARCHES)"
         )
-    clicked = [ex for ex in examples if ex.clicks.any()]
-    if clicked:
-        propensity = estimate_propensities(
-            np.concatenate([ex.positions for ex in clicked]),
-            np.concatenate([ex.clicks for ex in clicked]),
-            np.vstack([ex.matrix for ex in clicked]),
-        )
-    else:
-        propensity = np.ones(1)
-    by_search: dict[str, list[FeedbackEvent]] = defaultdict(list)
-    for event in events:
-        by_search[event.search_id].append(event)
-    examples = with_gains(examples, by_search, propensity, options)
-    examples.sort(key=lambda ex: (ex.search.created, ex.search.search_id))
+    examples, propensity = _debiased(examples, events, options)
     cut = len(examples) - max(1, int(round(len(examples) * options.holdout)))
     train_part, held_out = examples[:cut], examples[cut:]
 
@@ -408,11 +419,19 @@ def train(
         else "new",
         "calibration_judged_queries": len(judged_rows),
     }
+    return _decide(weights, current, ranker, report, judged, options.tolerance, kept_weights)
+
+
+def _decide(
+    weights: WeightsStore, current: Ranker, ranker: Ranker, report: dict[str, Any],
+    judged: JudgedSource | None, tolerance: float, kept_weights: bool,
+) -> TrainOutcome:
+    """Save the new version; promote it unless it is worse on the judged queries."""
     if judged is not None:
         figures = {"current": round(judged.ndcg(current), 4),
                    "new": round(judged.ndcg(ranker), 4)}
         report["judged_ndcg@10"] = figures
-        if figures["new"] < figures["current"] - options.tolerance:
+        if figures["new"] < figures["current"] - tolerance:
             version = weights.save(ranker, current.version, report)
             reason = ("not promoted: worse than the current version on judged nDCG@10 "
                       f"({figures['new']:.4f} < {figures['current']:.4f})")
@@ -422,72 +441,5 @@ def train(
     reason = "promoted: not worse than the current version on any offline check" + (
         "; the ranking weights stay the current ones, which did better on held-out "
         "feedback" if kept_weights else "")
-    weights.promote(version, reason)
-    return TrainOutcome(version, current.version, True, reason, report)
-
-
-def cross_fitted_ece(
-    queries: Sequence[JudgedQuery], weights: RankingWeights | TreeEnsemble, folds: int,
-    fixed: Calibration | None = None, top: int = 10,
-) -> float:
-    """Return the ECE of each query's top results, calibrated on the other folds.
-
-    With ``fixed`` the given calibration is scored instead (no refitting), on the same
-    results. Folds are assigned round-robin in the given order.
-    """
-    from kbsearch.learning.evaluation import expected_calibration_error
-
-    probabilities, outcomes = [], []
-    for fold in range(folds):
-        test = [q for i, q in enumerate(queries) if i % folds == fold]
-        train_part = [q for i, q in enumerate(queries) if i % folds != fold]
-        calibration = fixed or fit_calibration(train_part, weights)
-        for query in test:
-            s = scores(query.matrix, weights)
-            p = calibrate(s, query.matrix, calibration)
-            best = np.argsort(-s, kind="stable")[:top]
-            probabilities += [float(v) for v in p[best]]
-            outcomes += [bool(query.relevant[i] > 0) for i in best]
-    return expected_calibration_error(probabilities, outcomes)
-
-
-def calibrate_on_judgments(
-    weights: WeightsStore, judged: JudgedSource, folds: int = 5
-) -> TrainOutcome:
-    """Refit the hybrid calibration on the judged queries alone; promote it if it is better.
-
-    The current and the refitted calibration are compared by cross-fitted ECE over the
-    judged queries (each fold calibrated on the others). The new version keeps the current
-    weights, learned questions and helpfulness. Raises TrainingError when the judgments
-    are too few to cross-fit.
-    """
-    current = weights.load()
-    hybrid = current.model.for_mode("hybrid")
-    queries = [q for q in judged.queries(current) if len(q.relevant)]
-    labels = {float(v) > 0 for q in queries for v in q.relevant}
-    if len(queries) < 2 * folds or labels != {True, False}:
-        raise TrainingError(
-            f"{len(queries)} judged queries are too few to calibrate on with {folds} folds"
-        )
-    before = cross_fitted_ece(queries, hybrid.weights, folds, fixed=hybrid.calibration)
-    after = cross_fitted_ece(queries, hybrid.weights, folds)
-    model = RankingModel(
-        modes={**current.model.modes,
-               "hybrid": ModeModel(hybrid.weights, fit_calibration(queries, hybrid.weights))},
-        description=f"{current.model.description}; calibrated on {len(queries)} judged "
-                    "queries",
-    )
-    report: dict[str, object] = {
-        "judged_queries": len(queries),
-        "ece_cross_fitted": {"current": round(before, 4), "new": round(after, 4)},
-    }
-    version = weights.save(Ranker("", model, current.questions, current.helpfulness),
-                           current.version, report)
-    if after > before:
-        reason = (f"not promoted: the refitted calibration is worse (ECE {after:.4f} > "
-                  f"{before:.4f})")
-        weights.mark(version, "rejected", reason)
-        return TrainOutcome(version, current.version, False, reason, report)
-    reason = f"promoted: ECE {before:.4f} -> {after:.4f} on the judged queries"
     weights.promote(version, reason)
     return TrainOutcome(version, current.version, True, reason, report)

@@ -34,7 +34,6 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge, TooManyRequests
 
 from kbsearch.channels.faq import (
     VOTE_EVENTS,
@@ -58,6 +57,7 @@ from kbsearch.errors import (
 )
 from kbsearch.http.context import callback_store, client_identity, service
 from kbsearch.http.web import display
+from kbsearch.http.web.errors import register_error_pages
 from kbsearch.http.web.texts import DEFAULT_UI, UI_LANGUAGES, category_name, texts
 from kbsearch.service import SearchResponse
 from kbsearch.stores.callbacks import (
@@ -70,6 +70,7 @@ from kbsearch.stores.callbacks import (
 
 log = logging.getLogger(__name__)
 web = Blueprint("web", __name__)
+register_error_pages(web)
 
 UI_COOKIE = "faq_ui"
 VOTES_COOKIE = "faq_votes"
@@ -466,62 +467,3 @@ def callback_done() -> Any:
         return redirect(url_for("web.callback_form"))
     return render_template("callback_done.html", reference=reference,
                            slot=slot if slot in TIME_SLOTS else None)
-
-
-# Errors: a page in the interface language, never a stack trace
-
-
-def render_error(status: int, title_key: str, text_key: str) -> tuple[str, int]:
-    """Render the error page with a title and a text from the interface texts."""
-    return render_template("error.html", status=status, title_key=title_key,
-                           text_key=text_key, human_first=status >= 500), status
-
-
-@web.errorhandler(ArticleNotFoundError)
-@web.errorhandler(NotFound)
-def not_found(exc: Exception) -> Any:
-    """Show the 404 page for an unknown article, topic or address."""
-    return render_error(404, "not_found_title", "not_found_text")
-
-
-@web.errorhandler(RequestEntityTooLarge)
-def too_large(exc: RequestEntityTooLarge) -> Any:
-    """Ask for shorter input when a form was larger than FORM_MAX_BYTES."""
-    return render_error(413, "error_title", "callback_too_large")
-
-
-@web.errorhandler(IndexNotFoundError)
-@web.errorhandler(ModelError)
-def unavailable(exc: Exception) -> Any:
-    """Say that the help is unavailable for a moment, and offer the way to a human."""
-    log.error("FAQ page unavailable: %s", exc)
-    return render_error(503, "error_title", "search_unavailable")
-
-
-@web.errorhandler(TooManyRequests)
-def too_many(exc: TooManyRequests) -> Any:
-    """Ask a client over its rate limit to wait, and offer the way to a human."""
-    return render_error(429, "too_many_title", "too_many_text")
-
-
-@web.errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> Any:
-    """Show other HTTP errors (such as a wrong method) as a page, not a stack trace."""
-    status = exc.code or 500
-    return render_error(status, "error_title", "method_text" if status == 405 else "error_text")
-
-
-def error_page(exc: HTTPException) -> Any:
-    """Show an HTTP error outside any route (an unknown address) as the FAQ's own page."""
-    if isinstance(exc, NotFound):
-        return not_found(exc)
-    if isinstance(exc, TooManyRequests):
-        return too_many(exc)
-    return http_error(exc)
-
-
-@web.errorhandler(Exception)
-def unexpected(exc: Exception) -> Any:
-    """Log an unexpected error and show a page that offers the way to a human."""
-    log.exception("unexpected error on %s", request.path)
-    return render_error(500, "error_title", "error_text")

@@ -1,0 +1,91 @@
+"""Calibration on a knowledge base's own judged queries, measured by cross-fitted ECE."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from kbsearch.learning.fitting import JudgedQuery, fit_calibration, query_folds
+from kbsearch.learning.metrics import expected_calibration_error
+from kbsearch.learning.train import JudgedSource, TrainingError, TrainOutcome
+from kbsearch.ranking.scoring import (
+    Calibration,
+    ModeModel,
+    RankingModel,
+    RankingWeights,
+    TreeEnsemble,
+    calibrate,
+    scores,
+)
+from kbsearch.ranking.versions import Ranker, WeightsStore
+
+
+def cross_fitted_ece(
+    queries: Sequence[JudgedQuery], weights: RankingWeights | TreeEnsemble,
+    fold_of: Sequence[int], fixed: Calibration | None = None, top: int = 10,
+) -> float:
+    """Return the ECE of each query's top results, calibrated on the other folds.
+
+    ``fold_of`` gives each query's fold (:func:`query_folds`, as ``kbsearch eval
+    --calibrate`` assigns them). With ``fixed`` the given calibration is scored instead (no
+    refitting), on the same results.
+    """
+    probabilities: list[float] = []
+    outcomes: list[bool] = []
+    for fold in sorted(set(fold_of)):
+        test = [q for q, f in zip(queries, fold_of, strict=True) if f == fold]
+        train_part = [q for q, f in zip(queries, fold_of, strict=True) if f != fold]
+        calibration = fixed or fit_calibration(train_part, weights)
+        for query in test:
+            s = scores(query.matrix, weights)
+            p = calibrate(s, query.matrix, calibration)
+            best = np.argsort(-s, kind="stable")[:top]
+            probabilities += [float(v) for v in p[best]]
+            outcomes += [bool(query.relevant[i] > 0) for i in best]
+    return expected_calibration_error(probabilities, outcomes)
+
+
+def calibrate_on_judgments(
+    weights: WeightsStore, judged: JudgedSource, folds: int = 5
+) -> TrainOutcome:
+    """Refit the hybrid calibration on the judged queries alone; promote it if it is better.
+
+    The current and the refitted calibration are compared by cross-fitted ECE over the
+    judged queries (each fold calibrated on the others). The new version keeps the current
+    weights, learned questions and helpfulness. Raises TrainingError when the judgments
+    are too few to cross-fit.
+    """
+    current = weights.load()
+    hybrid = current.model.for_mode("hybrid")
+    found = [(key, q) for key, q in zip(judged.keys(), judged.queries(current), strict=True)
+             if len(q.relevant)]
+    queries = [q for _, q in found]
+    labels = {float(v) > 0 for q in queries for v in q.relevant}
+    if len(queries) < 2 * folds or labels != {True, False}:
+        raise TrainingError(
+            f"{len(queries)} judged queries are too few to calibrate on with {folds} folds"
+        )
+    fold_of = query_folds([key for key, _ in found], folds)
+    before = cross_fitted_ece(queries, hybrid.weights, fold_of, fixed=hybrid.calibration)
+    after = cross_fitted_ece(queries, hybrid.weights, fold_of)
+    model = RankingModel(
+        modes={**current.model.modes,
+               "hybrid": ModeModel(hybrid.weights, fit_calibration(queries, hybrid.weights))},
+        description=f"{current.model.description}; calibrated on {len(queries)} judged "
+                    "queries",
+    )
+    report: dict[str, object] = {
+        "judged_queries": len(queries),
+        "ece_cross_fitted": {"current": round(before, 4), "new": round(after, 4)},
+    }
+    version = weights.save(Ranker("", model, current.questions, current.helpfulness),
+                           current.version, report)
+    if after > before:
+        reason = (f"not promoted: the refitted calibration is worse (ECE {after:.4f} > "
+                  f"{before:.4f})")
+        weights.mark(version, "rejected", reason)
+        return TrainOutcome(version, current.version, False, reason, report)
+    reason = f"promoted: ECE {before:.4f} -> {after:.4f} on the judged queries"
+    weights.promote(version, reason)
+    return TrainOutcome(version, current.version, True, reason, report)
