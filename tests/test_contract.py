@@ -7,6 +7,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from kbsearch.channels.faq import SearchContext, parse_context
 from kbsearch.http.contract import MAX_JSON_DEPTH, ContractError, json_object, nesting_depth
 from kbsearch.stores.callbacks import CallbackRequest
 
@@ -244,4 +245,9 @@ def test_json_object_refuses_bodies_without_recursing(raw_body, accepted):
         with pytest.raises(ContractError) as refused:
             json_object(raw_body)
         assert refused.value.code == "invalid_body"
+
+
+@pytest.mark.parametrize("position", ["²", "٣", "-1", "1.0", "true"])
+def test_the_faq_pages_ignore_a_position_in_other_digits(position):
+    assert parse_context("0" * 32, position, 10) == SearchContext("0" * 32)
 
