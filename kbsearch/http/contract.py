@@ -17,9 +17,9 @@ A body over the app's size limit is refused earlier, with 413 ``body_too_large``
 import json
 import re
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Annotated, Any, Literal, TypeVar
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -49,8 +49,6 @@ CALLBACK_DEFAULT_LIMIT = 100
 CALLBACK_LISTS = (*CALLBACK_STATUSES, "all")
 RULE = "contract"  # the pydantic error type of the rules written here, worded for people
 ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
-JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-JSON_BRACKET = re.compile(r"[\[\]{}]")
 SHOWN_CHARS = 60
 
 M = TypeVar("M", bound=BaseModel)
@@ -269,7 +267,7 @@ def json_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
         text = raw.decode(json.detect_encoding(raw))
     except (UnicodeDecodeError, LookupError):
         raise ContractError(INVALID_BODY, "body", "is not UTF-8 text") from None
-    if nesting_depth(text, max_depth) > max_depth:
+    if nesting_depth(text) > max_depth:
         raise ContractError(INVALID_BODY, "body", f"nests arrays and objects deeper than "
                                                   f"{max_depth} levels")
     try:
@@ -287,20 +285,19 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def nesting_depth(text: str, limit: int) -> int:
-    """Return how deeply arrays and objects nest in JSON text (counting stops past ``limit``).
+def nesting_depth(text: str) -> int:
+    """Return how deeply arrays and objects nest in JSON text, in linear time, without parsing.
 
-    Brackets inside strings do not count. For text that is not JSON the count is what a
-    parser would reach before it failed, or more.
+    Escaped backslashes and quotes are dropped; then every other stretch between quotes is a
+    string, whose brackets do not count. For text that is not JSON the result is at least
+    the depth a parser would reach before it failed.
     """
-    steps = (1 if b in "[{" else -1 for b in JSON_BRACKET.findall(JSON_STRING.sub("", text)))
-    deepest = 0
-    for depth in accumulate(steps):
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                break
-    return deepest
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    outside = "".join(unescaped.split('"')[::2]).encode("ascii", "ignore")
+    codes = np.frombuffer(outside, dtype=np.uint8)
+    opens = (codes == ord("[")) | (codes == ord("{"))
+    closes = (codes == ord("]")) | (codes == ord("}"))
+    return int(np.cumsum(opens.astype(np.int64) - closes).max(initial=0))
 
 
 # Turning pydantic's errors into the one error scheme
