@@ -275,8 +275,7 @@ def json_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     except ValueError as exc:
         raise ContractError(INVALID_BODY, "body", f"is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise ContractError(INVALID_BODY, "body", f"must be a JSON object, not "
-                                                  f"{type(value).__name__}")
+        raise ContractError(INVALID_BODY, "body", f"must be a JSON object, not {shown(value)}")
     return value
 
 
