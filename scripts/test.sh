@@ -19,4 +19,6 @@ fi
 .venv/bin/ruff check kbsearch tests scripts
 # imports only go down the layers (contracts in pyproject.toml, [tool.importlinter])
 .venv/bin/lint-imports --no-cache
+# types (configured in pyproject.toml, [tool.mypy])
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -147,13 +147,13 @@ def test_feedback_is_stored_once_with_the_logged_position(client, sample_service
 @pytest.mark.parametrize("change, status, code, words", [
     ({"search_id": "0" * 32}, 404, "unknown_search", "search_id"),
     ({"article_id": "roaming-eu"}, 400, "invalid_feedback", "article_id"),
-    ({"event": "love"}, 400, "invalid_feedback", "event"),
-    ({"event": None}, 400, "invalid_feedback", "event"),
-    ({"channel": "fax"}, 400, "invalid_feedback", "channel"),
+    ({"event": "love"}, 400, "invalid_parameter", "event"),
+    ({"event": None}, 400, "invalid_parameter", "event"),
+    ({"channel": "fax"}, 400, "invalid_parameter", "channel"),
     ({"position": 7}, 400, "invalid_feedback", "position"),
-    ({"position": True}, 400, "invalid_feedback", "position"),
-    ({"position": "1"}, 400, "invalid_feedback", "position"),
-    ({"user": "x"}, 400, "unknown_field", "user"),
+    ({"position": True}, 400, "invalid_parameter", "position"),
+    ({"position": "1"}, 400, "invalid_parameter", "position"),
+    ({"user": "x"}, 400, "unknown_parameter", "user"),
 ])
 def test_bad_feedback_is_refused_with_the_field_named(client, change, status, code, words):
     search_id, ids = search_for(client, "Router blinkt rot")

@@ -70,7 +70,8 @@ def parse_context(search_id: object, position: object, max_position: int = 100) 
     """Return the search context of a link or form; None when missing or malformed."""
     if not isinstance(search_id, str) or not SEARCH_ID.fullmatch(search_id):
         return None
-    if isinstance(position, str) and position.isdigit() and 1 <= int(position) <= max_position:
+    if (isinstance(position, str) and position.isascii() and position.isdigit()
+            and 1 <= int(position) <= max_position):
         return SearchContext(search_id, int(position))
     return SearchContext(search_id)
 

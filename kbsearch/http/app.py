@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, TooManyRequests
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyRequests
 
 from kbsearch import __version__
 from kbsearch.config import Settings, load_settings
@@ -29,6 +29,8 @@ from kbsearch.errors import (
 )
 from kbsearch.http.api import api, error
 from kbsearch.http.context import Components, service
+from kbsearch.http.contract import BODY_TOO_LARGE, ContractError
+from kbsearch.http.openapi import docs
 from kbsearch.http.ratelimit import install_limits, trust_proxies
 from kbsearch.http.web import SECURITY_HEADERS, web
 from kbsearch.http.web.errors import error_page
@@ -76,12 +78,57 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
-def register_errors(app: Flask) -> None:
-    """Send every error as ``{"error": {"code", "message"}}`` on API routes."""
+def register_input_errors(app: Flask) -> None:
+    """Answer a request that breaks the input contract with its code (400, 413 on API routes)."""
+
+    @app.errorhandler(ContractError)
+    def contract_error(exc: ContractError) -> Any:
+        return error(400, exc.code, str(exc))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Any:
+        if not _wants_json():
+            return exc
+        limit = request.max_content_length
+        return error(413, BODY_TOO_LARGE, f"body: larger than the {limit} bytes allowed")
 
     @app.errorhandler(QueryError)
     def query_error(exc: QueryError) -> Any:
         return error(400, "invalid_parameter", str(exc))
+
+
+def register_unavailable(app: Flask) -> None:
+    """Send 503 with a code naming the part that is missing or failing: index, model, store."""
+
+    @app.errorhandler(IndexNotFoundError)
+    def no_index(exc: IndexNotFoundError) -> Any:
+        return error(503, "index_unavailable", str(exc))
+
+    @app.errorhandler(ModelError)
+    def no_model(exc: ModelError) -> Any:
+        log.error("embedding model unavailable: %s", exc)
+        return error(503, "model_unavailable", "the search model is not available")
+
+    @app.errorhandler(FeedbackStoreError)
+    def store_error(exc: FeedbackStoreError) -> Any:
+        log.error("feedback store unavailable: %s", exc)
+        return error(503, "feedback_unavailable", "feedback cannot be stored right now")
+
+    @app.errorhandler(ConversationStoreError)
+    def conversation_store(exc: ConversationStoreError) -> Any:
+        log.error("conversation store unavailable: %s", exc)
+        return error(503, "conversations_unavailable", "conversations cannot be kept right now")
+
+    @app.errorhandler(CallbackStoreError)
+    def callback_store_error(exc: CallbackStoreError) -> Any:
+        log.error("callback store unavailable: %s", exc)
+        return error(503, "callbacks_unavailable", "callback requests cannot be read right now")
+
+
+def register_errors(app: Flask) -> None:
+    """Send every error as ``{"error": {"code", "message"}}`` on API routes."""
+    register_input_errors(app)
+    register_unavailable(app)
 
     @app.errorhandler(AuthError)
     def auth_error(exc: AuthError) -> Any:
@@ -97,21 +144,11 @@ def register_errors(app: Flask) -> None:
     def conversation_conflict(exc: ConversationConflictError) -> Any:
         return error(409, "conversation_conflict", str(exc))
 
-    @app.errorhandler(ConversationStoreError)
-    def conversation_store(exc: ConversationStoreError) -> Any:
-        log.error("conversation store unavailable: %s", exc)
-        return error(503, "conversations_unavailable", "conversations cannot be kept right now")
-
     @app.errorhandler(CallbackError)
     def callback_error(exc: CallbackError) -> Any:
         if exc.problems.get("reference") == "unknown":
             return error(404, "not_found", str(exc))
         return error(400, "invalid_parameter", str(exc))
-
-    @app.errorhandler(CallbackStoreError)
-    def callback_store_error(exc: CallbackStoreError) -> Any:
-        log.error("callback store unavailable: %s", exc)
-        return error(503, "callbacks_unavailable", "callback requests cannot be read right now")
 
     @app.errorhandler(UnknownSearchError)
     def unknown_search(exc: UnknownSearchError) -> Any:
@@ -125,25 +162,11 @@ def register_errors(app: Flask) -> None:
     def feedback_error(exc: FeedbackError) -> Any:
         return error(400, "invalid_feedback", str(exc))
 
-    @app.errorhandler(FeedbackStoreError)
-    def store_error(exc: FeedbackStoreError) -> Any:
-        log.error("feedback store unavailable: %s", exc)
-        return error(503, "feedback_unavailable", "feedback cannot be stored right now")
-
     @app.errorhandler(ArticleNotFoundError)
     def not_found(exc: ArticleNotFoundError) -> Any:
         if not _wants_json():
             return exc.args[0], 404
         return error(404, "not_found", str(exc))
-
-    @app.errorhandler(IndexNotFoundError)
-    def no_index(exc: IndexNotFoundError) -> Any:
-        return error(503, "index_unavailable", str(exc))
-
-    @app.errorhandler(ModelError)
-    def no_model(exc: ModelError) -> Any:
-        log.error("embedding model unavailable: %s", exc)
-        return error(503, "model_unavailable", "the search model is not available")
 
     @app.errorhandler(KbsearchError)
     def kbsearch_error(exc: KbsearchError) -> Any:
@@ -193,6 +216,7 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(api)
+    app.register_blueprint(docs)
     app.register_blueprint(health)
     app.register_blueprint(web)
     register_errors(app)

@@ -16,22 +16,24 @@ from kbsearch.channels.bot import ChatBot
 from kbsearch.config import Settings
 from kbsearch.content.visibility import PUBLIC, Caller
 from kbsearch.errors import ForbiddenError
+from kbsearch.http.contract import Contract
 from kbsearch.service import SearchService
 from kbsearch.stores.callbacks import CallbackStore, SQLiteCallbackStore
-from kbsearch.stores.keys import AuthError, KeyStore
+from kbsearch.stores.keys import AuthError, KeyStore, key_from_headers
 
 EXTENSION = "kbsearch"
 
 
 @dataclass(frozen=True)
 class Components:
-    """What the app serves with: settings, the search service, the stores and the chatbot."""
+    """What the app serves with: settings, search service, stores, chatbot, request models."""
 
     settings: Settings
     service: SearchService
     keys: KeyStore
     callbacks: CallbackStore
     bot: ChatBot
+    contract: Contract
 
     @classmethod
     def build(cls, settings: Settings, service: SearchService | None = None) -> Components:
@@ -43,6 +45,7 @@ class Components:
             keys=KeyStore(settings.keys_file, settings.api_keys),
             callbacks=SQLiteCallbackStore(settings.channels_db),
             bot=ChatBot.from_settings(service, settings),
+            contract=Contract.from_settings(settings),
         )
 
     def init_app(self, app: Flask) -> None:
@@ -70,6 +73,16 @@ def service() -> SearchService:
 def callback_store() -> CallbackStore:
     """Return the app's store of callback requests."""
     return components().callbacks
+
+
+def contract() -> Contract:
+    """Return the app's request models."""
+    return components().contract
+
+
+def authenticate() -> None:
+    """Identify the caller by API key (none: the public); raise AuthError for a bad key."""
+    g.caller = components().keys.authenticate(key_from_headers(request.headers))
 
 
 def caller() -> Caller:

@@ -1,297 +1,153 @@
-"""The OpenAPI 3 document of the kbsearch HTTP API."""
+"""The OpenAPI 3.1 document of every route, generated from the models that check the requests.
+
+Request bodies and query parameters come from the app's :class:`~kbsearch.http.contract.Contract`
+(so their limits are the app's settings), answers from :mod:`kbsearch.http.responses`. The FAQ
+pages answer with HTML; their parameters are described here from the constants their code
+uses. The document is served by its own blueprint (``GET /api/v1/openapi.json``), which sits
+above the API and the FAQ blueprints because it describes both.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from kbsearch.channels.bot import FEEDBACK_EVENTS, REASONS
-from kbsearch.stores.callbacks import TIME_SLOTS
+from flask import Blueprint, jsonify
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-BOT_EVENTS = list(FEEDBACK_EVENTS)
-HTML = {"description": "HTML page", "content": {"text/html": {}}}
+from kbsearch import __version__
+from kbsearch.channels.faq import VOTE_EVENTS
+from kbsearch.config import Settings
+from kbsearch.http import responses
+from kbsearch.http.context import authenticate, components
+from kbsearch.http.contract import MAX_JSON_DEPTH, Contract
+from kbsearch.http.web import FORM_MAX_BYTES
+from kbsearch.http.web.texts import UI_LANGUAGES
+from kbsearch.stores.callbacks import DESCRIPTION_MAX, NAME_MAX, REFERENCE, TIME_SLOTS
+
+docs = Blueprint("docs", __name__, url_prefix="/api/v1")
+docs.before_request(authenticate)
+
+SCHEMAS = "#/components/schemas/"
+ERROR = {"$ref": SCHEMAS + "Error"}
+ERRORS = {
+    400: "The request breaks the input contract (invalid_body, unknown_parameter, "
+         "invalid_parameter) or a rule of the service (invalid_parameter, invalid_feedback)",
+    401: "No, unknown or revoked API key (invalid_api_key)",
+    403: "The key's role may not use this route (forbidden)",
+    404: "Not found (not_found, unknown_search)",
+    409: "Already recorded (duplicate_feedback), or a concurrent turn of the same "
+         "conversation (conversation_conflict)",
+    413: "The body is larger than the app accepts (body_too_large)",
+    503: "Index, model or a store unavailable (index_unavailable, model_unavailable, "
+         "feedback_unavailable, conversations_unavailable, callbacks_unavailable)",
+}
 RATE_LIMITED = {
     "description": "Too many requests from this client (KBSEARCH_RATE_LIMIT per address, "
-                   "KBSEARCH_RATE_LIMIT_KEYED per key); wait for Retry-After seconds",
+                   "KBSEARCH_RATE_LIMIT_KEYED per key); wait for Retry-After seconds "
+                   "(rate_limited)",
     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     "content": {"application/json": {"schema": ERROR}},
 }
-ARTICLE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-UI = {"name": "ui", "in": "query", "required": False,
-      "schema": {"type": "string", "enum": ["de", "en"]},
-      "description": "Interface language of the FAQ pages (remembered in a cookie)"}
-SEARCH_CONTEXT = [
-    {"name": "s", "in": "query", "required": False, "schema": {"type": "string"},
-     "description": "search_id of the search the article was opened from"},
-    {"name": "p", "in": "query", "required": False, "schema": {"type": "integer"},
-     "description": "Position (1-based) the article was shown at"},
-]
-REASON_CODES = list(REASONS)
+HTML = {"description": "HTML page", "content": {"text/html": {}}}
 
 
-def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {400: "Invalid parameter", 401: "No, unknown or revoked API key",
-            403: "The key's role may not use this route", 404: "Not found",
-            409: "Already recorded, or a concurrent turn of the same conversation",
-            503: "Index, model or feedback store unavailable"}
-    return {
-        str(code): {
-            "description": text[code],
-            "content": {"application/json": {"schema": ERROR}},
-        }
-        for code in codes
-    }
+@dataclass(frozen=True)
+class Operation:
+    """One route and method of the JSON API, described by its models.
+
+    ``query`` and ``body`` name a model of the app's Contract.
+    """
+
+    path: str
+    method: str
+    summary: str
+    answer: type[BaseModel]
+    errors: tuple[int, ...]
+    description: str = ""
+    query: str | None = None
+    body: str | None = None
+    status: int = 200
 
 
-def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "schema": schema,
-            "description": description}
+OPERATIONS = (
+    Operation("/api/v1/search", "get", "Search published articles, ranked by probability",
+              responses.SearchResults, (400, 401, 503), query="search",
+              description="Without an API key only public articles; with an agent or "
+                          "editor key internal articles too."),
+    Operation("/api/v1/feedback", "post", "Record feedback on one result of a search",
+              responses.StoredFeedback, (400, 401, 404, 409, 413, 503), body="feedback",
+              status=201,
+              description="The search must have been answered by this service (its "
+                          "search_id) and the article must have been among its results. "
+                          "Each event is stored once per search and article; a repeat "
+                          "gets 409."),
+    Operation("/api/v1/bot/turn", "post",
+              "One chatbot turn: the best article and whether to hand off",
+              responses.BotAnswer, (400, 401, 403, 409, 413, 503), body="bot_turn",
+              description="For keys with role bot, agent or editor. The conversation is "
+                          "kept server-side per key and conversation_id and forgotten "
+                          "after the configured idle time. feedback is the customer's "
+                          "verdict on the last answer (by default on its best article); "
+                          "negative feedback without a message offers the next best "
+                          "article. handoff.recommended says to pass the customer to a "
+                          "human, with reasons and a summary for the agent."),
+    Operation("/api/v1/assist", "post",
+              "Agent assist: articles for an e-mail, ticket or transcript",
+              responses.AssistAnswer, (400, 401, 403, 413, 503), body="assist",
+              description="For keys with role agent or editor; internal articles "
+                          "included. Greetings, signatures, quoted history and the "
+                          "agent's own lines are set aside; the request is searched and "
+                          "each article comes with the sentences of the text that matched "
+                          "it (character offsets into the text sent)."),
+    Operation("/api/v1/callbacks", "get",
+              "Callback requests from the FAQ page, newest first (agent, editor)",
+              responses.CallbackList, (400, 401, 403, 503), query="callbacks"),
+    Operation("/api/v1/callbacks/{reference}", "post",
+              "Mark a callback request done or open again (agent, editor)",
+              responses.Callback, (400, 401, 403, 404, 413, 503), body="callback_update"),
+    Operation("/api/v1/articles/{id}", "get",
+              "One article: metadata, Markdown and sanitised HTML",
+              responses.ArticleAnswer, (401, 404, 503)),
+    Operation("/healthz", "get", "Liveness and the loaded index", responses.Health, (503,)),
+)
+PATH_PARAMETERS = {
+    "id": {"type": "string"},
+    "reference": {"type": "string", "pattern": f"^{REFERENCE.pattern}$"},
+    "category": {"type": "string"},
+}
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """Return the OpenAPI 3.0 description of every route."""
-    document = _document(version)
-    for path, operations in document["paths"].items():
+def openapi_document(contract: Contract, settings: Settings, version: str) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 description of every route under an app's contract and settings."""
+    schemas = component_schemas(contract)
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = api_operation(
+            operation, contract)
+    paths["/api/v1/openapi.json"] = {"get": {
+        "summary": "This document",
+        "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {
+            "application/json": {"schema": {"type": "object"}}}}}}}
+    paths.update(faq_paths(settings))
+    for path, methods in paths.items():
         if path == "/healthz":
             continue  # never rate limited
-        for operation in operations.values():
+        for operation in methods.values():
             operation["responses"].setdefault("429", RATE_LIMITED if path.startswith("/api/")
                                               else {"description": "Rate limited (HTML page)"})
-    return document
-
-
-def _document(version: str) -> dict[str, Any]:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "kbsearch",
             "version": version,
             "description": "Hybrid knowledge-base search for customer service. Every error "
-                           "has the shape {\"error\": {\"code\", \"message\"}}.",
+                           "has the shape {\"error\": {\"code\", \"message\"}}; the message "
+                           "starts with the parameter it is about. Bodies are JSON objects "
+                           f"nested at most {MAX_JSON_DEPTH} levels deep.",
         },
-        "paths": {
-            "/api/v1/search": {
-                "get": {
-                    "summary": "Search published articles, ranked by probability",
-                    "description": "Without an API key only public articles; with an agent "
-                                   "or editor key internal articles too.",
-                    "parameters": [
-                        _query("q", {"type": "string", "maxLength": 1000},
-                               "The question or words to search for.", required=True),
-                        _query("k", {"type": "integer", "minimum": 1, "maximum": 100,
-                                     "default": 10}, "Number of results."),
-                        _query("lang", {"type": "string", "enum": ["de", "en"]},
-                               "Only articles in this language."),
-                        _query("tags", {"type": "string"},
-                               "Comma-separated tags an article must all have."),
-                        _query("category", {"type": "string"}, "Only this category."),
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "Ranked results",
-                            "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/SearchResponse"}}},
-                        },
-                        **_error_responses(400, 401, 503),
-                    },
-                }
-            },
-            "/api/v1/feedback": {
-                "post": {
-                    "summary": "Record feedback on one result of a search",
-                    "description": "The search must have been answered by this service (its "
-                                   "search_id) and the article must have been among its "
-                                   "results. Each event is stored once per search and "
-                                   "article; a repeat gets 409.",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Feedback"}}}},
-                    "responses": {
-                        "201": {"description": "Stored", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Feedback"}}}},
-                        **_error_responses(400, 401, 404, 409, 503),
-                    },
-                }
-            },
-            "/api/v1/bot/turn": {
-                "post": {
-                    "summary": "One chatbot turn: the best article and whether to hand off",
-                    "description": "For keys with role bot, agent or editor. The conversation "
-                                   "is kept server-side per key and conversation_id and "
-                                   "forgotten after the configured idle time. feedback is "
-                                   "the customer's verdict on the last answer (by default on "
-                                   "its best article); negative feedback without a message "
-                                   "offers the next best article. handoff.recommended says "
-                                   "to pass the customer to a human, with reasons and a "
-                                   "summary for the agent.",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/BotTurn"}}}},
-                    "responses": {
-                        "200": {"description": "The bot's answer", "content": {
-                            "application/json": {"schema": {
-                                "$ref": "#/components/schemas/BotAnswer"}}}},
-                        **_error_responses(400, 401, 403, 409, 503),
-                    },
-                }
-            },
-            "/api/v1/assist": {
-                "post": {
-                    "summary": "Agent assist: articles for an e-mail, ticket or transcript",
-                    "description": "For keys with role agent or editor; internal articles "
-                                   "included. Greetings, signatures, quoted history and the "
-                                   "agent's own lines are set aside; the request is searched "
-                                   "and each article comes with the sentences of the text "
-                                   "that matched it (character offsets into the text sent).",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/AssistRequest"}}}},
-                    "responses": {
-                        "200": {"description": "Articles by probability", "content": {
-                            "application/json": {"schema": {
-                                "$ref": "#/components/schemas/AssistAnswer"}}}},
-                        **_error_responses(400, 401, 403, 503),
-                    },
-                }
-            },
-            "/api/v1/callbacks": {
-                "get": {
-                    "summary": "Callback requests from the FAQ page, newest first (agent, editor)",
-                    "parameters": [
-                        _query("status", {"type": "string", "enum": ["open", "done", "all"],
-                                          "default": "open"}, "Which requests"),
-                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
-                                         "default": 100}, "At most this many"),
-                    ],
-                    "responses": {
-                        "200": {"description": "The requests", "content": {"application/json": {
-                            "schema": {"type": "object", "properties": {"callbacks": {
-                                "type": "array",
-                                "items": {"$ref": "#/components/schemas/Callback"}}}}}}},
-                        **_error_responses(400, 401, 403, 503),
-                    },
-                }
-            },
-            "/api/v1/callbacks/{reference}": {
-                "post": {
-                    "summary": "Mark a callback request done or open again (agent, editor)",
-                    "parameters": [{"name": "reference", "in": "path", "required": True,
-                                    "schema": {"type": "string", "pattern": "^RR-[A-Z2-9]{6}$"}}],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"type": "object", "required": ["status"], "properties": {
-                            "status": {"type": "string", "enum": ["open", "done"]}}}}}},
-                    "responses": {
-                        "200": {"description": "The request as now stored",
-                                "content": {"application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Callback"}}}},
-                        **_error_responses(400, 401, 403, 404, 503),
-                    },
-                }
-            },
-            "/api/v1/articles/{id}": {
-                "get": {
-                    "summary": "One article: metadata, Markdown and sanitised HTML",
-                    "parameters": [{"name": "id", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "responses": {
-                        "200": {
-                            "description": "The article",
-                            "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/Article"}}},
-                        },
-                        **_error_responses(401, 404, 503),
-                    },
-                }
-            },
-            "/api/v1/openapi.json": {
-                "get": {"summary": "This document",
-                        "responses": {"200": {"description": "OpenAPI 3 document"}}}
-            },
-            "/healthz": {
-                "get": {
-                    "summary": "Liveness and the loaded index",
-                    "responses": {
-                        "200": {"description": "Serving",
-                                "content": {"application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Health"}}}},
-                        **_error_responses(503),
-                    },
-                }
-            },
-            "/": {"get": {"summary": "Self-service FAQ page (HTML): search box, results, topics",
-                          "parameters": [_query("q", {"type": "string"}, "The question"), UI],
-                          "responses": {"200": HTML, "400": {"description": "Bad query"}}}},
-            "/articles/{id}": {
-                "get": {
-                    "summary": "Article page (HTML); opened from a search, records a click",
-                    "parameters": [ARTICLE_ID, *SEARCH_CONTEXT, UI],
-                    "responses": {"200": HTML, "404": {"description": "Not found"}},
-                }
-            },
-            "/articles/{id}/vote": {
-                "get": {"summary": "Redirect to the article page",
-                        "parameters": [ARTICLE_ID],
-                        "responses": {"302": {"description": "To /articles/{id}"}}},
-                "post": {
-                    "summary": "\"Did this article help?\" from the FAQ page (form post)",
-                    "parameters": [ARTICLE_ID],
-                    "requestBody": {"required": True, "content": {
-                        "application/x-www-form-urlencoded": {"schema": {
-                            "type": "object", "required": ["vote"],
-                            "properties": {
-                                "vote": {"type": "string", "enum": ["helpful", "not_helpful"]},
-                                "s": {"type": "string", "description": "search_id"},
-                                "p": {"type": "integer", "description": "position shown"},
-                                "partial": {"type": "string", "enum": ["1"],
-                                            "description": "Return the outcome alone"},
-                            }}}}},
-                    "responses": {"200": HTML, "400": {"description": "No valid vote"},
-                                  "404": {"description": "Not found"},
-                                  "503": {"description": "Vote not stored"}},
-                },
-            },
-            "/suche/fragment": {
-                "get": {"summary": "FAQ search results alone, for search as you type (HTML)",
-                        "parameters": [_query("q", {"type": "string"}, "The question"), UI],
-                        "responses": {"200": HTML, "400": {"description": "Bad query"},
-                                      "503": {"description": "Search unavailable"}}},
-            },
-            "/themen/{category}": {
-                "get": {"summary": "The public articles of one topic (HTML)",
-                        "parameters": [{"name": "category", "in": "path", "required": True,
-                                        "schema": {"type": "string"}}, UI],
-                        "responses": {"200": HTML,
-                                      "404": {"description": "No such topic"}}},
-            },
-            "/rueckruf": {
-                "get": {"summary": "Callback form (HTML), started from a search or article",
-                        "parameters": [_query("q", {"type": "string"}, "The search"),
-                                       _query("article", {"type": "string"}, "Article id"),
-                                       UI],
-                        "responses": {"200": HTML}},
-                "post": {
-                    "summary": "Store a callback request (form post)",
-                    "requestBody": {"required": True, "content": {
-                        "application/x-www-form-urlencoded": {"schema": {
-                            "type": "object",
-                            "required": ["name", "phone", "preferred_time", "description"],
-                            "properties": {
-                                "name": {"type": "string", "maxLength": 100},
-                                "phone": {"type": "string"},
-                                "preferred_time": {"type": "string", "enum": list(TIME_SLOTS)},
-                                "description": {"type": "string", "maxLength": 500},
-                                "context": {"type": "string"},
-                            }}}}},
-                    "responses": {"303": {"description": "To /rueckruf/danke"},
-                                  "400": {"description": "Form with a message per bad field"},
-                                  "503": {"description": "Request not stored"}},
-                },
-            },
-            "/rueckruf/danke": {
-                "get": {"summary": "Confirmation of a callback request (HTML)",
-                        "parameters": [_query("nr", {"type": "string"}, "Reference RR-XXXXXX"),
-                                       _query("zeit", {"type": "string"}, "Time slot"), UI],
-                        "responses": {"200": HTML,
-                                      "302": {"description": "No valid reference: to the form"}}},
-            },
-        },
+        "paths": paths,
         "security": [{}, {"bearer": []}, {"apiKey": []}],
         "components": {
             "securitySchemes": {
@@ -299,187 +155,166 @@ def _document(version: str) -> dict[str, Any]:
                            "description": "An API key (kbs_...); roles bot, agent, editor"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
-            "schemas": {
-                "Callback": {
-                    "type": "object",
-                    "properties": {
-                        "reference": {"type": "string"},
-                        "created": {"type": "string", "format": "date-time"},
-                        "status": {"type": "string", "enum": ["open", "done"]},
-                        "name": {"type": "string"}, "phone": {"type": "string"},
-                        "preferred_time": {"type": "string", "enum": list(TIME_SLOTS)},
-                        "language": {"type": "string", "enum": ["de", "en"]},
-                        "description": {"type": "string"},
-                        "context": {"type": "string",
-                                    "description": "search: <query> or article: <id>"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {
-                        "type": "object",
-                        "required": ["code", "message"],
-                        "properties": {"code": {"type": "string"},
-                                       "message": {"type": "string"}},
-                    }},
-                },
-                "Hit": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"}, "title": {"type": "string"},
-                        "url": {"type": "string"}, "snippet": {"type": "string"},
-                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
-                        "scores": {"type": "object",
-                                   "additionalProperties": {"type": "number"}},
-                        "language": {"type": "string"}, "category": {"type": "string"},
-                        "tags": {"type": "array", "items": {"type": "string"}},
-                        "updated": {"type": "string", "format": "date", "nullable": True},
-                    },
-                },
-                "SearchResponse": {
-                    "type": "object",
-                    "properties": {
-                        "search_id": {"type": "string"}, "query": {"type": "string"},
-                        "took_ms": {"type": "number"}, "index_version": {"type": "string"},
-                        "model_version": {"type": "string"},
-                        "results": {"type": "array",
-                                    "items": {"$ref": "#/components/schemas/Hit"}},
-                    },
-                },
-                "Feedback": {
-                    "type": "object",
-                    "required": ["search_id", "article_id", "event"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "search_id": {"type": "string"},
-                        "article_id": {"type": "string"},
-                        "event": {"type": "string", "enum": [
-                            "impression", "click", "helpful", "not_helpful", "resolved",
-                            "escalated"]},
-                        "position": {"type": "integer", "minimum": 1,
-                                     "description": "1-based; defaults to where it was shown"},
-                        "channel": {"type": "string", "enum": ["api", "faq", "bot", "agent"],
-                                    "default": "api"},
-                    },
-                },
-                "BotTurn": {
-                    "type": "object",
-                    "required": ["conversation_id"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "conversation_id": {"type": "string", "pattern":
-                                            "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"},
-                        "message": {"type": "string", "maxLength": 1000,
-                                    "description": "Required unless feedback is given"},
-                        "feedback": {"oneOf": [
-                            {"type": "string", "enum": BOT_EVENTS},
-                            {"type": "object", "required": ["event"],
-                             "additionalProperties": False,
-                             "properties": {"event": {"type": "string", "enum": BOT_EVENTS},
-                                            "article_id": {"type": "string"}}},
-                        ]},
-                    },
-                },
-                "BotArticle": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"}, "title": {"type": "string"},
-                        "short_answer": {"type": "string"}, "url": {"type": "string"},
-                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
-                    },
-                },
-                "BotAnswer": {
-                    "type": "object",
-                    "properties": {
-                        "conversation_id": {"type": "string"},
-                        "turn": {"type": "integer"},
-                        "new_conversation": {"type": "boolean"},
-                        "search_id": {"type": "string", "nullable": True},
-                        "article": {"allOf": [{"$ref": "#/components/schemas/BotArticle"}],
-                                    "nullable": True},
-                        "probability": {"type": "number", "nullable": True},
-                        "alternatives": {"type": "array", "maxItems": 2, "items": {
-                            "$ref": "#/components/schemas/BotArticle"}},
-                        "handoff": {
-                            "type": "object",
-                            "properties": {
-                                "recommended": {"type": "boolean"},
-                                "reasons": {"type": "array", "items": {
-                                    "type": "object", "properties": {
-                                        "code": {"type": "string", "enum": REASON_CODES},
-                                        "detail": {"type": "string"}}}},
-                                "summary": {"type": "object", "nullable": True, "properties": {
-                                    "questions": {"type": "array",
-                                                  "items": {"type": "string"}},
-                                    "articles_tried": {"type": "array",
-                                                       "items": {"type": "object"}},
-                                    "feedback": {"type": "array",
-                                                 "items": {"type": "object"}},
-                                    "reasons": {"type": "array",
-                                                "items": {"type": "string"}},
-                                    "text": {"type": "string"}}},
-                            },
-                        },
-                    },
-                },
-                "AssistRequest": {
-                    "type": "object",
-                    "required": ["text"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "text": {"type": "string", "maxLength": 20000},
-                        "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
-                    },
-                },
-                "Span": {
-                    "type": "object",
-                    "properties": {"text": {"type": "string"}, "start": {"type": "integer"},
-                                   "end": {"type": "integer"},
-                                   "similarity": {"type": "number"}},
-                },
-                "AssistAnswer": {
-                    "type": "object",
-                    "properties": {
-                        "search_id": {"type": "string"},
-                        "request": {"type": "object", "properties": {
-                            "query": {"type": "string"},
-                            "sentences": {"type": "array",
-                                          "items": {"$ref": "#/components/schemas/Span"}},
-                            "removed": {"type": "object", "additionalProperties": {
-                                "type": "integer"}}}},
-                        "results": {"type": "array", "items": {"allOf": [
-                            {"$ref": "#/components/schemas/Hit"},
-                            {"type": "object", "properties": {
-                                "audience": {"type": "string"},
-                                "matched_sentences": {"type": "array", "items": {
-                                    "$ref": "#/components/schemas/Span"}}}},
-                        ]}},
-                    },
-                },
-                "Article": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"}, "title": {"type": "string"},
-                        "language": {"type": "string"}, "category": {"type": "string"},
-                        "tags": {"type": "array", "items": {"type": "string"}},
-                        "audience": {"type": "string"}, "status": {"type": "string"},
-                        "updated": {"type": "string", "nullable": True},
-                        "review_by": {"type": "string", "nullable": True},
-                        "translation_of": {"type": "string", "nullable": True},
-                        "related": {"type": "array", "items": {"type": "string"}},
-                        "url": {"type": "string"}, "markdown": {"type": "string"},
-                        "html": {"type": "string"},
-                    },
-                },
-                "Health": {
-                    "type": "object",
-                    "properties": {
-                        "status": {"type": "string"}, "version": {"type": "string"},
-                        "index_version": {"type": "string"}, "articles": {"type": "integer"},
-                        "model": {"type": "string"},
-                    },
-                },
-            }
+            "schemas": schemas,
         },
     }
+
+
+def component_schemas(contract: Contract) -> dict[str, Any]:
+    """Return the JSON schemas of every request body and answer, by model name."""
+    models: set[type[BaseModel]] = {
+        contract.feedback, contract.bot_turn, contract.assist, contract.callback_update,
+        responses.Error, *(operation.answer for operation in OPERATIONS)}
+    _, top = models_json_schema(
+        [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)],
+        ref_template=SCHEMAS + "{model}",
+    )
+    return dict(sorted(top.get("$defs", {}).items()))
+
+
+def api_operation(operation: Operation, contract: Contract) -> dict[str, Any]:
+    """Return the OpenAPI operation object of a JSON API route."""
+    success = {"description": operation.answer.__doc__ or "", "content": {
+        "application/json": {"schema": {"$ref": SCHEMAS + operation.answer.__name__}}}}
+    described: dict[str, Any] = {"summary": operation.summary}
+    if operation.description:
+        described["description"] = operation.description
+    parameters = [{"name": name, "in": "path", "required": True, "schema": schema}
+                  for name, schema in PATH_PARAMETERS.items()
+                  if "{" + name + "}" in operation.path]
+    if operation.query:
+        parameters += query_parameters(getattr(contract, operation.query))
+    if parameters:
+        described["parameters"] = parameters
+    if operation.body:
+        model = getattr(contract, operation.body)
+        described["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": SCHEMAS + model.__name__}}}}
+    described["responses"] = {str(operation.status): success, **{
+        str(status): {"description": ERRORS[status],
+                      "content": {"application/json": {"schema": ERROR}}}
+        for status in operation.errors}}
+    return described
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Return the OpenAPI parameters of a query-string model, one per field."""
+    schema = model.model_json_schema()
+    parameters = []
+    for name, field in schema["properties"].items():
+        field = {key: value for key, value in field.items() if key != "title"}
+        description = field.pop("description", "")
+        options = [o for o in field.pop("anyOf", [field]) if o.get("type") != "null"]
+        default = {"default": field["default"]} if field.get("default") is not None else {}
+        value = dict(options[0])
+        if "const" in value:  # a choice of one is still a list of choices
+            value["enum"] = [value.pop("const")]
+        parameters.append({
+            "name": name, "in": "query", "required": name in schema.get("required", ()),
+            "description": description, "schema": {**value, **default},
+        })
+    return parameters
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def faq_paths(settings: Settings) -> dict[str, Any]:
+    """Return the FAQ pages' routes (HTML), their parameters from the constants they use."""
+    ui = _query("ui", {"type": "string", "enum": list(UI_LANGUAGES)},
+                "Interface language of the FAQ pages (remembered in a cookie)")
+    question = _query("q", {"type": "string"}, "The question")
+    article = {"name": "id", "in": "path", "required": True, "schema": PATH_PARAMETERS["id"]}
+    context = [_query("s", {"type": "string"}, "search_id of the search the article was "
+                                               "opened from"),
+               _query("p", {"type": "integer", "minimum": 1, "maximum": settings.max_k},
+                      "Position (1-based) the article was shown at")]
+    return {
+        "/": {"get": {"summary": "Self-service FAQ page (HTML): search box, results, topics",
+                      "parameters": [question, ui],
+                      "responses": {"200": HTML, "400": {"description": "Bad query"}}}},
+        "/articles/{id}": {"get": {
+            "summary": "Article page (HTML); opened from a search, records a click",
+            "parameters": [article, *context, ui],
+            "responses": {"200": HTML, "404": {"description": "Not found"}}}},
+        "/articles/{id}/vote": {
+            "get": {"summary": "Redirect to the article page", "parameters": [article],
+                    "responses": {"302": {"description": "To /articles/{id}"}}},
+            "post": faq_vote(article, settings),
+        },
+        "/suche/fragment": {"get": {
+            "summary": "FAQ search results alone, for search as you type (HTML)",
+            "parameters": [question, ui],
+            "responses": {"200": HTML, "400": {"description": "Bad query"},
+                          "503": {"description": "Search unavailable"}}}},
+        "/themen/{category}": {"get": {
+            "summary": "The public articles of one topic (HTML)",
+            "parameters": [{"name": "category", "in": "path", "required": True,
+                            "schema": PATH_PARAMETERS["category"]}, ui],
+            "responses": {"200": HTML, "404": {"description": "No such topic"}}}},
+        "/rueckruf": {
+            "get": {"summary": "Callback form (HTML), started from a search or article",
+                    "parameters": [_query("q", {"type": "string"}, "The search"),
+                                   _query("article", {"type": "string"}, "Article id"), ui],
+                    "responses": {"200": HTML}},
+            "post": faq_callback(),
+        },
+        "/rueckruf/danke": {"get": {
+            "summary": "Confirmation of a callback request (HTML)",
+            "parameters": [_query("nr", {"type": "string"}, "Reference RR-XXXXXX"),
+                           _query("zeit", {"type": "string"}, "Time slot"), ui],
+            "responses": {"200": HTML,
+                          "302": {"description": "No valid reference: to the form"}}}},
+    }
+
+
+def _form(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": required, "properties": properties}}}}
+
+
+def faq_vote(article: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Return the operation of the FAQ page's "did this article help?" form."""
+    return {
+        "summary": "\"Did this article help?\" from the FAQ page (form post)",
+        "parameters": [article],
+        "requestBody": _form(["vote"], {
+            "vote": {"type": "string", "enum": list(VOTE_EVENTS)},
+            "s": {"type": "string", "description": "search_id"},
+            "p": {"type": "integer", "minimum": 1, "maximum": settings.max_k,
+                  "description": "position shown"},
+            "partial": {"type": "string", "enum": ["1"],
+                        "description": "Return the outcome alone"},
+        }),
+        "responses": {"200": HTML, "400": {"description": "No valid vote"},
+                      "404": {"description": "Not found"},
+                      "413": {"description": f"Form larger than {FORM_MAX_BYTES} bytes"},
+                      "503": {"description": "Vote not stored"}},
+    }
+
+
+def faq_callback() -> dict[str, Any]:
+    """Return the operation of the FAQ page's callback form."""
+    return {
+        "summary": "Store a callback request (form post)",
+        "requestBody": _form(["name", "phone", "preferred_time", "description"], {
+            "name": {"type": "string", "maxLength": NAME_MAX},
+            "phone": {"type": "string"},
+            "preferred_time": {"type": "string", "enum": list(TIME_SLOTS)},
+            "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
+            "context": {"type": "string"},
+        }),
+        "responses": {"303": {"description": "To /rueckruf/danke"},
+                      "400": {"description": "Form with a message per bad field"},
+                      "413": {"description": f"Form larger than {FORM_MAX_BYTES} bytes"},
+                      "503": {"description": "Request not stored"}},
+    }
+
+
+@docs.get("/openapi.json")
+def openapi() -> Any:
+    """Return the OpenAPI 3.1 document of every route."""
+    parts = components()
+    return jsonify(openapi_document(parts.contract, parts.settings, __version__))

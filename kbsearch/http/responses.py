@@ -1,0 +1,229 @@
+"""The JSON the API answers with, as pydantic models: the schemas of the OpenAPI document.
+
+The views build their JSON themselves (``SearchResponse.to_json``, ``bot_json``, ...); these
+models describe it, with enums taken from the code, and the tests check every answer against
+them. Every model forbids other fields, so a field added to an answer must be added here.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kbsearch.channels.bot import FEEDBACK_EVENTS, REASONS
+from kbsearch.content.articles import AUDIENCES
+from kbsearch.content.articles import STATUSES as ARTICLE_STATUSES
+from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
+from kbsearch.stores.callbacks import TIME_SLOTS
+from kbsearch.stores.feedback import CHANNELS, EVENTS
+
+
+class Answer(BaseModel):
+    """A JSON answer: exactly the fields listed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Answer):
+    """What went wrong."""
+
+    code: str = Field(description="Stable, for programs: invalid_parameter, not_found, ...")
+    message: str = Field(description="For people; starts with the parameter it is about.")
+
+
+class Error(Answer):
+    """The one shape of every error."""
+
+    error: ErrorDetail
+
+
+class Hit(Answer):
+    """One search result."""
+
+    id: str
+    title: str
+    url: str
+    snippet: str
+    probability: float = Field(ge=0, le=1)
+    scores: dict[str, float]
+    language: str
+    category: str
+    tags: list[str]
+    updated: str | None = Field(description="ISO date of the last update")
+
+
+class SearchResults(Answer):
+    """Ranked results of one search."""
+
+    search_id: str
+    query: str
+    took_ms: float
+    index_version: str
+    model_version: str
+    results: list[Hit]
+
+
+class StoredFeedback(Answer):
+    """A feedback event as stored."""
+
+    search_id: str
+    article_id: str
+    event: Literal[EVENTS]  # type: ignore[valid-type]
+    position: int = Field(ge=1)
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+class BotArticle(Answer):
+    """An article the bot offers."""
+
+    id: str
+    title: str
+    short_answer: str
+    url: str
+    probability: float = Field(ge=0, le=1)
+
+
+class HandoffReason(Answer):
+    """Why the customer should talk to a human."""
+
+    code: Literal[tuple(REASONS)]  # type: ignore[valid-type]
+    detail: str
+
+
+class TriedArticle(Answer):
+    """An article offered first in some turn, with the customer's verdict."""
+
+    id: str
+    title: str
+    probability: float
+    feedback: Literal[FEEDBACK_EVENTS] | None  # type: ignore[valid-type]
+
+
+class Verdict(Answer):
+    """The customer's verdict on one article."""
+
+    article_id: str
+    event: Literal[FEEDBACK_EVENTS]  # type: ignore[valid-type]
+
+
+class HandoffSummary(Answer):
+    """The conversation summed up for the agent who takes over."""
+
+    questions: list[str]
+    articles_tried: list[TriedArticle]
+    feedback: list[Verdict]
+    reasons: list[Literal[tuple(REASONS)]]  # type: ignore[valid-type]
+    text: str = Field(description="The same as one German paragraph")
+
+
+class Handoff(Answer):
+    """Whether to hand the customer to a human, and why."""
+
+    recommended: bool
+    reasons: list[HandoffReason]
+    summary: HandoffSummary | None
+
+
+class BotAnswer(Answer):
+    """The bot's answer to one turn."""
+
+    conversation_id: str
+    turn: int = Field(ge=1)
+    new_conversation: bool
+    search_id: str | None
+    article: BotArticle | None
+    probability: float | None
+    alternatives: list[BotArticle]
+    handoff: Handoff
+
+
+class Span(Answer):
+    """A sentence of the text sent, by character offsets."""
+
+    text: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class MatchedSpan(Span):
+    """A sentence of the text that points to an article."""
+
+    similarity: float
+
+
+class FoundRequest(Answer):
+    """What the customer asks, as found in the text."""
+
+    query: str
+    sentences: list[Span]
+    removed: dict[str, int] = Field(description="Lines set aside, by kind")
+
+
+class AssistResult(Answer):
+    """An article for the agent, with the sentences that matched it."""
+
+    id: str
+    title: str
+    url: str
+    probability: float = Field(ge=0, le=1)
+    audience: Literal[AUDIENCES]  # type: ignore[valid-type]
+    language: str
+    category: str
+    snippet: str
+    matched_sentences: list[MatchedSpan]
+
+
+class AssistAnswer(Answer):
+    """Articles for an e-mail, ticket or transcript."""
+
+    search_id: str
+    request: FoundRequest
+    results: list[AssistResult]
+
+
+class Callback(Answer):
+    """A callback request from the FAQ page."""
+
+    reference: str
+    created: str = Field(description="ISO 8601 time in UTC")
+    status: Literal[CALLBACK_STATUSES]  # type: ignore[valid-type]
+    name: str
+    phone: str
+    preferred_time: Literal[TIME_SLOTS]  # type: ignore[valid-type]
+    language: str = Field(description="The FAQ page's interface language")
+    description: str
+    context: str = Field(description="search: <query> or article: <id>, or empty")
+
+
+class CallbackList(Answer):
+    """Callback requests, newest first."""
+
+    callbacks: list[Callback]
+
+
+class ArticleAnswer(Answer):
+    """One article: metadata, Markdown and sanitised HTML."""
+
+    id: str
+    title: str
+    language: str
+    category: str
+    tags: list[str]
+    audience: Literal[AUDIENCES]  # type: ignore[valid-type]
+    status: Literal[ARTICLE_STATUSES]  # type: ignore[valid-type]
+    updated: str | None
+    review_by: str | None
+    translation_of: str | None
+    related: list[str]
+    url: str
+    markdown: str
+    html: str
+
+
+class Health(Answer):
+    """Liveness and the loaded index."""
+
+    status: Literal["ok"]
+    version: str
+    index_version: str
+    articles: int = Field(ge=0)
+    model: str
