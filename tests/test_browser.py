@@ -1,6 +1,7 @@
 """The FAQ pages in a real browser: Debian's Chromium driven by Playwright.
 
-The app is served for real on 127.0.0.1 (a werkzeug server in a thread). The tests save
+The app is served for real on 127.0.0.1 (a werkzeug server in a thread), with the real
+model, so that the screenshots show what customers see. The tests save
 screenshots of the main pages into docs/screenshots/, overwritten on each run. Without
 Chromium at /usr/bin/chromium or the playwright package the tests are skipped, except
 under CI (the CI variable set), where they fail: scripts/test.sh installs Chromium.
@@ -19,9 +20,6 @@ import pytest
 
 from kbsearch.http.context import Components
 from kbsearch.http.web.texts import TEXTS
-from kbsearch.stores.callbacks import CallbackStore
-
-from .conftest import use_callbacks
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -63,15 +61,21 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def server(sample_service, tmp_path_factory) -> Iterator[tuple[str, Any]]:
+def browser_service(model_index, embedder, tmp_path_factory):
+    """A search service over the real model's sample index, with this module's own stores."""
+    from .conftest import service_over
+
+    return service_over(tmp_path_factory.mktemp("browser"), model_index, embedder)
+
+
+@pytest.fixture(scope="module")
+def server(browser_service) -> Iterator[tuple[str, Any]]:
     """The app served on 127.0.0.1 on a free port; yields (base address, app)."""
     from werkzeug.serving import make_server
 
     from kbsearch.api import create_app
 
-    app = create_app({"TESTING": True}, search_service=sample_service)
-    folder = tmp_path_factory.mktemp("browser")
-    use_callbacks(app, CallbackStore(folder / "channels.sqlite3"))
+    app = create_app({"TESTING": True}, search_service=browser_service)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="faq-server", daemon=True)
     thread.start()
@@ -178,7 +182,7 @@ def test_results_appear_as_you_type(page, base):
     screenshot(page, "live-results")
 
 
-def test_opening_an_article_and_voting_yes(page, base, sample_service):
+def test_opening_an_article_and_voting_yes(page, base, browser_service):
     page.goto(base + "/")
     type_query(page, "Router Störung")
     link = page.locator("#results .result h3 a").first
@@ -192,13 +196,13 @@ def test_opening_an_article_and_voting_yes(page, base, sample_service):
     outcome.wait_for()
     assert DE["vote_thanks_yes"] in outcome.inner_text()
     assert page.evaluate("document.activeElement.id") == "vote-outcome"
-    events = {(e.event, e.article_id, e.position) for e in sample_service.feedback.events()
+    events = {(e.event, e.article_id, e.position) for e in browser_service.feedback.events()
               if e.search_id == search_id}
     assert {("click", "router-stoerung", position),
             ("helpful", "router-stoerung", position)} <= events
 
 
-def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, sample_service):
+def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, browser_service):
     page.goto(base + "/")
     type_query(page, "Abschlag ändern")
     link = page.locator("#results .result h3 a").first
@@ -223,7 +227,7 @@ def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, sample
     # the way to a human comes before the alternatives
     assert human.bounding_box()["y"] < outcome.locator(".alternatives").bounding_box()["y"]
     assert ("not_helpful", article_id) in {
-        (e.event, e.article_id) for e in sample_service.feedback.events()
+        (e.event, e.article_id) for e in browser_service.feedback.events()
         if e.search_id == search_id}
     page.mouse.move(0, 0)
     screenshot(page, "after-no")
@@ -312,7 +316,7 @@ def test_switching_to_english(page, base):
     assert "q=submit" in page.url  # the switch keeps the query typed
 
 
-def test_without_javascript_search_read_and_vote(plain_page, base, sample_service):
+def test_without_javascript_search_read_and_vote(plain_page, base, browser_service):
     page = plain_page
     page.goto(base + "/")
     assert page.locator("#q-hint").is_hidden()  # "results as you type" needs the script
@@ -331,5 +335,5 @@ def test_without_javascript_search_read_and_vote(plain_page, base, sample_servic
     assert outcome.locator(".human-first").is_visible()
     # with the page reloaded, the outcome is on top, above the article
     assert outcome.bounding_box()["y"] < page.locator("article").bounding_box()["y"]
-    assert "not_helpful" in {e.event for e in sample_service.feedback.events()
+    assert "not_helpful" in {e.event for e in browser_service.feedback.events()
                              if e.search_id == search_id}

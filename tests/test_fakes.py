@@ -64,3 +64,12 @@ def test_unrelated_texts_sit_at_the_shared_cosine_like_e5():
     with pytest.raises(ValueError):
         FakeEmbedder(shared=1.0)
 
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("Wie melde ich meinen Zählerstand?", "zaehlerstand-melden"),
+    ("Router blinkt rot", "router-stoerung"),
+    ("submit meter reading", "zaehlerstand-melden-en"),
+    ("SEPA Lastschrift einrichten", "sepa-lastschrift"),
+])
+def test_the_fake_sample_index_answers_queries_that_share_words(sample_service, query, expected):
+    assert sample_service.search(query, k=3, log=False).results[0].article.id == expected
