@@ -47,6 +47,15 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
     return load_settings(environ={}, **values)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Run OpenMP libraries single-threaded unless OMP_NUM_THREADS says otherwise.
+
+    On the two cores that test runs share, OpenMP threads spinning while they wait
+    (scikit-learn's trees, FAISS, torch) cost more time than they save.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses the real model ``model``; refuse tests that mix the two."""

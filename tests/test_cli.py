@@ -179,6 +179,7 @@ def test_serve_runs_a_real_gunicorn_server(model_index, tmp_path):
         log.close()
 
 
+@pytest.mark.slow  # 40 searches with feedback, a training and a judged comparison
 def test_train_then_list_show_promote_and_rollback_weights(tmp_path, sample_index,
                                                             fake_model):
     from kbsearch.api import create_app
