@@ -150,7 +150,12 @@ def free_port() -> int:
 
 
 def test_serve_runs_a_real_gunicorn_server(model_index, tmp_path):
-    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(model_index)}
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(model_index),
+           # stores under tmp_path, not the default data/ of the checkout it runs in
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "weights"),
+           "KBSEARCH_KEYS_FILE": str(tmp_path / "keys.json"),
+           "KBSEARCH_CHANNELS_DB": str(tmp_path / "channels.sqlite3")}
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     kbsearch = shutil.which("kbsearch", path=os.path.dirname(sys.executable)) or "kbsearch"
