@@ -1,16 +1,18 @@
 """The FAQ pages in a real browser: Debian's Chromium driven by Playwright.
 
 The app is served for real on 127.0.0.1 (a werkzeug server in a thread), with the real
-model, so that the screenshots show what customers see. The tests save
-screenshots of the main pages into docs/screenshots/, overwritten on each run. Without
-Chromium at /usr/bin/chromium or the playwright package the tests are skipped, except
-under CI (the CI variable set), where they fail: scripts/test.sh installs Chromium.
+model, so that the screenshots show what customers see. The tests save screenshots of the
+main pages into a temporary folder, or into $KBSEARCH_SCREENSHOTS: scripts/screenshots.sh
+points it at docs/screenshots/ to refresh the saved pictures. Without Chromium at
+/usr/bin/chromium or the playwright package the tests are skipped, except under CI (the CI
+variable set), where they fail: scripts/test.sh installs Chromium.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +23,10 @@ import pytest
 from kbsearch.http.context import Components
 from kbsearch.http.web.texts import TEXTS
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS_VARIABLE = "KBSEARCH_SCREENSHOTS"  # scripts/screenshots.sh: docs/screenshots
+SCREENSHOTS: Path | None = None  # where screenshot() saves: set by screenshot_folder
 VIEWPORT = {"width": 1200, "height": 900}
 DE, EN = TEXTS["de"], TEXTS["en"]
 NONSENSE = "xqzv blorp wibble"
@@ -58,6 +60,16 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def screenshot_folder(tmp_path_factory) -> Iterator[Path]:
+    """Save screenshots in $KBSEARCH_SCREENSHOTS if set, else in a temporary folder."""
+    chosen = os.environ.get(SCREENSHOTS_VARIABLE)
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules[__name__], "SCREENSHOTS", folder)
+        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +126,8 @@ def plain_page(browser) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Save the visible part of the page as docs/screenshots/<name>.png."""
+    """Save the visible part of the page as <name>.png in the screenshot folder."""
+    assert SCREENSHOTS is not None, "the screenshot_folder fixture chooses the folder"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     # settled pages only, so that a saved picture changes only when the page does
     page.wait_for_load_state("networkidle")
