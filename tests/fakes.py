@@ -43,24 +43,27 @@ def _slot(feature: str, buckets: int) -> tuple[int, float]:
     return 1 + digest % buckets, (1.0 if digest >> 63 else -1.0)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _word_features(word: str) -> tuple[str, ...]:
+    """Return a folded word's own feature and those of its character trigrams."""
+    marked = f"<{word}>"
+    return ("w:" + word, *("c:" + marked[i : i + 3] for i in range(len(marked) - 2)))
+
+
 def features(text: str) -> Counter[str]:
     """Return the weighted features of a text: folded words and their character trigrams.
 
     Stop words are left out unless the text has nothing else; repeats count sublinearly.
     """
     found = words(text)
-    content = [w for w in found if w not in _stop()] or found
     counts: Counter[str] = Counter()
-    for word in content:
-        counts["w:" + word] += 1
-        marked = f"<{word}>"
-        for i in range(len(marked) - 2):
-            counts["c:" + marked[i : i + 3]] += 1
-    weighted: Counter[str] = Counter()
-    for feature, count in counts.items():
-        base = WORD_WEIGHT if feature.startswith("w:") else TRIGRAM_WEIGHT
-        weighted[feature] = base * (1.0 + math.log(count))
-    return weighted
+    for word in [w for w in found if w not in _stop()] or found:
+        counts.update(_word_features(word))
+    return Counter({
+        feature: (WORD_WEIGHT if feature.startswith("w:") else TRIGRAM_WEIGHT)
+        * (1.0 + math.log(count))
+        for feature, count in counts.items()
+    })
 
 
 class FakeEmbedder:
