@@ -1,4 +1,16 @@
-"""Shared fixtures: the real default model (loaded once) and a built sample index."""
+"""Shared fixtures: the sample knowledge base indexed with a fake embedder, and with the real one.
+
+Plumbing tests (API shapes, auth, limits, feedback, channels, CLI, pages, indexing) run on
+``sample_index``, built with the fake embedder of tests/fakes.py in a few seconds. Tests of
+search quality and of the model itself run on ``model_index`` or ``embedder``, the real
+default model: every test that uses ``embedder``, directly or through another fixture, is
+marked ``model`` (and one that loads the model some other way carries the mark by hand), so
+``pytest -m "not model and not slow"`` is the fast loop and plain ``pytest`` runs everything.
+
+``sample_service`` and ``model_service`` are fresh per test, with their own feedback store,
+weights, channels database and keys file under the test's tmp_path, over the shared
+read-only index; ``app`` and ``client`` serve ``sample_service``.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +23,15 @@ import pytest
 
 from kbsearch.config import Settings, load_settings
 
+from .fakes import FakeEmbedder
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLES = ROOT / "articles"
 MODEL = Path(os.environ.get("KBSEARCH_MODEL", ROOT / "models" / "multilingual-e5-small"))
 SHARED_EVAL = ROOT.parent / "shared" / "eval"
+# Fixtures of the real model: a test that uses one of them must not also use a fake one.
+REAL = "embedder"
+FAKE = ("fake_embedder", "sample_index")
 
 
 def make_settings(tmp: Path, **overrides: object) -> Settings:
@@ -30,6 +47,59 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
     return load_settings(environ={}, **values)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Run OpenMP libraries single-threaded unless OMP_NUM_THREADS says otherwise.
+
+    On the two cores that test runs share, OpenMP threads spinning while they wait
+    (scikit-learn's trees, FAISS, torch) cost more time than they save.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the real model ``model``; refuse tests that mix the two."""
+    mixed = []
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if REAL in names:
+            item.add_marker(pytest.mark.model)
+            if names & set(FAKE):
+                mixed.append(item.nodeid)
+    if mixed:
+        raise pytest.UsageError(
+            "these tests use the real embedder together with the fake one or its index "
+            "(use model_index / model_service with the real model): " + ", ".join(mixed)
+        )
+
+
+def _refuse_model(settings: Settings):
+    raise AssertionError(
+        "this test loads the real embedding model without the 'model' mark: use the "
+        "fake_model fixture, or the embedder fixture (or @pytest.mark.model) for the real one"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _only_marked_tests_load_the_model(request, monkeypatch) -> None:
+    """Keep the fast subset honest: without the ``model`` mark, loading the model fails."""
+    if request.node.get_closest_marker("model") is None:
+        monkeypatch.setattr("kbsearch.service.default_embedder", _refuse_model)
+
+
+@pytest.fixture(scope="session")
+def fake_embedder() -> FakeEmbedder:
+    """The fake embedder of tests/fakes.py: hashed words and trigrams, no torch."""
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def fake_model(monkeypatch, fake_embedder) -> FakeEmbedder:
+    """Make the CLI and services that load the configured model get the fake one."""
+    monkeypatch.setattr("kbsearch.service.default_embedder", lambda settings: fake_embedder)
+    return fake_embedder
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real default embedding model, loaded once per test run."""
@@ -40,23 +110,44 @@ def embedder():
     return default_embedder(load_settings(environ={}, model=str(MODEL)))
 
 
-@pytest.fixture(scope="session")
-def sample_index(tmp_path_factory, embedder) -> Path:
-    """An index of the bundled sample knowledge base, built once per test run."""
+def build_sample(folder: Path, embedder) -> Path:
+    """Build an index of the bundled sample knowledge base in folder/index."""
     from kbsearch.index.builds import build_index
 
-    index_dir = tmp_path_factory.mktemp("sample") / "index"
+    index_dir = folder / "index"
     build_index(ARTICLES, index_dir, embedder)
     return index_dir
 
 
-@pytest.fixture(scope="session")
-def sample_service(sample_index, embedder, tmp_path_factory):
-    """A search service over the sample index."""
+def service_over(folder: Path, index: Path, embedder, **settings: object):
+    """A search service over an index, its stores and other files in folder."""
     from kbsearch.service import SearchService
 
-    settings = make_settings(tmp_path_factory.mktemp("svc"), index=sample_index)
-    return SearchService(settings, embedder=embedder)
+    return SearchService(make_settings(folder, index=index, **settings), embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory, fake_embedder) -> Path:
+    """An index of the sample knowledge base with the fake embedder, built once per run."""
+    return build_sample(tmp_path_factory.mktemp("sample"), fake_embedder)
+
+
+@pytest.fixture(scope="session")
+def model_index(tmp_path_factory, embedder) -> Path:
+    """An index of the sample knowledge base with the real model, built once per run."""
+    return build_sample(tmp_path_factory.mktemp("model-sample"), embedder)
+
+
+@pytest.fixture
+def sample_service(tmp_path, sample_index, fake_embedder):
+    """A search service over the fake sample index, with this test's own stores."""
+    return service_over(tmp_path / "service", sample_index, fake_embedder)
+
+
+@pytest.fixture
+def model_service(tmp_path, model_index, embedder):
+    """A search service over the real model's sample index, with this test's own stores."""
+    return service_over(tmp_path / "model-service", model_index, embedder)
 
 
 def use_callbacks(app, store) -> None:
@@ -68,10 +159,11 @@ def use_callbacks(app, store) -> None:
 
 @pytest.fixture
 def app(sample_service):
-    """A Flask app over the sample index."""
+    """A Flask app over the fake sample index, with this test's own stores and keys file."""
     from kbsearch.api import create_app
 
-    return create_app({"TESTING": True}, search_service=sample_service)
+    return create_app({"TESTING": True}, settings=sample_service.settings,
+                      search_service=sample_service)
 
 
 @pytest.fixture

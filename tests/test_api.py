@@ -184,7 +184,7 @@ INTERNAL_CATEGORIES = ["internet", "konto", "rechnung", "service", "tarife", "ve
 
 
 @pytest.fixture
-def keyed(tmp_path, sample_index, embedder):
+def keyed(tmp_path, sample_index, fake_embedder):
     """An app whose key file holds one key per role; returns (client, keys by role)."""
     from kbsearch.api import create_app
     from kbsearch.service import SearchService
@@ -196,7 +196,7 @@ def keyed(tmp_path, sample_index, embedder):
     store = KeyStore(settings.keys_file)
     keys = {role: store.create(role, f"test {role}")[1] for role in ("bot", "agent", "editor")}
     app = create_app({"TESTING": True},
-                     search_service=SearchService(settings, embedder=embedder))
+                     search_service=SearchService(settings, embedder=fake_embedder))
     return app.test_client(), keys
 
 

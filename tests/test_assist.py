@@ -96,7 +96,7 @@ def test_a_text_of_only_history_is_still_searched():
 
 
 @pytest.fixture
-def keyed_client(tmp_path, sample_index, embedder):
+def keyed_client(tmp_path, sample_index, fake_embedder):
     """A client and one key per role."""
     from kbsearch.api import create_app
     from kbsearch.service import SearchService
@@ -107,7 +107,8 @@ def keyed_client(tmp_path, sample_index, embedder):
     settings = make_settings(tmp_path, index=sample_index)
     store = KeyStore(settings.keys_file)
     keys = {role: store.create(role, role)[1] for role in ("bot", "agent", "editor")}
-    app = create_app({"TESTING": True}, search_service=SearchService(settings, embedder=embedder))
+    app = create_app({"TESTING": True},
+                     search_service=SearchService(settings, embedder=fake_embedder))
     return app.test_client(), keys
 
 
@@ -129,12 +130,12 @@ def test_a_sentence_matches_the_article_it_stands_out_for():
     assert sentence_matches(np.zeros((0, 6)), [0], per_article=2) == [[]]
 
 
-def test_greetings_and_thanks_match_no_article(sample_service):
+def test_greetings_and_thanks_match_no_article(model_service):
     sentences = ["Hallo zusammen,", "Was kann ich tun?", "Mein Router blinkt seit gestern rot.",
                  "Außerdem wollte ich noch meinen Zählerstand durchgeben.",
                  "Vielen Dank im Voraus."]
     matches = matching_sentences(
-        sample_service,
+        model_service,
         ["router-stoerung", "zaehlerstand-melden", "nachzahlung-hoch", "gibt-es-nicht"],
         sentences, per_article=5)
     assert matches["router-stoerung"][0][0] == 2

@@ -231,10 +231,10 @@ def test_concurrent_new_conversations_are_all_kept(tmp_path):
     assert all(store.get("k", f"c{n}-{i}", 2.0) for n in range(4) for i in range(20))
 
 
-# --- the route, with the real model and the sample knowledge base -------------------------
+# --- the route, with the fake embedder and the sample knowledge base ----------------------
 
 @pytest.fixture
-def bot_client(tmp_path, sample_index, embedder):
+def bot_client(tmp_path, sample_index, fake_embedder):
     """A client with a bot key; returns (client, headers, service)."""
     from kbsearch.api import create_app
     from kbsearch.service import SearchService
@@ -244,7 +244,7 @@ def bot_client(tmp_path, sample_index, embedder):
 
     settings = make_settings(tmp_path, index=sample_index)
     key = KeyStore(settings.keys_file).create("bot", "test bot")[1]
-    service = SearchService(settings, embedder=embedder)
+    service = SearchService(settings, embedder=fake_embedder)
     app = create_app({"TESTING": True}, search_service=service)
     return app.test_client(), {"Authorization": f"Bearer {key}"}, service
 

@@ -1,15 +1,18 @@
 """The FAQ pages in a real browser: Debian's Chromium driven by Playwright.
 
-The app is served for real on 127.0.0.1 (a werkzeug server in a thread). The tests save
-screenshots of the main pages into docs/screenshots/, overwritten on each run. Without
-Chromium at /usr/bin/chromium or the playwright package the tests are skipped, except
-under CI (the CI variable set), where they fail: scripts/test.sh installs Chromium.
+The app is served for real on 127.0.0.1 (a werkzeug server in a thread), with the real
+model, so that the screenshots show what customers see. The tests save screenshots of the
+main pages into a temporary folder, or into $KBSEARCH_SCREENSHOTS: scripts/screenshots.sh
+points it at docs/screenshots/ to refresh the saved pictures. Without Chromium at
+/usr/bin/chromium or the playwright package the tests are skipped, except under CI (the CI
+variable set), where they fail: scripts/test.sh installs Chromium.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +22,11 @@ import pytest
 
 from kbsearch.http.context import Components
 from kbsearch.http.web.texts import TEXTS
-from kbsearch.stores.callbacks import SQLiteCallbackStore
 
-from .conftest import use_callbacks
-
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS_VARIABLE = "KBSEARCH_SCREENSHOTS"  # scripts/screenshots.sh: docs/screenshots
+SCREENSHOTS: Path | None = None  # where screenshot() saves: set by screenshot_folder
 VIEWPORT = {"width": 1200, "height": 900}
 DE, EN = TEXTS["de"], TEXTS["en"]
 NONSENSE = "xqzv blorp wibble"
@@ -62,16 +62,32 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def screenshot_folder(tmp_path_factory) -> Iterator[Path]:
+    """Save screenshots in $KBSEARCH_SCREENSHOTS if set, else in a temporary folder."""
+    chosen = os.environ.get(SCREENSHOTS_VARIABLE)
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys.modules[__name__], "SCREENSHOTS", folder)
+        yield folder
+
+
 @pytest.fixture(scope="module")
-def server(sample_service, tmp_path_factory) -> Iterator[tuple[str, Any]]:
+def browser_service(model_index, embedder, tmp_path_factory):
+    """A search service over the real model's sample index, with this module's own stores."""
+    from .conftest import service_over
+
+    return service_over(tmp_path_factory.mktemp("browser"), model_index, embedder)
+
+
+@pytest.fixture(scope="module")
+def server(browser_service) -> Iterator[tuple[str, Any]]:
     """The app served on 127.0.0.1 on a free port; yields (base address, app)."""
     from werkzeug.serving import make_server
 
     from kbsearch.api import create_app
 
-    app = create_app({"TESTING": True}, search_service=sample_service)
-    folder = tmp_path_factory.mktemp("browser")
-    use_callbacks(app, SQLiteCallbackStore(folder / "channels.sqlite3"))
+    app = create_app({"TESTING": True}, search_service=browser_service)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="faq-server", daemon=True)
     thread.start()
@@ -110,7 +126,8 @@ def plain_page(browser) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Save the visible part of the page as docs/screenshots/<name>.png."""
+    """Save the visible part of the page as <name>.png in the screenshot folder."""
+    assert SCREENSHOTS is not None, "the screenshot_folder fixture chooses the folder"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     # settled pages only, so that a saved picture changes only when the page does
     page.wait_for_load_state("networkidle")
@@ -178,7 +195,7 @@ def test_results_appear_as_you_type(page, base):
     screenshot(page, "live-results")
 
 
-def test_opening_an_article_and_voting_yes(page, base, sample_service):
+def test_opening_an_article_and_voting_yes(page, base, browser_service):
     page.goto(base + "/")
     type_query(page, "Router Störung")
     link = page.locator("#results .result h3 a").first
@@ -192,13 +209,13 @@ def test_opening_an_article_and_voting_yes(page, base, sample_service):
     outcome.wait_for()
     assert DE["vote_thanks_yes"] in outcome.inner_text()
     assert page.evaluate("document.activeElement.id") == "vote-outcome"
-    events = {(e.event, e.article_id, e.position) for e in sample_service.feedback.events()
+    events = {(e.event, e.article_id, e.position) for e in browser_service.feedback.events()
               if e.search_id == search_id}
     assert {("click", "router-stoerung", position),
             ("helpful", "router-stoerung", position)} <= events
 
 
-def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, sample_service):
+def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, browser_service):
     page.goto(base + "/")
     type_query(page, "Abschlag ändern")
     link = page.locator("#results .result h3 a").first
@@ -223,7 +240,7 @@ def test_voting_no_offers_alternatives_and_the_way_to_a_human(page, base, sample
     # the way to a human comes before the alternatives
     assert human.bounding_box()["y"] < outcome.locator(".alternatives").bounding_box()["y"]
     assert ("not_helpful", article_id) in {
-        (e.event, e.article_id) for e in sample_service.feedback.events()
+        (e.event, e.article_id) for e in browser_service.feedback.events()
         if e.search_id == search_id}
     page.mouse.move(0, 0)
     screenshot(page, "after-no")
@@ -312,7 +329,7 @@ def test_switching_to_english(page, base):
     assert "q=submit" in page.url  # the switch keeps the query typed
 
 
-def test_without_javascript_search_read_and_vote(plain_page, base, sample_service):
+def test_without_javascript_search_read_and_vote(plain_page, base, browser_service):
     page = plain_page
     page.goto(base + "/")
     assert page.locator("#q-hint").is_hidden()  # "results as you type" needs the script
@@ -331,5 +348,5 @@ def test_without_javascript_search_read_and_vote(plain_page, base, sample_servic
     assert outcome.locator(".human-first").is_visible()
     # with the page reloaded, the outcome is on top, above the article
     assert outcome.bounding_box()["y"] < page.locator("article").bounding_box()["y"]
-    assert "not_helpful" in {e.event for e in sample_service.feedback.events()
+    assert "not_helpful" in {e.event for e in browser_service.feedback.events()
                              if e.search_id == search_id}

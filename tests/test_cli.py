@@ -17,7 +17,7 @@ from .test_evaluation import write_beir
 
 
 @pytest.fixture
-def env(tmp_path, sample_index):
+def env(tmp_path, sample_index, fake_model):
     return {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index)}
 
 
@@ -52,7 +52,7 @@ def test_help_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_index_command_builds_and_reports(small_kb, tmp_path):
+def test_index_command_builds_and_reports(small_kb, tmp_path, fake_model):
     env = {"KBSEARCH_MODEL": str(MODEL)}
     index_dir = tmp_path / "idx"
     result = run(["index", "--articles", str(small_kb), "--index", str(index_dir), "-q"], env)
@@ -67,6 +67,7 @@ def test_index_command_builds_and_reports(small_kb, tmp_path):
     assert result.exit_code == 1 and "--strict" in result.output
 
 
+@pytest.mark.model
 def test_index_works_from_any_directory_with_the_default_model(small_kb, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an editor's articles repository, say
     monkeypatch.delenv("KBSEARCH_MODEL", raising=False)
@@ -76,6 +77,7 @@ def test_index_works_from_any_directory_with_the_default_model(small_kb, tmp_pat
     assert (tmp_path / "idx" / "CURRENT").is_file()
 
 
+@pytest.mark.model  # goes through the real model loader, which names the folder
 def test_a_missing_model_folder_is_named_with_the_command_that_builds_it(
     small_kb, tmp_path, monkeypatch
 ):
@@ -88,7 +90,7 @@ def test_a_missing_model_folder_is_named_with_the_command_that_builds_it(
     assert f"kbsearch model build --out {folder}" in result.output
 
 
-def test_index_command_missing_folder(tmp_path):
+def test_index_command_missing_folder(tmp_path, fake_model):
     result = run(["index", "--articles", str(tmp_path / "nope"), "--index", str(tmp_path / "i")],
                  {"KBSEARCH_MODEL": str(MODEL)})
     assert result.exit_code == 1 and "does not exist" in result.output
@@ -111,7 +113,7 @@ def test_search_command_errors(env, tmp_path):
     assert bad.exit_code == 1 and "KBSEARCH_MAX_K" in bad.output
 
 
-def test_eval_command_json(tmp_path):
+def test_eval_command_json(tmp_path, fake_model):
     write_beir(
         tmp_path / "mini",
         [{"_id": "d1", "title": "Zählerstand melden", "text": "Melden Sie den Stand online."},
@@ -135,7 +137,7 @@ def test_eval_command_json(tmp_path):
     assert bad.exit_code == 1 and "does not exist" in bad.output
 
 
-def test_eval_command_cross_fits_calibration_and_plots(tmp_path):
+def test_eval_command_cross_fits_calibration_and_plots(tmp_path, fake_model):
     docs = mini_docs(6)
     queries = ["Wie gebe ich meinen Zählerstand durch?", "Internet kaputt, Lampe am Router rot",
                "bank transfer payment", "Ich ziehe um, was muss ich tun?",
@@ -170,7 +172,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_runs_a_real_gunicorn_server(env, tmp_path):
+def test_serve_runs_a_real_gunicorn_server(model_index, tmp_path):
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(model_index),
+           # stores under tmp_path, not the default data/ of the checkout it runs in
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "weights"),
+           "KBSEARCH_KEYS_FILE": str(tmp_path / "keys.json"),
+           "KBSEARCH_CHANNELS_DB": str(tmp_path / "channels.sqlite3")}
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     kbsearch = shutil.which("kbsearch", path=os.path.dirname(sys.executable)) or "kbsearch"
@@ -199,14 +207,16 @@ def test_serve_runs_a_real_gunicorn_server(env, tmp_path):
         log.close()
 
 
-def test_train_then_list_show_promote_and_rollback_weights(tmp_path, sample_index, embedder):
+@pytest.mark.slow  # 40 searches with feedback, a training and a judged comparison
+def test_train_then_list_show_promote_and_rollback_weights(tmp_path, sample_index,
+                                                            fake_model):
     from kbsearch.api import create_app
     from kbsearch.service import SearchService
 
     from .conftest import ARTICLES, make_settings
 
     settings = make_settings(tmp_path, index=sample_index)
-    service = SearchService(settings, embedder=embedder)
+    service = SearchService(settings, embedder=fake_model)
     client = create_app({"TESTING": True}, search_service=service).test_client()
     queries = ["Zählerstand melden", "Router blinkt rot", "Abschlag ändern", "Umzug melden",
                "Passwort vergessen", "Roaming im Ausland", "SEPA Lastschrift", "WLAN langsam"]
@@ -250,7 +260,7 @@ def test_train_then_list_show_promote_and_rollback_weights(tmp_path, sample_inde
     assert missing.exit_code == 1 and "no weights version 'nope'" in missing.output
 
 
-def test_train_without_enough_feedback_says_so(tmp_path, sample_index):
+def test_train_without_enough_feedback_says_so(tmp_path, sample_index, fake_model):
     env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),
            "KBSEARCH_FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
            "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "w")}
@@ -277,6 +287,7 @@ def script(name, *args, timeout=600):
     )
 
 
+@pytest.mark.model  # the script loads the real model
 def test_fit_weights_out_writes_loadable_weights_and_leaves_the_shipped_ones(tmp_path):
     from kbsearch.ranking.scoring import load_ranking_model
 
@@ -293,6 +304,7 @@ def test_fit_weights_out_writes_loadable_weights_and_leaves_the_shipped_ones(tmp
     assert (ROOT / "kbsearch" / "weights" / "default.json").read_bytes() == shipped
 
 
+@pytest.mark.model  # the script loads the real model
 def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
     write_sim_set(tmp_path / "sim")
     out = script("simulate_feedback.py", tmp_path / "sim", "--sessions", "60", "--rounds", "2",
@@ -309,6 +321,7 @@ def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
     assert body["held_out_queries"] == 2
 
 
+@pytest.mark.model  # the script loads the real model
 def test_simulate_feedback_can_start_from_other_weights(tmp_path):
     write_sim_set(tmp_path / "sim")
     start = json.loads((ROOT / "kbsearch" / "weights" / "default.json").read_text("utf-8"))
@@ -333,7 +346,8 @@ def test_simulate_feedback_can_start_from_other_weights(tmp_path):
     assert missing.returncode == 2 and "nope.json: no such file" in missing.stderr
 
 
-def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_index):
+def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_index,
+                                                               fake_model):
     from .conftest import ARTICLES
 
     env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),

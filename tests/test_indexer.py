@@ -15,7 +15,7 @@ from kbsearch.index.builds import (
 
 
 class CountingEmbedder:
-    """The real embedder, counting what it embeds; can be told to fail mid-build."""
+    """An embedder that counts what it embeds; can be told to fail mid-build."""
 
     def __init__(self, inner, fail_after: int | None = None):
         self.inner = inner
@@ -40,9 +40,9 @@ class CountingEmbedder:
         return self.inner.embed_passages(texts)
 
 
-def test_build_writes_a_complete_versioned_build(small_kb, tmp_path, embedder):
+def test_build_writes_a_complete_versioned_build(small_kb, tmp_path, fake_embedder):
     index_dir = tmp_path / "index"
-    report = build_index(small_kb, index_dir, embedder)
+    report = build_index(small_kb, index_dir, fake_embedder)
     assert report.articles == 4 and report.embedded == report.chunks > 4
     assert current_version(index_dir) == report.version
     build = index_dir / BUILDS / report.version
@@ -59,12 +59,12 @@ def test_build_writes_a_complete_versioned_build(small_kb, tmp_path, embedder):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
 
 
-def test_incremental_build_embeds_only_changed_text(small_kb, tmp_path, embedder):
+def test_incremental_build_embeds_only_changed_text(small_kb, tmp_path, fake_embedder):
     index_dir = tmp_path / "index"
-    first = build_index(small_kb, index_dir, embedder)
+    first = build_index(small_kb, index_dir, fake_embedder)
     path = small_kb / "abschlag-anpassen.md"
     path.write_text(path.read_text("utf-8") + "\nNeuer Absatz über Abschläge im Winter.\n")
-    counting = CountingEmbedder(embedder)
+    counting = CountingEmbedder(fake_embedder)
     second = build_index(small_kb, index_dir, counting)
     assert second.changed == ("abschlag-anpassen",)
     assert second.added == () and second.removed == ()
@@ -73,13 +73,13 @@ def test_incremental_build_embeds_only_changed_text(small_kb, tmp_path, embedder
     assert all("Abschl" in text or "abschl" in text.lower() for text in counting.passages)
     assert second.version != first.version
     (small_kb / "router-stoerung-en.md").unlink()
-    third = build_index(small_kb, index_dir, CountingEmbedder(embedder))
+    third = build_index(small_kb, index_dir, CountingEmbedder(fake_embedder))
     assert third.removed == ("router-stoerung-en",) and third.embedded == 0
 
 
-def test_failed_build_leaves_the_current_index_serving(small_kb, tmp_path, embedder):
+def test_failed_build_leaves_the_current_index_serving(small_kb, tmp_path, fake_embedder):
     index_dir = tmp_path / "index"
-    good = build_index(small_kb, index_dir, embedder)
+    good = build_index(small_kb, index_dir, fake_embedder)
     (small_kb / "new.md").write_text(
         (small_kb / "abschlag-anpassen.md").read_text("utf-8")
         .replace("id: abschlag-anpassen", "id: neu-artikel"),
@@ -88,7 +88,7 @@ def test_failed_build_leaves_the_current_index_serving(small_kb, tmp_path, embed
     path = small_kb / "zaehlerstand-melden.md"
     path.write_text(path.read_text("utf-8") + "\nGeändert.\n", "utf-8")
     with pytest.raises(IndexBuildError, match="current index is unchanged"):
-        build_index(small_kb, index_dir, CountingEmbedder(embedder, fail_after=0))
+        build_index(small_kb, index_dir, CountingEmbedder(fake_embedder, fail_after=0))
     assert current_version(index_dir) == good.version
     assert list_builds(index_dir) == [good.version]
     assert not list((index_dir / BUILDS).glob(".staging-*"))
@@ -96,34 +96,34 @@ def test_failed_build_leaves_the_current_index_serving(small_kb, tmp_path, embed
     assert len(loaded.articles) == 4
 
 
-def test_strict_build_refuses_invalid_articles(small_kb, tmp_path, embedder):
+def test_strict_build_refuses_invalid_articles(small_kb, tmp_path, fake_embedder):
     (small_kb / "broken.md").write_text("---\nid: x\n---\n", "utf-8")
     with pytest.raises(IndexBuildError, match="--strict"):
-        build_index(small_kb, tmp_path / "index", embedder, strict=True)
+        build_index(small_kb, tmp_path / "index", fake_embedder, strict=True)
     assert current_version(tmp_path / "index") is None
-    report = build_index(small_kb, tmp_path / "index", embedder)
+    report = build_index(small_kb, tmp_path / "index", fake_embedder)
     assert report.articles == 4 and len(report.errors) == 1
     assert "broken.md" in str(report.errors[0])
 
 
-def test_empty_folder_builds_nothing(tmp_path, embedder):
+def test_empty_folder_builds_nothing(tmp_path, fake_embedder):
     (tmp_path / "empty").mkdir()
     with pytest.raises(IndexBuildError, match="no valid article"):
-        build_index(tmp_path / "empty", tmp_path / "index", embedder)
+        build_index(tmp_path / "empty", tmp_path / "index", fake_embedder)
 
 
-def test_old_builds_are_pruned(small_kb, tmp_path, embedder):
+def test_old_builds_are_pruned(small_kb, tmp_path, fake_embedder):
     index_dir = tmp_path / "index"
     versions = []
     for n in range(4):
         path = small_kb / "abschlag-anpassen.md"
         path.write_text(path.read_text("utf-8") + f"\nVersion {n}.\n", "utf-8")
-        versions.append(build_index(small_kb, index_dir, embedder, keep_builds=2).version)
+        versions.append(build_index(small_kb, index_dir, fake_embedder, keep_builds=2).version)
     assert list_builds(index_dir) == versions[-2:]
 
 
-def test_hnsw_above_the_exact_limit(small_kb, tmp_path, embedder):
-    report = build_index(small_kb, tmp_path / "index", embedder, exact_limit=2)
+def test_hnsw_above_the_exact_limit(small_kb, tmp_path, fake_embedder):
+    report = build_index(small_kb, tmp_path / "index", fake_embedder, exact_limit=2)
     manifest = json.loads((report.path / "manifest.json").read_text())
     assert manifest["dense_index"] == "hnsw"
 
@@ -133,57 +133,57 @@ def test_open_without_index_is_a_clear_error(tmp_path):
         open_index(tmp_path / "none")
 
 
-def test_reader_keeps_its_build_while_a_new_one_is_published(small_kb, tmp_path, embedder):
+def test_reader_keeps_its_build_while_a_new_one_is_published(small_kb, tmp_path, fake_embedder):
     index_dir = tmp_path / "index"
-    build_index(small_kb, index_dir, embedder)
+    build_index(small_kb, index_dir, fake_embedder)
     reader = open_index(index_dir)
     shutil.copy(small_kb / "abschlag-anpassen.md", small_kb / "copy.md")
     (small_kb / "copy.md").write_text(
         (small_kb / "copy.md").read_text("utf-8").replace("id: abschlag-anpassen", "id: kopie"))
-    build_index(small_kb, index_dir, embedder)
+    build_index(small_kb, index_dir, fake_embedder)
     assert len(reader.articles) == 4
     assert reader.keyword.search("Abschlag", 10)[0]
     assert len(open_index(index_dir).articles) == 5
 
 
-def test_running_service_switches_to_a_new_build(small_kb, tmp_path, embedder, monkeypatch):
+def test_running_service_switches_to_a_new_build(small_kb, tmp_path, fake_embedder, monkeypatch):
     from kbsearch import service as service_module
     from kbsearch.service import SearchService
 
     from .conftest import make_settings
 
     index_dir = tmp_path / "index"
-    first = build_index(small_kb, index_dir, embedder)
-    service = SearchService(make_settings(tmp_path, index=index_dir), embedder=embedder)
+    first = build_index(small_kb, index_dir, fake_embedder)
+    service = SearchService(make_settings(tmp_path, index=index_dir), embedder=fake_embedder)
     assert service.index().version == first.version
     path = small_kb / "zaehlerstand-melden.md"
     path.write_text(path.read_text("utf-8") + "\nNeu: Zählerstand per Sprachassistent.\n")
-    second = build_index(small_kb, index_dir, embedder)
+    second = build_index(small_kb, index_dir, fake_embedder)
     monkeypatch.setattr(service_module, "RELOAD_CHECK_SECONDS", 0.0)
     assert service.index().version == second.version
     assert "Sprachassistent" in service.article("zaehlerstand-melden").body
 
 
 def test_a_build_in_another_format_is_refused_with_the_command_that_rebuilds_it(
-    small_kb, tmp_path, embedder
+    small_kb, tmp_path, fake_embedder
 ):
-    report = build_index(small_kb, tmp_path / "index", embedder)
+    report = build_index(small_kb, tmp_path / "index", fake_embedder)
     manifest_path = report.path / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["format"] = 2
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(IndexFormatError, match=r"with format 2; .*run 'kbsearch index'"):
         open_index(tmp_path / "index")
-    assert build_index(small_kb, tmp_path / "index", embedder).version  # rebuilding works
+    assert build_index(small_kb, tmp_path / "index", fake_embedder).version  # rebuilding works
     assert len(open_index(tmp_path / "index").articles) == 4
 
 
 def test_the_keyword_index_opens_without_unpickling_kbsearch_classes(
-    small_kb, tmp_path, embedder, monkeypatch
+    small_kb, tmp_path, fake_embedder, monkeypatch
 ):
     from kbsearch.content import analysis
 
-    report = build_index(small_kb, tmp_path / "index", embedder)
+    report = build_index(small_kb, tmp_path / "index", fake_embedder)
     # as if the analyzer's module had moved since the build was written
     monkeypatch.delattr(analysis, "KbAnalyzer")
     reader = open_index(tmp_path / "index")

@@ -198,6 +198,7 @@ def test_training_writes_a_version_and_promotes_it(store, tmp_path):
     assert len(ranker.questions) > 100
 
 
+@pytest.mark.slow  # two trainings on 1300 logged searches
 def test_one_client_flooding_a_wrong_article_moves_the_ranking_a_bounded_amount(
     store, tmp_path
 ):

@@ -25,8 +25,8 @@ def limited_app(tmp_path, sample_index, embedder, **limits):
 
 
 def test_a_public_client_over_its_limit_gets_429_with_retry_after(tmp_path, sample_index,
-                                                                  embedder):
-    app, key = limited_app(tmp_path, sample_index, embedder, rate_limit="3 per minute",
+                                                                  fake_embedder):
+    app, key = limited_app(tmp_path, sample_index, fake_embedder, rate_limit="3 per minute",
                            rate_limit_keyed="5 per minute")
     client = app.test_client()
     assert [client.get(SEARCH).status_code for _ in range(3)] == [200, 200, 200]
@@ -48,8 +48,8 @@ def test_a_public_client_over_its_limit_gets_429_with_retry_after(tmp_path, samp
 
 
 def test_the_faq_page_over_the_limit_says_so_in_the_interface_language(tmp_path, sample_index,
-                                                                       embedder):
-    app, _ = limited_app(tmp_path, sample_index, embedder, rate_limit="2 per minute")
+                                                                       fake_embedder):
+    app, _ = limited_app(tmp_path, sample_index, fake_embedder, rate_limit="2 per minute")
     client = app.test_client()
     assert client.get("/").status_code == 200
     assert client.get("/suche/fragment?q=Abschlag").status_code == 200
@@ -62,14 +62,15 @@ def test_the_faq_page_over_the_limit_says_so_in_the_interface_language(tmp_path,
     assert client.get("/", headers={"X-API-Key": "kbs_made_up"}).status_code == 429
 
 
-def test_forwarded_addresses_count_only_behind_trusted_proxies(tmp_path, sample_index, embedder):
-    app, _ = limited_app(tmp_path, sample_index, embedder, rate_limit="2 per minute")
+def test_forwarded_addresses_count_only_behind_trusted_proxies(tmp_path, sample_index,
+                                                              fake_embedder):
+    app, _ = limited_app(tmp_path, sample_index, fake_embedder, rate_limit="2 per minute")
     client = app.test_client()
     statuses = [client.get(SEARCH, headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
                 for n in range(3)]
     assert statuses == [200, 200, 429]  # a header the client sets itself buys nothing
 
-    proxied, _ = limited_app(tmp_path / "proxied", sample_index, embedder,
+    proxied, _ = limited_app(tmp_path / "proxied", sample_index, fake_embedder,
                              rate_limit="2 per minute", trusted_proxies=1)
     client = proxied.test_client()
     for n in range(3):
@@ -89,8 +90,8 @@ def test_feedback_identity_ignores_forwarded_headers_without_trusted_proxies(app
     assert len(identities) == 1
 
 
-def test_callback_requests_have_their_own_small_limit(tmp_path, sample_index, embedder):
-    app, _ = limited_app(tmp_path, sample_index, embedder, rate_limit_callbacks="2 per hour")
+def test_callback_requests_have_their_own_small_limit(tmp_path, sample_index, fake_embedder):
+    app, _ = limited_app(tmp_path, sample_index, fake_embedder, rate_limit_callbacks="2 per hour")
     client = app.test_client()
     form = {"name": "Erika Muster", "phone": "+49 30 1234567", "preferred_time": "morning",
             "description": "Abschlag zu hoch"}

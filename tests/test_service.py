@@ -21,8 +21,8 @@ def ids(response):
         ("pay by bank transfer without credit card", "zahlung-ueberweisung-en"),
     ],
 )
-def test_finds_the_right_article_first(sample_service, query, expected):
-    response = sample_service.search(query, k=5)
+def test_finds_the_right_article_first(model_service, query, expected):
+    response = model_service.search(query, k=5)
     assert ids(response)[0] == expected
     probabilities = [r.hit.probability for r in response.results]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -116,7 +116,7 @@ def test_searches_are_logged_with_what_they_showed(sample_service):
 
 
 def test_a_newly_promoted_weights_version_is_picked_up_without_restart(
-    tmp_path, sample_index, embedder
+    tmp_path, sample_index, fake_embedder
 ):
     import time
 
@@ -127,10 +127,10 @@ def test_a_newly_promoted_weights_version_is_picked_up_without_restart(
 
     from .conftest import make_settings
 
-    service = SearchService(make_settings(tmp_path, index=sample_index), embedder=embedder)
+    service = SearchService(make_settings(tmp_path, index=sample_index), embedder=fake_embedder)
     assert service.ranker().version == "default"
     query = "Mein Paket ist nicht angekommen"  # no article is about parcels
-    vector = embedder.embed_queries([query])[0]
+    vector = fake_embedder.embed_queries([query])[0]
     memory = build_memory(
         [AnsweredQuestion("wlan-passwort", vector, f"client{i}", time.time()) for i in range(3)],
         time.time(),
@@ -146,7 +146,8 @@ def test_a_newly_promoted_weights_version_is_picked_up_without_restart(
     assert results[0].hit.scores["question_sim"] == pytest.approx(0.875, abs=0.01)
 
 
-def test_a_broken_feedback_store_never_fails_a_search(tmp_path, sample_index, embedder, caplog):
+def test_a_broken_feedback_store_never_fails_a_search(tmp_path, sample_index, fake_embedder,
+                                                      caplog):
     from kbsearch.service import SearchService
 
     from .conftest import make_settings
@@ -155,7 +156,7 @@ def test_a_broken_feedback_store_never_fails_a_search(tmp_path, sample_index, em
     blocked.write_text("a file where the database folder should be", "utf-8")
     service = SearchService(
         make_settings(tmp_path, index=sample_index, feedback_db=blocked / "f.sqlite3"),
-        embedder=embedder,
+        embedder=fake_embedder,
     )
     response = service.search("Zählerstand melden", k=2)
     assert response.results[0].article.id == "zaehlerstand-melden"

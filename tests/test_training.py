@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from kbsearch.learning.fitting import (
     JudgedQuery,
@@ -71,6 +72,7 @@ def test_exported_trees_score_exactly_like_scikit_learn():
     assert TreeEnsemble.from_json(ensemble.to_json()) == ensemble
 
 
+@pytest.mark.slow  # about ten seconds of tree fitting
 def test_tree_mode_ranks_the_informative_feature_first():
     model = fit_mode(synthetic_queries(), ("dense", "title_sim", "bm25"), kind="trees")
     assert ModeModel.from_json(model.to_json()) == model
