@@ -200,6 +200,7 @@ def keyed(tmp_path, sample_index, fake_embedder):
     return app.test_client(), keys
 
 
+@pytest.mark.slow  # every route, every role: several seconds
 def test_no_route_shows_internal_articles_to_the_public_or_bots(keyed):
     client, keys = keyed
     for headers in ({}, {"Authorization": f"Bearer {keys['bot']}"},

@@ -137,6 +137,7 @@ def test_eval_command_json(tmp_path, fake_model):
     assert bad.exit_code == 1 and "does not exist" in bad.output
 
 
+@pytest.mark.slow  # draws the reliability diagram with matplotlib
 def test_eval_command_cross_fits_calibration_and_plots(tmp_path, fake_model):
     docs = mini_docs(6)
     queries = ["Wie gebe ich meinen Zählerstand durch?", "Internet kaputt, Lampe am Router rot",

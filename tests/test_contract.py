@@ -27,7 +27,7 @@ ARTICLE = "/api/v1/articles/{id}"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, sample_index, embedder):
+def served(tmp_path_factory, sample_index, fake_embedder):
     """A search service over the sample index, with an agent and a bot key."""
     from kbsearch.service import SearchService
     from kbsearch.stores.keys import KeyStore
@@ -35,7 +35,7 @@ def served(tmp_path_factory, sample_index, embedder):
     settings = make_settings(tmp_path_factory.mktemp("contract"), index=sample_index)
     store = KeyStore(settings.keys_file)
     keys = {role: store.create(role, f"contract {role}")[1] for role in (AGENT, BOT)}
-    return SearchService(settings, embedder=embedder), keys
+    return SearchService(settings, embedder=fake_embedder), keys
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ highlighting all use :func:`match_prefixes` and :func:`shared_terms`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -30,8 +31,20 @@ def match_prefixes(query: str) -> list[str]:
 
 def shared_terms(sentence: str, prefixes: Sequence[str]) -> int:
     """Return how many of the query's word beginnings start a word of the sentence."""
-    tokens = {fold(t) for t in WORD.findall(sentence)}
+    return _shared(frozenset(fold(t) for t in WORD.findall(sentence)), prefixes)
+
+
+def _shared(tokens: frozenset[str], prefixes: Sequence[str]) -> int:
     return sum(any(t.startswith(p) for t in tokens) for p in prefixes)
+
+
+@functools.lru_cache(maxsize=8192)
+def _sentences(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Return a text's sentences with their folded words (kept: articles are searched often)."""
+    return tuple(
+        (s, frozenset(fold(t) for t in WORD.findall(s)))
+        for s in (part.strip() for part in SENTENCE_END.split(text)) if s
+    )
 
 
 def shorten(text: str, length: int) -> str:
@@ -45,19 +58,20 @@ def shorten(text: str, length: int) -> str:
 def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPET_CHARS) -> str:
     """Return the sentence of ``text`` that shares most words with the query, shortened."""
     prefixes = match_prefixes(query)
-    sentences = [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+    sentences = _sentences(text)
     best, best_score = "", 0
-    for sentence in sentences:
-        score = shared_terms(sentence, prefixes)
+    for sentence, tokens in sentences:
+        score = _shared(tokens, prefixes)
         if score > best_score:
             best, best_score = sentence, score
     if not best:
-        best = fallback or (sentences[0] if sentences else "")
+        best = fallback or (sentences[0][0] if sentences else "")
     return shorten(" ".join(best.split()), length)
 
 
+@functools.lru_cache(maxsize=8192)
 def article_text(article: Article) -> str:
-    """Return an article's plain text without its title line."""
+    """Return an article's plain text without its title line (kept for the next search)."""
     lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
     return "\n".join(lines).strip()
 
