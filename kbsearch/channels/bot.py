@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 from kbsearch.config import Settings
 from kbsearch.content.analysis import (
@@ -37,14 +37,17 @@ from kbsearch.stores.conversations import (
     Verdict,
 )
 
-FEEDBACK_EVENTS = ("helpful", "not_helpful", "resolved", "escalated")
+BotEvent = Literal["helpful", "not_helpful", "resolved", "escalated"]
+FEEDBACK_EVENTS: tuple[str, ...] = get_args(BotEvent)
 NEGATIVE = frozenset({"not_helpful", "escalated"})
 POSITIVE = frozenset({"helpful", "resolved"})
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 MAX_TURNS_KEPT = 50
 MIN_FALL = 0.02
 PURGE_EVERY_SECONDS = 60.0
-REASONS = {  # code: how the German hand-off summary says it
+ReasonCode = Literal["human_requested", "low_probability", "no_answer", "falling_probability",
+                     "repeated_terms", "negative_feedback"]
+REASONS: dict[ReasonCode, str] = {  # code: how the German hand-off summary says it
     "human_requested": "Kunde möchte mit einem Menschen sprechen",
     "low_probability": "kein Artikel passt sicher genug",
     "no_answer": "kein passender Artikel gefunden",
@@ -80,7 +83,7 @@ class HandoffRules:
 class Reason:
     """Why a hand-off is recommended: a stable code and a sentence for people."""
 
-    code: str
+    code: ReasonCode
     detail: str
 
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import frontmatter
 import yaml
@@ -16,8 +16,10 @@ import yaml
 from kbsearch.errors import ArticleError, ArticlesNotFoundError
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,118}[a-z0-9])?$")
-AUDIENCES = ("public", "internal")
-STATUSES = ("draft", "published", "archived")
+Audience = Literal["public", "internal"]
+ArticleStatus = Literal["draft", "published", "archived"]
+AUDIENCES: tuple[str, ...] = get_args(Audience)
+STATUSES: tuple[str, ...] = get_args(ArticleStatus)
 REQUIRED = ("id", "title", "language", "category")
 KNOWN_FIELDS = frozenset(
     REQUIRED

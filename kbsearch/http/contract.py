@@ -33,11 +33,12 @@ from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
-from kbsearch.channels.bot import CONVERSATION_ID, FEEDBACK_EVENTS
+from kbsearch.channels.bot import CONVERSATION_ID, BotEvent
 from kbsearch.config import Settings
 from kbsearch.errors import KbsearchError
 from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
-from kbsearch.stores.feedback import CHANNELS, EVENTS
+from kbsearch.stores.callbacks import CallbackStatus
+from kbsearch.stores.feedback import Channel, Event
 
 INVALID_BODY = "invalid_body"
 UNKNOWN_PARAMETER = "unknown_parameter"
@@ -122,7 +123,7 @@ def collapsed_text(max_chars: int, required: bool) -> Any:
 class BotFeedback(JsonBody):
     """The customer's verdict on an article of the bot's last answer (default: its best)."""
 
-    event: Literal[FEEDBACK_EVENTS]  # type: ignore[valid-type]
+    event: BotEvent
     article_id: str | None = Field(None, min_length=1)
 
 
@@ -182,10 +183,10 @@ class FeedbackRequest(JsonBody):
 
     search_id: str = Field(min_length=1, description="The search_id of the search.")
     article_id: str = Field(min_length=1, description="An article among its results.")
-    event: Literal[EVENTS]  # type: ignore[valid-type]
+    event: Event
     position: int | None = Field(None, ge=1, description="1-based; defaults to where the "
                                                          "article was shown.")
-    channel: Literal[CHANNELS] = "api"  # type: ignore[valid-type]
+    channel: Channel = "api"
 
 
 def _event_name_as_object(value: object) -> object:
@@ -196,7 +197,7 @@ def _event_name_as_object(value: object) -> object:
 def bot_turn_model(settings: Settings) -> type[BotTurnFields]:
     """Return the model of ``POST /api/v1/bot/turn``'s body under these settings."""
     message_text = collapsed_text(settings.max_query_chars, required=False)
-    feedback_input = Literal[FEEDBACK_EVENTS] | BotFeedback | None  # type: ignore[valid-type]
+    feedback_input = BotEvent | BotFeedback | None
 
     class BotTurnRequest(BotTurnFields):
         """One chatbot turn."""
@@ -228,7 +229,7 @@ def assist_model(settings: Settings) -> type[AssistFields]:
 class CallbackListQuery(QueryString):
     """Which callback requests to list."""
 
-    status: Literal[CALLBACK_LISTS] = Field(  # type: ignore[valid-type]
+    status: Literal[CALLBACK_LISTS] = Field(  # type: ignore[valid-type]  # statuses + "all"
         "open", description="Which requests.")
     limit: QueryInt = Field(CALLBACK_DEFAULT_LIMIT, ge=1, le=CALLBACK_LIMIT,
                             description="At most this many, newest first.")
@@ -237,7 +238,7 @@ class CallbackListQuery(QueryString):
 class CallbackUpdate(JsonBody):
     """The new status of a callback request."""
 
-    status: Literal[CALLBACK_STATUSES]  # type: ignore[valid-type]
+    status: CallbackStatus
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kbsearch.channels.bot import FEEDBACK_EVENTS, REASONS
-from kbsearch.content.articles import AUDIENCES
-from kbsearch.content.articles import STATUSES as ARTICLE_STATUSES
-from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
-from kbsearch.stores.callbacks import TIME_SLOTS
-from kbsearch.stores.feedback import CHANNELS, EVENTS
+from kbsearch.channels.bot import BotEvent, ReasonCode
+from kbsearch.content.articles import ArticleStatus, Audience
+from kbsearch.stores.callbacks import CallbackStatus, TimeSlot
+from kbsearch.stores.feedback import Channel, Event
 
 
 class Answer(BaseModel):
@@ -67,9 +65,9 @@ class StoredFeedback(Answer):
 
     search_id: str
     article_id: str
-    event: Literal[EVENTS]  # type: ignore[valid-type]
+    event: Event
     position: int = Field(ge=1)
-    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+    channel: Channel
 
 
 class BotArticle(Answer):
@@ -85,7 +83,7 @@ class BotArticle(Answer):
 class HandoffReason(Answer):
     """Why the customer should talk to a human."""
 
-    code: Literal[tuple(REASONS)]  # type: ignore[valid-type]
+    code: ReasonCode
     detail: str
 
 
@@ -95,14 +93,14 @@ class TriedArticle(Answer):
     id: str
     title: str
     probability: float
-    feedback: Literal[FEEDBACK_EVENTS] | None  # type: ignore[valid-type]
+    feedback: BotEvent | None
 
 
 class Verdict(Answer):
     """The customer's verdict on one article."""
 
     article_id: str
-    event: Literal[FEEDBACK_EVENTS]  # type: ignore[valid-type]
+    event: BotEvent
 
 
 class HandoffSummary(Answer):
@@ -111,7 +109,7 @@ class HandoffSummary(Answer):
     questions: list[str]
     articles_tried: list[TriedArticle]
     feedback: list[Verdict]
-    reasons: list[Literal[tuple(REASONS)]]  # type: ignore[valid-type]
+    reasons: list[ReasonCode]
     text: str = Field(description="The same as one German paragraph")
 
 
@@ -165,7 +163,7 @@ class AssistResult(Answer):
     title: str
     url: str
     probability: float = Field(ge=0, le=1)
-    audience: Literal[AUDIENCES]  # type: ignore[valid-type]
+    audience: Audience
     language: str
     category: str
     snippet: str
@@ -185,10 +183,10 @@ class Callback(Answer):
 
     reference: str
     created: str = Field(description="ISO 8601 time in UTC")
-    status: Literal[CALLBACK_STATUSES]  # type: ignore[valid-type]
+    status: CallbackStatus
     name: str
     phone: str
-    preferred_time: Literal[TIME_SLOTS]  # type: ignore[valid-type]
+    preferred_time: TimeSlot
     language: str = Field(description="The FAQ page's interface language")
     description: str
     context: str = Field(description="search: <query> or article: <id>, or empty")
@@ -208,8 +206,8 @@ class ArticleAnswer(Answer):
     language: str
     category: str
     tags: list[str]
-    audience: Literal[AUDIENCES]  # type: ignore[valid-type]
-    status: Literal[ARTICLE_STATUSES]  # type: ignore[valid-type]
+    audience: Audience
+    status: ArticleStatus
     updated: str | None
     review_by: str | None
     translation_of: str | None

@@ -20,13 +20,15 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from kbsearch.errors import CallbackError, CallbackStoreError
 from kbsearch.stores.channels_db import channels_database
 
-TIME_SLOTS: tuple[str, ...] = ("asap", "morning", "midday", "afternoon", "evening")
-STATUSES: tuple[str, ...] = ("open", "done")
+TimeSlot = Literal["asap", "morning", "midday", "afternoon", "evening"]
+CallbackStatus = Literal["open", "done"]
+TIME_SLOTS: tuple[str, ...] = get_args(TimeSlot)
+STATUSES: tuple[str, ...] = get_args(CallbackStatus)
 NAME_MAX = 100
 DESCRIPTION_MAX = 500
 CONTEXT_MAX = 300

@@ -19,14 +19,16 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from numbers import Integral, Real
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
 from kbsearch.errors import FeedbackError
 
-EVENTS: tuple[str, ...] = ("impression", "click", "helpful", "not_helpful", "resolved", "escalated")
-CHANNELS: tuple[str, ...] = ("api", "faq", "bot", "agent")
+Event = Literal["impression", "click", "helpful", "not_helpful", "resolved", "escalated"]
+Channel = Literal["api", "faq", "bot", "agent"]
+EVENTS: tuple[str, ...] = get_args(Event)
+CHANNELS: tuple[str, ...] = get_args(Channel)
 
 _VECTOR_DTYPE = np.dtype("<f2")
 _FEATURE_DTYPE = np.dtype("<f4")
