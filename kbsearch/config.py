@@ -94,6 +94,17 @@ def _rate_limit(raw: str) -> str:
     return raw.strip()
 
 
+def _regex(raw: str) -> str:
+    """Check that a regular expression compiles."""
+    import re
+
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"is not a regular expression: {exc}") from None
+    return raw
+
+
 def _limits_storage(raw: str) -> str:
     """Check that the limits package can use a storage address (memory://, redis://...)."""
     from limits.errors import ConfigurationError
@@ -343,6 +354,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Agent assist: longest e-mail, ticket or transcript accepted, in characters.",
         _positive_int,
     ),
+    Setting(
+        "redact_pattern",
+        "",
+        "Regular expression for the house's own customer or contract numbers: removed from "
+        "free text (as [number]) before it is searched or stored, beside e-mail addresses, "
+        "phone numbers, IBANs, card numbers, addresses and names.",
+        _regex,
+    ),
 )
 
 
@@ -397,6 +416,7 @@ class Settings:
     bot_idle_minutes: float
     assist_results: int
     assist_max_chars: int
+    redact_pattern: str
     home: Path = Path(".")
 
     def replace(self, **changes: Any) -> Settings:

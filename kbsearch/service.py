@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -17,6 +18,7 @@ import numpy as np
 from kbsearch.config import Settings
 from kbsearch.content.analysis import LANGUAGES
 from kbsearch.content.articles import Article, article_url
+from kbsearch.content.redaction import Redactor
 from kbsearch.content.snippets import article_snippet
 from kbsearch.content.visibility import VISIBILITIES, Caller, may_see
 from kbsearch.errors import (
@@ -125,6 +127,8 @@ class SearchService:
         """
         self.settings = settings
         self.retrievers = tuple(retrievers)
+        self.redactor = Redactor.with_patterns(
+            [settings.redact_pattern] if settings.redact_pattern else [])
         self._embedder = embedder
         self._embedder_factory = embedder_factory or default_embedder
         self._fixed_ranker: Ranker | None = None
@@ -337,13 +341,17 @@ class SearchService:
         With a ``caller`` (what the API passes), its role decides whether internal articles
         are searched: only for agents and editors. ``channel`` and ``client`` (an opaque
         caller identity) are logged with the search so that feedback on it can be
-        attributed; ``log=False`` skips the feedback log. ``synthetic`` marks a search that
-        no person typed (kbsearch made it up to hold feedback): training leaves it out.
+        attributed; ``log=False`` skips the feedback log. Personal data in the query is
+        redacted (``content.redaction``) before it is embedded, logged or answered.
+        ``synthetic`` marks a search that no person typed (kbsearch made it up to hold
+        feedback): training leaves it out.
         """
         started = time.perf_counter()
         if caller is not None:
             params["visibility"] = caller.visibility
         request = self.validate(query, **params)  # type: ignore[arg-type]
+        # personal data never reaches the model, the log or the answer
+        request = dataclasses.replace(request, query=self.redactor.redact(request.query))
         if channel not in CHANNELS:
             raise QueryError("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
         index = self.index()

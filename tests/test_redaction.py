@@ -70,3 +70,48 @@ def test_redacting_twice_changes_nothing_more():
     once = REDACT.redact(text)
     assert REDACT.redact(once) == once
     assert not re.search(r"\d{5,}|@", once)
+
+
+EMAIL, PHONE, IBAN = "erika.muster@example.de", "0171 2345678", "DE89 3704 0044 0532 0130 00"
+SECRETS = (EMAIL, "2345678", IBAN, IBAN.replace(" ", ""), "erika.muster")
+
+
+def test_no_store_keeps_personal_data_after_every_channel(tmp_path, sample_index, fake_embedder):
+    from kbsearch.api import create_app
+    from kbsearch.service import SearchService
+    from kbsearch.stores.keys import KeyStore
+
+    from .conftest import make_settings
+
+    settings = make_settings(tmp_path / "data", index=sample_index)
+    store = KeyStore(settings.keys_file)
+    bot, agent = (store.create(role, f"test {role}")[1] for role in ("bot", "agent"))
+    client = create_app({"TESTING": True},
+                        search_service=SearchService(settings, embedder=fake_embedder)
+                        ).test_client()
+    personal = f"Lastschrift von {IBAN} geht nicht, mail {EMAIL} oder Tel. {PHONE}"
+
+    found = client.get("/api/v1/search", query_string={"q": personal}).get_json()
+    assert not any(s in found["query"] for s in SECRETS) and "[iban]" in found["query"]
+    assert client.post("/api/v1/feedback", json={
+        "search_id": found["search_id"], "article_id": found["results"][0]["id"],
+        "event": "helpful"}).status_code == 201
+    turn = client.post("/api/v1/bot/turn", json={"conversation_id": "c-1", "message": personal},
+                       headers={"Authorization": f"Bearer {bot}"})
+    assert turn.status_code == 200
+    helped = client.post("/api/v1/assist", json={"text": f"Hallo,\n{personal}\nViele Grüße\n"
+                                                          "Erika Muster"},
+                         headers={"Authorization": f"Bearer {agent}"})
+    assert helped.status_code == 200
+    called = client.post("/rueckruf", data={
+        "name": "Erika Muster", "phone": "030 9999999", "preferred_time": "asap",
+        "description": personal, "context": f"search: {personal}"})
+    assert called.status_code == 303
+
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert any(p.name.startswith("channels") for p in files)
+    assert any(p.name.startswith("feedback") for p in files)
+    for path in files:
+        content = path.read_bytes()
+        for secret in SECRETS:
+            assert secret.encode() not in content, (path.name, secret)

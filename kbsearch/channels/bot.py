@@ -333,6 +333,7 @@ class ChatBot:
         if message is not None and not isinstance(message, str):
             raise QueryError("message", "must be a string")
         text = " ".join((message or "").split())
+        text = self.service.redactor.redact(text)  # conversations keep no personal data
         limit = self.service.settings.max_query_chars
         if len(text) > limit:
             raise QueryError("message", f"is {len(text)} characters long; at most {limit} "

@@ -18,6 +18,7 @@ through the service without a caller, which means public visibility.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -449,6 +450,9 @@ def callback_submit() -> Any:
         callback = parse_callback(fields, ui(), fields["context"])
     except CallbackError as exc:
         return render_callback(fields, exc.problems, status=400)
+    redact = service().redactor.redact  # the free text only: name and phone are the point
+    callback = dataclasses.replace(callback, description=redact(callback.description),
+                                   context=redact(callback.context))
     try:
         stored = callback_store().add(callback)
     except CallbackStoreError as exc:
