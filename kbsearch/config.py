@@ -355,6 +355,18 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "retention_search_days",
+        365,
+        "Days a search is kept in the feedback log, with its results and feedback.",
+        _positive_int,
+    ),
+    Setting(
+        "retention_callback_days",
+        90,
+        "Days a callback request from the FAQ page is kept.",
+        _positive_int,
+    ),
+    Setting(
         "redact_pattern",
         "",
         "Regular expression for the house's own customer or contract numbers: removed from "
@@ -416,6 +428,8 @@ class Settings:
     bot_idle_minutes: float
     assist_results: int
     assist_max_chars: int
+    retention_search_days: int
+    retention_callback_days: int
     redact_pattern: str
     home: Path = Path(".")
 

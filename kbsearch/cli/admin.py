@@ -1,4 +1,4 @@
-"""Commands for operators: API keys and the callback requests from the FAQ page."""
+"""Commands for operators: API keys, callback requests, retention and erasure."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 if TYPE_CHECKING:
     from kbsearch.stores.callbacks import CallbackStore
+    from kbsearch.stores.retention import Stores
 
 from kbsearch.cli.base import _settings, friendly_errors, main
 
@@ -113,3 +114,49 @@ def callbacks_done(reference: str, reopen: bool) -> None:
     stored = _callback_store().set_status(reference, "open" if reopen else "done")
     click.echo(f"{stored.reference} ({stored.request.name}, {stored.request.phone}) "
                f"is now {stored.status}")
+
+
+def _stores() -> Stores:
+    """Open the stores of the configured databases."""
+    from kbsearch.stores.callbacks import SQLiteCallbackStore
+    from kbsearch.stores.conversations import SQLiteConversationStore
+    from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
+    from kbsearch.stores.retention import Stores
+
+    settings = _settings()
+    return Stores(
+        feedback=SQLiteFeedbackStore(settings.feedback_db),
+        callbacks=SQLiteCallbackStore(settings.channels_db),
+        conversations=SQLiteConversationStore(settings.channels_db,
+                                              settings.bot_idle_minutes * 60),
+    )
+
+
+def _report_deleted(deleted: dict[str, int], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"deleted": deleted}))
+        return
+    click.echo("deleted: " + ", ".join(f"{n} {what.replace('_', ' ')}"
+                                        for what, n in deleted.items()))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@friendly_errors
+def purge(as_json: bool) -> None:
+    """Delete what is older than its retention (KBSEARCH_RETENTION_*); a server does it daily."""
+    from kbsearch.stores.retention import purge as run_purge
+
+    _report_deleted(run_purge(_stores(), _settings()), as_json)
+
+
+@main.command()
+@click.option("--contains", "text", required=True,
+              help="An e-mail address, phone number or name: every entry holding it goes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@friendly_errors
+def forget(text: str, as_json: bool) -> None:
+    """Delete every search, conversation and callback request that holds a text (erasure)."""
+    from kbsearch.stores.retention import forget as run_forget
+
+    _report_deleted(run_forget(_stores(), text), as_json)

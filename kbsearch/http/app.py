@@ -36,6 +36,7 @@ from kbsearch.http.web import SECURITY_HEADERS, web
 from kbsearch.http.web.errors import error_page
 from kbsearch.service import SearchService
 from kbsearch.stores.keys import AuthError
+from kbsearch.stores.retention import DailyPurge
 
 log = logging.getLogger(__name__)
 health = Blueprint("health", __name__)
@@ -213,6 +214,12 @@ def create_app(
             settings = search_service.settings if search_service is not None else load_settings()
         components = Components.build(settings, search_service)
     components.init_app(app)
+    # once a day, delete what is older than its retention (KBSEARCH_RETENTION_*)
+    daily = DailyPurge(lambda: Components.of(app).stores(), components.settings)
+
+    @app.before_request
+    def purge_daily() -> None:
+        daily.run_if_due()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(api)

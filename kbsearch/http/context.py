@@ -20,6 +20,7 @@ from kbsearch.http.contract import Contract
 from kbsearch.service import SearchService
 from kbsearch.stores.callbacks import CallbackStore, SQLiteCallbackStore
 from kbsearch.stores.keys import AuthError, KeyStore, key_from_headers
+from kbsearch.stores.retention import Stores
 
 EXTENSION = "kbsearch"
 
@@ -51,6 +52,10 @@ class Components:
     def init_app(self, app: Flask) -> None:
         """Register the parts on an app."""
         app.extensions[EXTENSION] = self
+
+    def stores(self) -> Stores:
+        """Return the stores that keep what people typed."""
+        return Stores(self.service.feedback, self.callbacks, self.bot.store)
 
     @staticmethod
     def of(app: Flask) -> Components:

@@ -165,6 +165,14 @@ class CallbackStore(Protocol):
         """Mark a request open or done and return it; raise CallbackError if it is unknown."""
         ...
 
+    def purge(self, before: float) -> int:
+        """Delete the requests made before a time; return how many."""
+        ...
+
+    def forget(self, text: str) -> int:
+        """Delete the requests in any of whose fields a text occurs (any case); count them."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources."""
         ...
@@ -236,6 +244,28 @@ class SQLiteCallbackStore:
             raise CallbackError({"reference": "unknown"},
                                 f"reference: no callback request {reference}")
         return _stored(row)
+
+    def purge(self, before: float) -> int:
+        """Delete the requests made before a time; return how many."""
+        with self._db.transaction("delete old callback requests") as conn:
+            return conn.execute(
+                "DELETE FROM callback_requests WHERE created < ?", (before,)).rowcount
+
+    def forget(self, text: str) -> int:
+        """Delete the requests in any of whose fields a text occurs (any case); count them.
+
+        Phone numbers also match by their digits alone ("0171 2345678" = "01712345678").
+        """
+        wanted = text.casefold()
+        digits = "".join(c for c in text if c.isdigit())
+        with self._db.transaction("forget callback requests") as conn:
+            rows = conn.execute(
+                "SELECT id, name, phone, description, context FROM callback_requests")
+            ids = [(row[0],) for row in rows
+                   if any(wanted in str(v).casefold() for v in row[1:])
+                   or (len(digits) >= 6 and digits in "".join(c for c in row[2] if c.isdigit()))]
+            conn.executemany("DELETE FROM callback_requests WHERE id = ?", ids)
+        return len(ids)
 
     def close(self) -> None:
         """Close the connection; a later call opens it again."""

@@ -110,6 +110,10 @@ class ConversationStore(Protocol):
         """Delete every conversation idle longer than the expiry; return how many."""
         ...
 
+    def forget(self, text: str) -> int:
+        """Delete the conversations in which a text occurs (any case); return how many."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources."""
         ...
@@ -182,6 +186,17 @@ class SQLiteConversationStore:
                 "DELETE FROM bot_conversations WHERE updated < ?", (now - self.idle_seconds,)
             )
         return cursor.rowcount
+
+    def forget(self, text: str) -> int:
+        """Delete the conversations in which a text occurs (any case); return how many."""
+        wanted = text.casefold()
+        with self._db.transaction("forget conversations") as db:
+            keys = [(row[0], row[1]) for row in
+                    db.execute("SELECT client, id, state FROM bot_conversations")
+                    if wanted in row[2].casefold()]
+            db.executemany(
+                "DELETE FROM bot_conversations WHERE client = ? AND id = ?", keys)
+        return len(keys)
 
     def close(self) -> None:
         """Close the database connection; a later call opens it again."""

@@ -137,6 +137,14 @@ class FeedbackStore(Protocol):
         """Return the number of searches, of events, and of events of each type."""
         ...
 
+    def purge(self, before: float) -> int:
+        """Delete the searches made before a time, with their results and events; count them."""
+        ...
+
+    def forget(self, text: str) -> int:
+        """Delete the searches whose query contains a text (any case), with their events."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources; the store cannot be used afterwards."""
         ...

@@ -315,6 +315,20 @@ class SQLiteFeedbackStore:
         result.update({name: by_type.get(name, 0) for name in EVENTS})
         return result
 
+    def purge(self, before: float) -> int:
+        """Delete the searches made before a time, with their results and events; count them."""
+        with self._db.transaction("delete old searches") as conn:
+            return conn.execute("DELETE FROM searches WHERE created < ?", (before,)).rowcount
+
+    def forget(self, text: str) -> int:
+        """Delete the searches whose query contains a text (any case), with their events."""
+        wanted = text.casefold()
+        with self._db.transaction("forget searches") as conn:
+            ids = [(row[0],) for row in conn.execute("SELECT search_id, query FROM searches")
+                   if wanted in row[1].casefold()]
+            conn.executemany("DELETE FROM searches WHERE search_id = ?", ids)
+        return len(ids)
+
     def close(self) -> None:
         """Close the database connection; later calls raise FeedbackStoreError. Idempotent."""
         self._db.close()

@@ -1,0 +1,98 @@
+"""How long kbsearch keeps what it is told, and forgetting a person on request.
+
+``purge`` deletes searches (with their results and feedback) older than
+``KBSEARCH_RETENTION_SEARCH_DAYS``, callback requests older than
+``KBSEARCH_RETENTION_CALLBACK_DAYS`` and conversations idle past the bot's idle time.
+``kbsearch purge`` runs it; a running server runs it once a day (:class:`DailyPurge`).
+``forget`` deletes every search, conversation and callback request in which a text occurs
+(``kbsearch forget --contains TEXT``: the right to erasure).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kbsearch.config import Settings
+from kbsearch.errors import KbsearchError, StoreError
+from kbsearch.stores.callbacks import CallbackStore
+from kbsearch.stores.conversations import ConversationStore
+from kbsearch.stores.feedback import FeedbackStore
+
+log = logging.getLogger(__name__)
+DAY = 86_400.0
+MIN_FORGET_CHARS = 3
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Every store that keeps what people typed."""
+
+    feedback: FeedbackStore
+    callbacks: CallbackStore
+    conversations: ConversationStore
+
+
+def purge(stores: Stores, settings: Settings, now: float | None = None) -> dict[str, int]:
+    """Delete what is older than its retention; return how many of each were deleted."""
+    now = time.time() if now is None else now
+    return {
+        "searches": stores.feedback.purge(now - settings.retention_search_days * DAY),
+        "callback_requests": stores.callbacks.purge(
+            now - settings.retention_callback_days * DAY),
+        "conversations": stores.conversations.purge(now),
+    }
+
+
+def forget(stores: Stores, text: str) -> dict[str, int]:
+    """Delete every entry in which a text occurs; return how many of each were deleted.
+
+    Raises KbsearchError for a text shorter than MIN_FORGET_CHARS characters, which
+    would match far more than one person's entries.
+    """
+    text = text.strip()
+    if len(text) < MIN_FORGET_CHARS:
+        raise KbsearchError(f"--contains: give at least {MIN_FORGET_CHARS} characters (an "
+                            f"e-mail address, a phone number, a name), got {text!r}")
+    return {
+        "searches": stores.feedback.forget(text),
+        "callback_requests": stores.callbacks.forget(text),
+        "conversations": stores.conversations.forget(text),
+    }
+
+
+class DailyPurge:
+    """Runs :func:`purge` at most once a day from a running server (first on its first call)."""
+
+    def __init__(self, stores: Callable[[], Stores], settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        """Remember where the stores are; nothing runs until :meth:`run_if_due`."""
+        self.stores = stores
+        self.settings = settings
+        self.clock = clock
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def run_if_due(self) -> dict[str, int] | None:
+        """Purge when a day has passed since the last run; never raise (failures are logged)."""
+        now = self.clock()
+        if self._last is not None and now - self._last < DAY:
+            return None
+        if not self._lock.acquire(blocking=False):
+            return None  # another thread is purging right now
+        try:
+            self._last = now
+            deleted = purge(self.stores(), self.settings, now)
+            log.info("retention: deleted %s", deleted)
+            return deleted
+        except StoreError as exc:
+            log.warning("retention purge failed: %s", exc)
+            return None
+        except Exception:  # noqa: BLE001 - a purge must never fail the request it rides on
+            log.exception("retention purge failed")
+            return None
+        finally:
+            self._lock.release()
