@@ -23,4 +23,4 @@ VOLUME ["/app/data"]
 EXPOSE 8000
 # Re-index at start (a no-op when the articles did not change; picks up mounted articles),
 # then serve. Exit status 2 of "index" means some articles were skipped and listed.
-CMD ["sh", "-c", ".venv/bin/kbsearch index --quiet; [ $? -le 2 ] && exec .venv/bin/gunicorn --workers ${WORKERS:-1} --threads ${THREADS:-4} --bind 0.0.0.0:${PORT:-8000} --access-logfile - 'kbsearch.api:create_app()'"]
+CMD ["sh", "-c", ".venv/bin/kbsearch index --quiet; [ $? -le 2 ] && exec .venv/bin/gunicorn -c python:kbsearch.http.gunicorn_conf --workers ${WORKERS:-1} --threads ${THREADS:-4} --bind 0.0.0.0:${PORT:-8000} 'kbsearch.api:create_app()'"]

@@ -202,6 +202,12 @@ def test_serve_runs_a_real_gunicorn_server(model_index, tmp_path):
         url = f"http://127.0.0.1:{port}/api/v1/search?q=Router+blinkt&k=1"
         with urllib.request.urlopen(url, timeout=30) as r:
             assert json.load(r)["results"][0]["id"] == "router-stoerung"
+        logged, until = "", time.monotonic() + 10  # the access line follows the answer
+        while "/api/v1/search" not in logged and time.monotonic() < until:
+            time.sleep(0.2)
+            logged = (tmp_path / "serve.log").read_text()
+        assert "GET /api/v1/search HTTP/1.1\" 200" in logged  # the access log names the path
+        assert "blinkt" not in logged  # and never the words searched for
     finally:
         process.terminate()
         process.wait(timeout=30)

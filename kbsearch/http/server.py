@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Flask
 
+from kbsearch.http import gunicorn_conf
+
 
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
     """Serve the app with gunicorn until interrupted."""
@@ -30,8 +32,9 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -
             "bind": f"{host}:{port}",
             "workers": workers,
             "threads": threads,
-            "worker_class": "gthread",
-            "timeout": 60,
-            "accesslog": "-",
+            "worker_class": gunicorn_conf.worker_class,
+            "timeout": gunicorn_conf.timeout,
+            "accesslog": gunicorn_conf.accesslog,
+            "access_log_format": gunicorn_conf.access_log_format,
         },
     ).run()

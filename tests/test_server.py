@@ -1,0 +1,25 @@
+"""The gunicorn settings keep the words of a search out of the access log."""
+
+from kbsearch.http import gunicorn_conf
+
+
+def test_the_access_log_names_the_path_but_not_the_query_referrer_or_address():
+    line = gunicorn_conf.access_log_format
+    assert "%(U)s" in line and "%(s)s" in line  # path and status
+    for personal in ("%(r)s", "%(q)s", "%(f)s", "%(h)s", "%({"):  # request line, query, ...
+        assert personal not in line
+
+
+def test_the_dockerfile_sets_up_and_serves_as_the_scripts_do():
+    from .conftest import ROOT
+
+    dockerfile = (ROOT / "Dockerfile").read_text("utf-8")
+    assert "requirements.lock" in dockerfile  # the same pinned versions as scripts/setup.sh
+    assert "RUN scripts/setup.sh" in dockerfile
+    assert "-c python:kbsearch.http.gunicorn_conf" in dockerfile
+    assert "'kbsearch.api:create_app()'" in dockerfile
+    copied = {source for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for source in line.split()[1:-1]}
+    setup = (ROOT / "scripts" / "setup.sh").read_text("utf-8")
+    assert "requirements.lock" in setup and "pyproject.toml" in setup
+    assert {"pyproject.toml", "requirements.lock", "kbsearch", "scripts", "articles"} <= copied
