@@ -367,6 +367,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "purge_every_hours",
+        24,
+        "How often a running server deletes what is older than its retention (first on its "
+        "first request); 0: never (run 'kbsearch purge' from cron instead).",
+        _non_negative_int,
+    ),
+    Setting(
         "redact_pattern",
         "",
         "Regular expression for the house's own customer or contract numbers: removed from "
@@ -430,6 +437,7 @@ class Settings:
     assist_max_chars: int
     retention_search_days: int
     retention_callback_days: int
+    purge_every_hours: int
     redact_pattern: str
     home: Path = Path(".")
 

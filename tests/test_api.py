@@ -264,7 +264,6 @@ def test_agents_list_and_close_callback_requests(keyed, tmp_path):
     from kbsearch.stores.callbacks import CallbackRequest
 
     client, keys = keyed
-    client.get("/healthz")  # the first request runs the daily purge, before these 1970 dates
     store = Components.of(client.application).callbacks
     first = store.add(CallbackRequest("Erika Muster", "+49 30 1234567", "morning",
                                       "Abschlag zu hoch", "de", "search: Abschlag"), now=1000.0)

@@ -75,6 +75,8 @@ def test_forget_deletes_every_entry_that_holds_the_text(stores):
 def test_a_server_purges_once_a_day_and_a_failure_never_reaches_the_request(stores, settings):
     fill(stores)
     clock = [NOW]
+    assert DailyPurge(lambda: stores, settings).run_if_due() is None  # 0 hours: turned off
+    settings = settings.replace(purge_every_hours=24)
     daily = DailyPurge(lambda: stores, settings, clock=lambda: clock[0])
     assert daily.run_if_due() == {"searches": 1, "callback_requests": 1, "conversations": 0}
     clock[0] += DAY / 2
@@ -91,12 +93,16 @@ def test_a_server_purges_once_a_day_and_a_failure_never_reaches_the_request(stor
     assert broken.run_if_due() is None
 
 
-def test_the_app_purges_on_its_first_request(app, sample_service):
-    store = sample_service.feedback
-    store.log_search(make_search("ancient", created=time.time() - 400 * DAY))
-    assert store.get_search("ancient") is not None
-    assert app.test_client().get("/healthz").status_code in (200, 503)
-    assert store.get_search("ancient") is None
+def test_the_app_purges_on_its_first_request(tmp_path, sample_index, fake_embedder):
+    from kbsearch.api import create_app
+    from kbsearch.service import SearchService
+
+    service = SearchService(make_settings(tmp_path, index=sample_index, purge_every_hours=24),
+                            embedder=fake_embedder)
+    service.feedback.log_search(make_search("ancient", created=time.time() - 400 * DAY))
+    assert service.feedback.get_search("ancient") is not None
+    assert create_app(search_service=service).test_client().get("/healthz").status_code == 200
+    assert service.feedback.get_search("ancient") is None
 
 
 def test_the_commands_purge_and_forget(settings, stores, tmp_path):

@@ -3,7 +3,8 @@
 ``purge`` deletes searches (with their results and feedback) older than
 ``KBSEARCH_RETENTION_SEARCH_DAYS``, callback requests older than
 ``KBSEARCH_RETENTION_CALLBACK_DAYS`` and conversations idle past the bot's idle time.
-``kbsearch purge`` runs it; a running server runs it once a day (:class:`DailyPurge`).
+``kbsearch purge`` runs it; a running server runs it every ``KBSEARCH_PURGE_EVERY_HOURS``
+(:class:`DailyPurge`).
 ``forget`` deletes every search, conversation and callback request in which a text occurs
 (``kbsearch forget --contains TEXT``: the right to erasure).
 """
@@ -65,7 +66,8 @@ def forget(stores: Stores, text: str) -> dict[str, int]:
 
 
 class DailyPurge:
-    """Runs :func:`purge` at most once a day from a running server (first on its first call)."""
+    """Runs :func:`purge` from a running server: first on its first call, then at most once
+    every ``purge_every_hours`` (24 by default; 0 turns it off)."""
 
     def __init__(self, stores: Callable[[], Stores], settings: Settings,
                  clock: Callable[[], float] = time.time) -> None:
@@ -78,8 +80,9 @@ class DailyPurge:
 
     def run_if_due(self) -> dict[str, int] | None:
         """Purge when a day has passed since the last run; never raise (failures are logged)."""
+        every = self.settings.purge_every_hours * 3600.0
         now = self.clock()
-        if self._last is not None and now - self._last < DAY:
+        if not every or (self._last is not None and now - self._last < every):
             return None
         if not self._lock.acquire(blocking=False):
             return None  # another thread is purging right now
