@@ -354,18 +354,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Agent assist: longest e-mail, ticket or transcript accepted, in characters.",
         _positive_int,
     ),
-    Setting(
-        "retention_search_days",
-        365,
-        "Days a search is kept in the feedback log, with its results and feedback.",
-        _positive_int,
-    ),
-    Setting(
-        "retention_callback_days",
-        90,
-        "Days a callback request from the FAQ page is kept.",
-        _positive_int,
-    ),
+    Setting("retention_search_days", 365, "Days a search is kept in the feedback log, with "
+            "its results and feedback.", _positive_int),
+    Setting("retention_callback_days", 90, "Days a callback request from the FAQ page is kept.",
+            _positive_int),
     Setting(
         "purge_every_hours",
         24,
