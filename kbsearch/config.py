@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from kbsearch.errors import ConfigError
+from kbsearch.setting_values import (
+    languages,
+    limits_storage,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    rate_limit,
+    regex,
+    unit_float,
+    words,
+)
 
 ENV_PREFIX = "KBSEARCH_"
 HOME_VARIABLE = "KBSEARCH_HOME"
@@ -37,86 +48,6 @@ class Setting:
         return ENV_PREFIX + self.name.upper()
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive whole number")
-    return value
-
-
-def _unit_float(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be between 0 and 1")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be a positive number")
-    return value
-
-
-def _words(raw: str) -> tuple[str, ...]:
-    found = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
-    if not found:
-        raise ValueError("must be a comma-separated list of words")
-    return found
-
-
-def _languages(raw: str) -> tuple[str, ...]:
-    langs = tuple(part.strip() for part in raw.split(",") if part.strip())
-    unknown = [lang for lang in langs if lang not in ("de", "en")]
-    if unknown or not langs:
-        raise ValueError("must be a comma-separated list of de, en")
-    return langs
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be 0 or a positive whole number")
-    return value
-
-
-def _rate_limit(raw: str) -> str:
-    """Check a flask-limiter limit such as '120 per minute' or '10/second;500/hour'; 'off': ''."""
-    if raw.strip().lower() == "off":
-        return ""
-    from limits import parse_many
-
-    try:
-        parse_many(raw)
-    except ValueError:
-        raise ValueError("must be a rate such as '120 per minute' or '5/hour', "
-                         "several separated by ';', or 'off'") from None
-    return raw.strip()
-
-
-def _regex(raw: str) -> str:
-    """Check that a regular expression compiles."""
-    import re
-
-    try:
-        re.compile(raw)
-    except re.error as exc:
-        raise ValueError(f"is not a regular expression: {exc}") from None
-    return raw
-
-
-def _limits_storage(raw: str) -> str:
-    """Check that the limits package can use a storage address (memory://, redis://...)."""
-    from limits.errors import ConfigurationError
-    from limits.storage import storage_from_string
-
-    try:
-        storage_from_string(raw.strip())
-    except ConfigurationError as exc:
-        raise ValueError(str(exc)) from None
-    return raw.strip()
-
-
 SETTINGS: tuple[Setting, ...] = (
     Setting("articles", Path("articles"), "Folder of Markdown articles to index.", Path),
     Setting("index", Path("index"), "Folder that holds the versioned index builds.", Path),
@@ -133,29 +64,29 @@ SETTINGS: tuple[Setting, ...] = (
         "passage_prompt", "passage: ", "Prompt put before passages for the embedding model.", str
     ),
     Setting("device", "cpu", "Torch device for the embedding model (cpu, cuda, ...).", str),
-    Setting("batch_size", 32, "Texts per batch when embedding articles.", _positive_int),
+    Setting("batch_size", 32, "Texts per batch when embedding articles.", positive_int),
     Setting(
         "chunk_tokens",
         256,
         "Largest chunk of an article, in model tokens, that is embedded as one vector.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "exact_limit",
         50_000,
         "Up to this many chunks the dense index is exact (flat); above it, HNSW.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
-        "candidates", 100, "How many hits each retriever hands to the ranking.", _positive_int
+        "candidates", 100, "How many hits each retriever hands to the ranking.", positive_int
     ),
-    Setting("default_k", 10, "Results returned when a search does not say k.", _positive_int),
-    Setting("max_k", 100, "Largest k a search may ask for.", _positive_int),
+    Setting("default_k", 10, "Results returned when a search does not say k.", positive_int),
+    Setting("max_k", 100, "Largest k a search may ask for.", positive_int),
     Setting(
-        "max_query_chars", 1000, "Longest query accepted, in characters.", _positive_int
+        "max_query_chars", 1000, "Longest query accepted, in characters.", positive_int
     ),
     Setting(
-        "languages", ("de", "en"), "Languages articles may be written in.", _languages
+        "languages", ("de", "en"), "Languages articles may be written in.", languages
     ),
     Setting(
         "weights",
@@ -167,10 +98,10 @@ SETTINGS: tuple[Setting, ...] = (
         "min_probability",
         0.0,
         "Hits below this probability are left out of search results.",
-        _unit_float,
+        unit_float,
     ),
     Setting(
-        "keep_builds", 3, "How many old index builds to keep after a new one.", _positive_int
+        "keep_builds", 3, "How many old index builds to keep after a new one.", positive_int
     ),
     Setting(
         "feedback_db",
@@ -208,38 +139,38 @@ SETTINGS: tuple[Setting, ...] = (
         "train_min_searches",
         20,
         "Fewest searches with feedback that kbsearch train will learn from.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "train_prior_searches",
         200.0,
         "How many searches' worth of weight the current ranking keeps when training: the "
         "more, the less a little feedback moves it.",
-        _positive_float,
+        positive_float,
     ),
     Setting(
         "train_client_cap",
         20.0,
         "Most searches one client's feedback counts as in training, however many it sends.",
-        _positive_float,
+        positive_float,
     ),
     Setting(
         "train_holdout",
         0.2,
         "Share of the newest searches with feedback held out to check a trained version.",
-        _unit_float,
+        unit_float,
     ),
     Setting(
         "question_floor",
         0.9,
         "Cosine of the embedding model below which a query does not match a learned question.",
-        _unit_float,
+        unit_float,
     ),
     Setting(
         "questions_per_client",
         1,
         "Most learned questions one client can add to one article.",
-        _positive_int,
+        positive_int,
     ),
     # Serving: proxies and rate limits.
     Setting(
@@ -248,33 +179,33 @@ SETTINGS: tuple[Setting, ...] = (
         "Reverse proxies in front of kbsearch whose X-Forwarded-For/-Proto/-Host headers are "
         "believed (0: none; the client address is the connection's). Set it to 1 behind one "
         "proxy, or every customer shares the proxy's address and its rate limit.",
-        _non_negative_int,
+        non_negative_int,
     ),
     Setting(
         "rate_limit",
         "300 per minute",
         "Requests per client address without an API key, on every route but /healthz and "
         "static files ('off': no limit).",
-        _rate_limit,
+        rate_limit,
     ),
     Setting(
         "rate_limit_keyed",
         "1200 per minute",
         "Requests per API key (a bot platform speaks for many customers) ('off': no limit).",
-        _rate_limit,
+        rate_limit,
     ),
     Setting(
         "rate_limit_callbacks",
         "5 per hour",
         "Callback requests sent from one client address on the FAQ page ('off': no limit).",
-        _rate_limit,
+        rate_limit,
     ),
     Setting(
         "rate_limit_storage",
         "memory://",
         "Where the rate limit counters live: memory:// counts per worker process; a "
         "redis:// or memcached:// address (with its client package) shares them.",
-        _limits_storage,
+        limits_storage,
     ),
     # Channels: the FAQ page, the chatbot backend and agent assist.
     Setting(
@@ -283,13 +214,13 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite file of chatbot conversations and callback requests from the FAQ page.",
         Path,
     ),
-    Setting("faq_results", 8, "Results shown on the FAQ page for a search.", _positive_int),
+    Setting("faq_results", 8, "Results shown on the FAQ page for a search.", positive_int),
     Setting(
         "faq_handoff_below",
         0.5,
         "FAQ page: when the best result is less likely than this, the way to a human is "
         "offered first.",
-        _unit_float,
+        unit_float,
     ),
     Setting(
         "faq_phone",
@@ -305,31 +236,31 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "bot_alternatives", 2, "Chatbot: alternatives returned besides the best article.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "bot_handoff_below",
         0.4,
         "Chatbot: hand off when the best article is less likely than this.",
-        _unit_float,
+        unit_float,
     ),
     Setting(
         "bot_falling_turns",
         2,
         "Chatbot: hand off when the best probability fell in this many turns in a row.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "bot_repeat_similarity",
         0.6,
         "Chatbot: hand off when a message repeats this share of an earlier message's terms.",
-        _unit_float,
+        unit_float,
     ),
     Setting(
         "bot_negative_feedbacks",
         2,
         "Chatbot: hand off after this many negative feedbacks in a row.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "bot_human_words",
@@ -339,39 +270,52 @@ SETTINGS: tuple[Setting, ...] = (
             "representative", "someone",
         ),
         "Chatbot: words that ask for a human (comma-separated); any of them hands off.",
-        _words,
+        words,
     ),
     Setting(
         "bot_idle_minutes",
         30.0,
         "Chatbot: a conversation idle this long is forgotten and starts afresh.",
-        _positive_float,
+        positive_float,
     ),
-    Setting("assist_results", 5, "Agent assist: articles returned for a text.", _positive_int),
+    Setting("assist_results", 5, "Agent assist: articles returned for a text.", positive_int),
     Setting(
         "assist_max_chars",
         20_000,
         "Agent assist: longest e-mail, ticket or transcript accepted, in characters.",
-        _positive_int,
+        positive_int,
     ),
     Setting("retention_search_days", 365, "Days a search is kept in the feedback log, with "
-            "its results and feedback.", _positive_int),
+            "its results and feedback.", positive_int),
     Setting("retention_callback_days", 90, "Days a callback request from the FAQ page is kept.",
-            _positive_int),
+            positive_int),
     Setting(
         "purge_every_hours",
         24,
         "How often a running server deletes what is older than its retention (first on its "
         "first request); 0: never (run 'kbsearch purge' from cron instead).",
-        _non_negative_int,
+        non_negative_int,
     ),
+    Setting("check_duplicate_similarity", 0.92, "kbsearch check: articles whose closest "
+            "sections are at least this similar (cosine) are reported as near-duplicates.",
+            unit_float),
+    Setting("check_draft_days", 30, "kbsearch check: a draft older than this many days is "
+            "reported.", positive_int),
+    Setting("check_unreached_days", 90, "kbsearch check: an article that no search of this "
+            "many days and no judged query reached is reported.", positive_int),
+    Setting("gap_below", 0.3, "Content gaps: a search whose best probability stays below "
+            "this counts as unanswered.", unit_float),
+    Setting("gap_min_searches", 3, "Content gaps: the fewest unanswered searches that make "
+            "a group.", positive_int),
+    Setting("admin_session_minutes", 480, "Dashboard: minutes an editor's login lasts.",
+            positive_int),
     Setting(
         "redact_pattern",
         "",
         "Regular expression for the house's own customer or contract numbers: removed from "
         "free text (as [number]) before it is searched or stored, beside e-mail addresses, "
         "phone numbers, IBANs, card numbers, addresses and names.",
-        _regex,
+        regex,
     ),
 )
 
@@ -430,6 +374,12 @@ class Settings:
     retention_search_days: int
     retention_callback_days: int
     purge_every_hours: int
+    check_duplicate_similarity: float
+    check_draft_days: int
+    check_unreached_days: int
+    gap_below: float
+    gap_min_searches: int
+    admin_session_minutes: int
     redact_pattern: str
     home: Path = Path(".")
 
