@@ -7,8 +7,11 @@ that run in a background thread on the fake embedder, into a copy of the sample 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -29,6 +32,7 @@ from kbsearch.index.reindex import (
     ReindexBoard,
     ReindexJob,
     ReindexPlan,
+    ReindexRunningError,
     build,
     now_iso,
 )
@@ -457,6 +461,7 @@ def test_a_second_reindex_while_one_runs_gets_409(tmp_path, sample_index, kb, ga
     assert "notice=reindex_running" in form.headers["Location"]
     page = client.get(form.headers["Location"]).text
     assert "A reindex is already running" in page and 'id="reindex-button" disabled' in page
+    assert "is running: 5 of 6 articles embedded." in page  # 5 reused, the new one waits
     gate.release.set()
     assert finished(client, headers)["state"] == "succeeded"
     third = client.post(REINDEX, headers=headers)
@@ -512,6 +517,55 @@ def test_a_job_whose_process_died_blocks_nothing(client, app, keys):
     assert reported["id"] == stale.id and reported["finished"]
     assert client.post(REINDEX, headers=headers).status_code == 202
     assert finished(client, headers)["state"] == "succeeded"
+
+
+def hold_a_reindex(index_dir: str, articles_dir: str, ready: Any) -> None:
+    """Run a reindex in this process that stays in its embedding until the process is killed."""
+    embedder = GatedEmbedder()
+    board = ReindexBoard(Path(index_dir))
+    board.start(ReindexPlan(Path(articles_dir), Path(index_dir)), "key other-worker", False,
+                lambda: embedder)
+    embedder.entered.wait(WAIT_SECONDS)
+    ready.set()
+    time.sleep(WAIT_SECONDS)
+
+
+@pytest.mark.slow  # a second Python process: about 4 s
+def test_a_reindex_in_another_process_blocks_until_that_process_dies(
+        tmp_path, sample_index, kb, fake_embedder):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    changed = kb / "energie/abschlag-anpassen.md"
+    changed.write_text(changed.read_text("utf-8") + "\nNeu: Abschlag per App.\n", "utf-8")
+    spawn = multiprocessing.get_context("spawn")  # a worker of its own, as under gunicorn
+    ready = spawn.Event()
+    worker = spawn.Process(target=hold_a_reindex, args=(str(index), str(kb), ready))
+    worker.start()
+    try:
+        assert ready.wait(WAIT_SECONDS), "the other process did not start its reindex"
+        board = ReindexBoard(index)
+        running = board.latest()
+        assert running is not None and running.state == "running"
+        assert running.requested_by == "key other-worker" and running.total == 5
+        with pytest.raises(ReindexRunningError) as refused:
+            board.start(ReindexPlan(kb, index), "key here", False, lambda: fake_embedder)
+        assert refused.value.job.id == running.id
+        before = current_version(index)
+        os.kill(worker.pid, signal.SIGKILL)  # the worker dies in the middle of the build
+        worker.join(WAIT_SECONDS)
+        died = board.latest()
+        assert died is not None and died.id == running.id
+        assert died.state == "failed" and died.error == DIED
+        assert current_version(index) == before
+        again = board.start(ReindexPlan(kb, index), "key here", False, lambda: fake_embedder)
+        done = wait_for(lambda: (job := board.latest()) and not job.active and job,
+                        "the next reindex to finish")
+        assert done.id == again.id and done.state == "succeeded"
+        assert done.result.changed == ("abschlag-anpassen",)
+    finally:
+        if worker.is_alive():
+            worker.kill()
+        worker.join(WAIT_SECONDS)
 
 
 def test_the_dashboard_starts_a_reindex_with_its_login_and_token(client, app, keys):
@@ -573,7 +627,7 @@ def test_progress_counts_articles_embedded_or_reused(tmp_path, sample_index, kb,
     totals: list[int] = []
     done: list[int] = []
     plan = ReindexPlan(kb, index, batch_size=1)
-    result = build(plan, False, fake_embedder, totals.append, done.append)
+    result = build(plan, False, lambda: fake_embedder, totals.append, done.append)
     assert totals == [5] and result.articles == 5 and result.changed == ("router-stoerung",)
     assert done[0] == 4 and done[-1] == 5 and done == sorted(done)  # 4 reused, then 1
     assert 0 < result.embedded < result.chunks
@@ -583,7 +637,7 @@ def test_a_job_is_read_back_as_it_was_written(tmp_path, sample_index, kb, fake_e
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
     (kb / "kaputt.md").write_text("---\nid: kaputt\n---\n", "utf-8")
-    result = build(ReindexPlan(kb, index), False, fake_embedder, lambda n: None,
+    result = build(ReindexPlan(kb, index), False, lambda: fake_embedder, lambda n: None,
                    lambda n: None)
     job = ReindexJob("j-1", "succeeded", "key k", False, now_iso(), now_iso(), now_iso(),
                      now_iso(), 5, 5, result)

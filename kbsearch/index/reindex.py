@@ -332,7 +332,7 @@ class ReindexBoard:
 
         try:
             self._write(current[0])
-            result = build(plan, job.strict, embedder(), lambda total: record(total=total),
+            result = build(plan, job.strict, embedder, lambda total: record(total=total),
                            lambda done: record(done=done))
             record(state="succeeded", finished=now_iso(), done=result.articles, result=result)
         except KbsearchError as exc:
@@ -344,11 +344,13 @@ class ReindexBoard:
             lock.close()  # closing the file lets go of the lock
 
 
-def build(plan: ReindexPlan, strict: bool, embedder: Embedder, on_total: Callable[[int], None],
-          on_done: Callable[[int], None]) -> ReindexResult:
+def build(plan: ReindexPlan, strict: bool, embedder: Callable[[], Embedder],
+          on_total: Callable[[int], None], on_done: Callable[[int], None]) -> ReindexResult:
     """Build the articles into a new index version and publish it; return what it did.
 
-    Raises IndexBuildError with strict and invalid articles, or without a valid article.
+    The articles are read (and ``on_total`` told their number) before ``embedder`` is
+    called, which may load the model. Raises IndexBuildError with strict and invalid
+    articles, or without a valid article.
     """
     loaded = load_articles(plan.articles_dir, plan.languages)
     if strict and loaded.errors:
@@ -360,7 +362,8 @@ def build(plan: ReindexPlan, strict: bool, embedder: Embedder, on_total: Callabl
         raise IndexBuildError(f"no valid article in {plan.articles_dir}; nothing built{detail}")
     articles = list(loaded.articles)
     on_total(len(articles))
-    tracked = ProgressEmbedder(embedder, articles, plan.chunk_tokens, plan.batch_size, on_done)
+    tracked = ProgressEmbedder(embedder(), articles, plan.chunk_tokens, plan.batch_size,
+                               on_done)
     report = build_from_articles(articles, plan.index_dir, tracked,
                                  chunk_tokens=plan.chunk_tokens, exact_limit=plan.exact_limit,
                                  errors=loaded.errors, keep_builds=plan.keep_builds)

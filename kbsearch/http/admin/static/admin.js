@@ -13,9 +13,16 @@
 
   function statusText(job) {
     if (job.state === "queued") { return "Reindex " + job.id + " is queued."; }
+    if (job.state === "running" && !job.progress.total) {
+      return "Reindex " + job.id + " is running: reading the articles.";
+    }
+    if (job.state === "running" && !job.progress.done) {
+      return "Reindex " + job.id + " is running: " + job.progress.total +
+        " articles read, loading the model or embedding.";
+    }
     if (job.state === "running") {
       return "Reindex " + job.id + " is running: " + job.progress.done + " of " +
-        (job.progress.total || "?") + " articles embedded.";
+        job.progress.total + " articles embedded.";
     }
     if (job.state === "succeeded") {
       return "Reindex " + job.id + " finished at " + when(job.finished) + ": build " +
