@@ -122,3 +122,7 @@ class CallbackError(KbsearchError):
 
 class CallbackStoreError(StoreError):
     """The callback request database cannot be opened or written."""
+
+
+class AdminSessionStoreError(StoreError):
+    """The dashboard's login sessions cannot be read or written."""

@@ -16,7 +16,7 @@ from .conftest import make_settings
 DEEP_ARRAY = "[" * 5000 + "]" * 5000
 DEEP_OBJECT = '{"a": ' * 5000 + "1" + "}" * 5000
 TOO_LARGE = '{"pad": "' + "x" * (1024 * 1024) + '"}'
-AGENT, BOT, NOBODY = "agent", "bot", None
+AGENT, BOT, EDITOR, NOBODY = "agent", "bot", "editor", None
 SEARCH = "/api/v1/search"
 FEEDBACK = "/api/v1/feedback"
 TURN = "/api/v1/bot/turn"
@@ -24,6 +24,7 @@ ASSIST = "/api/v1/assist"
 CALLBACKS = "/api/v1/callbacks"
 CALLBACK = "/api/v1/callbacks/{reference}"
 ARTICLE = "/api/v1/articles/{id}"
+REINDEX = "/api/v1/admin/reindex"  # started for real in tests/test_admin.py, on an index copy
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def served(tmp_path_factory, sample_index, fake_embedder):
 
     settings = make_settings(tmp_path_factory.mktemp("contract"), index=sample_index)
     store = KeyStore(settings.keys_file)
-    keys = {role: store.create(role, f"contract {role}")[1] for role in (AGENT, BOT)}
+    keys = {role: store.create(role, f"contract {role}")[1] for role in (AGENT, BOT, EDITOR)}
     return SearchService(settings, embedder=fake_embedder), keys
 
 
@@ -194,6 +195,15 @@ BAD = [
      "unknown_parameter", "note:"),
     (CALLBACK, "post", AGENT, {"json": {}}, 400, "invalid_parameter", "status:"),
     (ARTICLE, "get", NOBODY, {}, 404, "not_found", ""),
+    # reindexing: editors only, its body checked before anything starts
+    (REINDEX, "post", NOBODY, {}, 401, "invalid_api_key", ""),
+    (REINDEX, "post", AGENT, {}, 403, "forbidden", ""),
+    (REINDEX, "get", BOT, {}, 403, "forbidden", ""),
+    (REINDEX, "post", EDITOR, {"json": {"strict": 1}}, 400, "invalid_parameter", "strict:"),
+    (REINDEX, "post", EDITOR, {"json": {"force": True}}, 400, "unknown_parameter", "force:"),
+    (REINDEX, "post", EDITOR, raw("[]"), 400, "invalid_body", "body:"),
+    (REINDEX, "post", EDITOR, raw(TOO_LARGE), 413, "body_too_large", "body:"),
+    (REINDEX, "get", EDITOR, {}, 404, "not_found", ""),  # none started on this index
 ]
 
 

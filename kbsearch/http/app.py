@@ -27,6 +27,7 @@ from kbsearch.errors import (
     QueryError,
     UnknownSearchError,
 )
+from kbsearch.http.admin import admin, admin_api
 from kbsearch.http.api import api, error
 from kbsearch.http.context import Components, service
 from kbsearch.http.contract import BODY_TOO_LARGE, ContractError
@@ -226,6 +227,8 @@ def create_app(
     app.register_blueprint(docs)
     app.register_blueprint(health)
     app.register_blueprint(web)
+    app.register_blueprint(admin)
+    app.register_blueprint(admin_api)
     register_errors(app)
     app.after_request(add_security_headers)
     trust_proxies(app, components.settings.trusted_proxies)

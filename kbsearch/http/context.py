@@ -17,7 +17,9 @@ from kbsearch.config import Settings
 from kbsearch.content.visibility import PUBLIC, Caller
 from kbsearch.errors import ForbiddenError
 from kbsearch.http.contract import Contract
+from kbsearch.index.reindex import ReindexBoard
 from kbsearch.service import SearchService
+from kbsearch.stores.admin_sessions import AdminSessionStore, SQLiteAdminSessionStore
 from kbsearch.stores.callbacks import CallbackStore, SQLiteCallbackStore
 from kbsearch.stores.keys import AuthError, KeyStore, key_from_headers
 from kbsearch.stores.retention import Stores
@@ -27,7 +29,10 @@ EXTENSION = "kbsearch"
 
 @dataclass(frozen=True)
 class Components:
-    """What the app serves with: settings, search service, stores, chatbot, request models."""
+    """What the app serves with: settings, search service, stores, chatbot, request models.
+
+    ``sessions`` and ``reindex`` are the dashboard's logins and background reindex jobs.
+    """
 
     settings: Settings
     service: SearchService
@@ -35,6 +40,8 @@ class Components:
     callbacks: CallbackStore
     bot: ChatBot
     contract: Contract
+    sessions: AdminSessionStore
+    reindex: ReindexBoard
 
     @classmethod
     def build(cls, settings: Settings, service: SearchService | None = None) -> Components:
@@ -47,6 +54,8 @@ class Components:
             callbacks=SQLiteCallbackStore(settings.channels_db),
             bot=ChatBot.from_settings(service, settings),
             contract=Contract.from_settings(settings),
+            sessions=SQLiteAdminSessionStore(settings.channels_db),
+            reindex=ReindexBoard(settings.index),
         )
 
     def init_app(self, app: Flask) -> None:

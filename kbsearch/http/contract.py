@@ -241,6 +241,13 @@ class CallbackUpdate(JsonBody):
     status: CallbackStatus
 
 
+class ReindexRequest(JsonBody):
+    """How to reindex (the body may be left out)."""
+
+    strict: bool = Field(False, description="Build nothing if any article is invalid (as "
+                                            "kbsearch index --strict).")
+
+
 @dataclass(frozen=True)
 class Contract:
     """The request models of one app, their limits taken from its settings."""
@@ -251,6 +258,7 @@ class Contract:
     assist: type[AssistFields]
     callbacks: type[CallbackListQuery]
     callback_update: type[CallbackUpdate]
+    reindex: type[ReindexRequest]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Contract":
@@ -262,6 +270,7 @@ class Contract:
             assist=assist_model(settings),
             callbacks=CallbackListQuery,
             callback_update=CallbackUpdate,
+            reindex=ReindexRequest,
         )
 
 

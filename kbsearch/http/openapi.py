@@ -3,8 +3,9 @@
 Request bodies and query parameters come from the app's :class:`~kbsearch.http.contract.Contract`
 (so their limits are the app's settings), answers from :mod:`kbsearch.http.responses`. The FAQ
 pages answer with HTML; their parameters are described here from the constants their code
-uses. The document is served by its own blueprint (``GET /api/v1/openapi.json``), which sits
-above the API and the FAQ blueprints because it describes both.
+uses; so are the dashboard's. The document is served by its own blueprint
+(``GET /api/v1/openapi.json``), which sits above the API, FAQ and dashboard blueprints
+because it describes them all.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from kbsearch import __version__
 from kbsearch.channels.faq import VOTE_EVENTS
 from kbsearch.config import Settings
 from kbsearch.http import responses
+from kbsearch.http.admin.views import FORM_MAX_BYTES as ADMIN_FORM_MAX_BYTES
 from kbsearch.http.context import authenticate, components
-from kbsearch.http.contract import MAX_JSON_DEPTH, Contract
+from kbsearch.http.contract import CALLBACK_LISTS, MAX_JSON_DEPTH, Contract
 from kbsearch.http.web import FORM_MAX_BYTES
 from kbsearch.http.web.texts import UI_LANGUAGES
 from kbsearch.stores.callbacks import DESCRIPTION_MAX, NAME_MAX, REFERENCE, TIME_SLOTS
+from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
 
 docs = Blueprint("docs", __name__, url_prefix="/api/v1")
 docs.before_request(authenticate)
@@ -57,7 +60,8 @@ HTML = {"description": "HTML page", "content": {"text/html": {}}}
 class Operation:
     """One route and method of the JSON API, described by its models.
 
-    ``query`` and ``body`` name a model of the app's Contract.
+    ``query`` and ``body`` name a model of the app's Contract; ``special`` gives the
+    statuses whose body is another model than the one error shape.
     """
 
     path: str
@@ -69,6 +73,8 @@ class Operation:
     query: str | None = None
     body: str | None = None
     status: int = 200
+    body_required: bool = True
+    special: tuple[tuple[int, str, type[BaseModel]], ...] = ()
 
 
 OPERATIONS = (
@@ -110,6 +116,24 @@ OPERATIONS = (
     Operation("/api/v1/articles/{id}", "get",
               "One article: metadata, Markdown and sanitised HTML",
               responses.ArticleAnswer, (401, 404, 503)),
+    Operation("/api/v1/admin/reindex", "post",
+              "Start reindexing the articles in the background (editor)",
+              responses.ReindexJob, (400, 401, 403, 413), body="reindex", status=202,
+              body_required=False,
+              special=((409, "A reindex is already queued or running (reindex_running); "
+                             "the running job comes with the error",
+                        responses.ReindexConflict),),
+              description="For editor keys, or the dashboard's login (session cookie and its "
+                          "CSRF token in X-CSRF-Token; without it 400 csrf_missing, with "
+                          "another 403 csrf_invalid). The articles folder is built into a "
+                          "new index build in the background; searches go on being answered "
+                          "from the current build and switch to the new one when it is "
+                          "complete. One reindex at a time, over every server process."),
+    Operation("/api/v1/admin/reindex", "get",
+              "The latest reindex: state, progress, result or error (editor)",
+              responses.ReindexJob, (401, 403, 404),
+              description="404 not_found before the first reindex. A job whose server "
+                          "process stopped is reported as failed."),
     Operation("/healthz", "get", "Liveness and the loaded index", responses.Health, (503,)),
 )
 PATH_PARAMETERS = {
@@ -131,6 +155,7 @@ def openapi_document(contract: Contract, settings: Settings, version: str) -> di
         "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {
             "application/json": {"schema": {"type": "object"}}}}}}}
     paths.update(faq_paths(settings))
+    paths.update(admin_paths())
     for path, methods in paths.items():
         if path == "/healthz":
             continue  # never rate limited
@@ -164,7 +189,8 @@ def component_schemas(contract: Contract) -> dict[str, Any]:
     """Return the JSON schemas of every request body and answer, by model name."""
     models: set[type[BaseModel]] = {
         contract.feedback, contract.bot_turn, contract.assist, contract.callback_update,
-        responses.Error, *(operation.answer for operation in OPERATIONS)}
+        contract.reindex, responses.Error, *(operation.answer for operation in OPERATIONS),
+        *(model for operation in OPERATIONS for _, _, model in operation.special)}
     _, top = models_json_schema(
         [(model, "validation") for model in sorted(models, key=lambda m: m.__name__)],
         ref_template=SCHEMAS + "{model}",
@@ -188,12 +214,16 @@ def api_operation(operation: Operation, contract: Contract) -> dict[str, Any]:
         described["parameters"] = parameters
     if operation.body:
         model = getattr(contract, operation.body)
-        described["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": SCHEMAS + model.__name__}}}}
+        described["requestBody"] = {"required": operation.body_required, "content": {
+            "application/json": {"schema": {"$ref": SCHEMAS + model.__name__}}}}
     described["responses"] = {str(operation.status): success, **{
         str(status): {"description": ERRORS[status],
                       "content": {"application/json": {"schema": ERROR}}}
-        for status in operation.errors}}
+        for status in operation.errors}, **{
+        str(status): {"description": description,
+                      "content": {"application/json": {"schema": {
+                          "$ref": SCHEMAS + model.__name__}}}}
+        for status, description, model in operation.special}}
     return described
 
 
@@ -310,6 +340,63 @@ def faq_callback() -> dict[str, Any]:
                       "400": {"description": "Form with a message per bad field"},
                       "413": {"description": f"Form larger than {FORM_MAX_BYTES} bytes"},
                       "503": {"description": "Request not stored"}},
+    }
+
+
+def admin_paths() -> dict[str, Any]:
+    """Return the dashboard's routes (HTML forms for editor keys, see kbsearch.http.admin)."""
+    to_login = {"description": "Without a live login: to /admin/login"}
+    refused = {"description": "The form came without the login's CSRF token (400) or with "
+                              "another (403)"}
+    too_large = {"description": f"Form larger than {ADMIN_FORM_MAX_BYTES} bytes"}
+
+    def form_post(summary: str, fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        properties = {"csrf_token": {"type": "string", "description": "The login's token"},
+                      **fields}
+        return {"summary": summary, "requestBody": _form(["csrf_token", *required], properties),
+                "responses": {"303": {"description": "Back to the dashboard, with a notice"},
+                              "400": refused, "403": refused, "413": too_large}}
+
+    callback = form_post("Mark a callback request done or open again (form post)",
+                         {"status": {"type": "string", "enum": list(CALLBACK_STATUSES)},
+                          "shown": {"type": "string", "enum": list(CALLBACK_LISTS)}},
+                         ["status"])
+    callback["parameters"] = [{"name": "reference", "in": "path", "required": True,
+                               "schema": PATH_PARAMETERS["reference"]}]
+    return {
+        "/admin": {"get": {
+            "summary": "Operators' dashboard (HTML, editor login)",
+            "parameters": [_query("callbacks", {"type": "string", "enum": list(CALLBACK_LISTS)},
+                                  "Which callback requests to list (default open)"),
+                           _query("notice", {"type": "string"}, "A notice to show")],
+            "responses": {"200": HTML, "303": to_login}}},
+        "/admin/login": {
+            "get": {"summary": "Dashboard login form (HTML)",
+                    "responses": {"200": HTML, "302": {"description": "Logged in already"}}},
+            "post": {"summary": "Log in with an editor API key (form post)",
+                     "requestBody": _form(["key", "csrf_token"], {
+                         "key": {"type": "string"},
+                         "csrf_token": {"type": "string",
+                                        "description": "The token of the form's cookie"}}),
+                     "responses": {
+                         "303": {"description": "To /admin, with a session cookie"},
+                         "400": {"description": "No key, or no form token"},
+                         "401": {"description": "An unknown or revoked key (the form again)"},
+                         "403": {"description": "A key of another role than editor, or "
+                                                "another form token"},
+                         "413": too_large}}},
+        "/admin/logout": {"post": form_post("Log out (form post)", {}, [])},
+        "/admin/callbacks/{reference}": {"post": callback},
+        "/admin/weights/promote": {"post": form_post(
+            "Make a weights version current (form post)", {"version": {"type": "string"}},
+            ["version"])},
+        "/admin/weights/rollback": {"post": form_post(
+            "Make the version promoted before the current one current again (form post)",
+            {}, [])},
+        "/admin/reindex": {"post": form_post(
+            "Start reindexing the articles in the background (form post)",
+            {"strict": {"type": "string", "enum": ["1"],
+                        "description": "Build nothing if any article is invalid"}}, [])},
     }
 
 

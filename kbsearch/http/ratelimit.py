@@ -21,7 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from kbsearch.config import Settings
 from kbsearch.stores.keys import key_from_headers
 
-UNLIMITED_ENDPOINTS = frozenset({"static", "health.healthz"})
+UNLIMITED_ENDPOINTS = frozenset({"static", "admin.static", "health.healthz"})
 CALLBACK_ENDPOINT = "web.callback_submit"
 
 

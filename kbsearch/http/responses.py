@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kbsearch.channels.bot import BotEvent, ReasonCode
 from kbsearch.content.articles import ArticleStatus, Audience
+from kbsearch.index.reindex import JobState
 from kbsearch.stores.callbacks import CallbackStatus, TimeSlot
 from kbsearch.stores.feedback import Channel, Event
 
@@ -225,3 +226,57 @@ class Health(Answer):
     index_version: str
     articles: int = Field(ge=0)
     model: str
+
+
+class ReindexProgress(Answer):
+    """How far a reindex is: articles embedded (or reused) of those read."""
+
+    done: int = Field(ge=0)
+    total: int = Field(ge=0, description="0 until the articles have been read")
+
+
+class InvalidArticle(Answer):
+    """An article file the build skipped."""
+
+    file: str = Field(description="Relative to the articles folder")
+    line: int | None
+    field: str | None
+    message: str = Field(description="file:line: field: what is wrong")
+
+
+class ReindexResult(Answer):
+    """What a successful reindex published."""
+
+    version: str = Field(description="The new index build, now current")
+    articles: int = Field(ge=0)
+    chunks: int = Field(ge=0)
+    embedded: int = Field(ge=0, description="Chunks embedded anew")
+    reused: int = Field(ge=0, description="Chunks whose vectors came from the build before")
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    invalid: list[InvalidArticle]
+    seconds: float
+
+
+class ReindexJob(Answer):
+    """A background reindex of the articles folder (times: ISO 8601 in UTC)."""
+
+    id: str
+    state: JobState
+    requested_by: str = Field(description="key <id> of the editor key, or its dashboard login")
+    strict: bool
+    requested: str
+    started: str | None
+    finished: str | None
+    updated: str | None
+    progress: ReindexProgress
+    result: ReindexResult | None
+    error: str | None = Field(description="Why it failed, for people (never a stack trace)")
+
+
+class ReindexConflict(Answer):
+    """A reindex is already queued or running."""
+
+    error: ErrorDetail
+    job: ReindexJob

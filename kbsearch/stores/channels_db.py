@@ -7,6 +7,7 @@ migrates it::
 
     bot_conversations   one row per client and conversation id; state as JSON
     callback_requests   one row per request; reference is the number the customer is shown
+    admin_sessions      one row per dashboard login (:mod:`kbsearch.stores.admin_sessions`)
 
 Version 1 is the tables as kbsearch created them before the file had a version. They were
 made with ``CREATE ... IF NOT EXISTS`` and no ``user_version``, so such a file is at version
@@ -40,6 +41,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     context TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'open'
 )""",
+    ),
+    # Migration 2 (bot_handoffs) comes from the chatbot hand-off branch of issue 12; this
+    # empty placeholder keeps the dashboard's sessions at version 3 until they are merged.
+    (),
+    (
+        "CREATE TABLE admin_sessions ("
+        " token_digest TEXT PRIMARY KEY, key_id TEXT NOT NULL, csrf TEXT NOT NULL,"
+        " created REAL NOT NULL, expires REAL NOT NULL)",
+        "CREATE INDEX admin_sessions_expires ON admin_sessions (expires)",
+        "CREATE INDEX admin_sessions_key ON admin_sessions (key_id)",
     ),
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)

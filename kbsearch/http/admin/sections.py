@@ -1,0 +1,264 @@
+"""What each section of the dashboard shows: one small function per section.
+
+Each function reads what its section needs and returns a frozen record that its partial
+template (``templates/admin/_<section>.html``) renders. A part that fails (a store that
+cannot be read) becomes a problem shown in its own section; the rest of the dashboard
+still renders.
+
+Three sections show the work of other parts of issue 12 that this build does not have
+yet: the report with its charts (``kbsearch.learning.report``), content gaps
+(``kbsearch.learning.gaps``) and stale and near-duplicate articles
+(``kbsearch.learning.checks``). Their functions say so honestly (``available=False``);
+each is marked ``PLUG IN`` where the other module's function is to be called.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup
+
+from kbsearch.errors import CallbackStoreError, ConfigError, IndexNotFoundError
+from kbsearch.http.context import Components
+from kbsearch.index.reindex import ReindexJob
+from kbsearch.ranking.versions import VersionInfo
+from kbsearch.stores.callbacks import StoredCallback
+
+NOT_YET = ("Not available yet: {what} comes with {module} (issue 12), which this "
+           "installation does not have yet.")
+CALLBACK_LIMIT = 100
+VERSIONS_SHOWN = 30
+# report entries of a weights version that compare it with its parent: key, name, better
+GATES: tuple[tuple[str, str, str], ...] = (
+    ("held_out_dcg", "held-out feedback DCG", "higher"),
+    ("judged_ndcg@10", "judged nDCG@10", "higher"),
+    ("ece_cross_fitted", "cross-fitted ECE", "lower"),
+)
+
+
+# The report, content gaps, stale and near-duplicate articles (other parts of issue 12)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: what it is and its value, as shown."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart of the report: a title and the chart as inline SVG (trusted markup).
+
+    The SVG must style itself with presentation attributes (``fill=``), not ``style=``
+    attributes or elements, which the dashboard's Content-Security-Policy blocks, and must
+    escape every text it draws from data (queries, titles).
+    """
+
+    title: str
+    svg: Markup
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """The live report: its figures and charts, or why there is none."""
+
+    available: bool
+    note: str
+    figures: tuple[Figure, ...] = ()
+    charts: tuple[Chart, ...] = ()
+
+
+def report_section(parts: Components) -> ReportSection:
+    """Return the live report with its charts (not available before learning/report.py)."""
+    # PLUG IN (issue 12, the report): from kbsearch.learning.report import build_report,
+    # report_charts; report = build_report(...) from parts.service.feedback, the index and
+    # parts.settings; figures from the report's numbers; charts = tuple(Chart(name,
+    # Markup(svg)) for name, svg in report_charts(report).items()).
+    return ReportSection(False, NOT_YET.format(what="The report",
+                                               module="kbsearch/learning/report.py"))
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A group of searches that found no good answer: a label, how many, examples."""
+
+    label: str
+    searches: int
+    examples: tuple[str, ...]
+    best_probability: float | None = None
+
+
+@dataclass(frozen=True)
+class GapsSection:
+    """Content gaps: what people search for without a good answer."""
+
+    available: bool
+    note: str
+    gaps: tuple[Gap, ...] = ()
+
+
+def gaps_section(parts: Components) -> GapsSection:
+    """Return the content gaps (not available before learning/gaps.py)."""
+    # PLUG IN (issue 12, content gaps): from kbsearch.learning.gaps import find_gaps;
+    # groups = find_gaps(...) over parts.service.feedback with parts.settings.gap_below and
+    # parts.settings.gap_min_searches; one Gap per GapGroup (label, searches, examples,
+    # best probability).
+    return GapsSection(False, NOT_YET.format(what="Content gaps",
+                                             module="kbsearch/learning/gaps.py"))
+
+
+@dataclass(frozen=True)
+class StaleArticle:
+    """An article past its review date."""
+
+    id: str
+    title: str
+    due: str
+    days_over: int
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two articles that say nearly the same."""
+
+    first: str
+    second: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class ChecksSection:
+    """Stale and near-duplicate articles."""
+
+    available: bool
+    note: str
+    stale: tuple[StaleArticle, ...] = ()
+    duplicates: tuple[DuplicatePair, ...] = ()
+
+
+def checks_section(parts: Components, today: dt.date) -> ChecksSection:
+    """Return stale and near-duplicate articles (not available before learning/checks.py)."""
+    # PLUG IN (issue 12, article checks): from kbsearch.learning.checks import
+    # stale_articles, near_duplicates; stale = stale_articles(parts.service.articles(),
+    # today); duplicates = near_duplicates(...) with
+    # parts.settings.check_duplicate_similarity; map them to StaleArticle / DuplicatePair.
+    return ChecksSection(False, NOT_YET.format(what="The stale and duplicate article check",
+                                               module="kbsearch/learning/checks.py"))
+
+
+# Callback requests, weights versions, the index: this package's own
+
+
+@dataclass(frozen=True)
+class CallbacksSection:
+    """The callback requests with one status (or all), newest first."""
+
+    shown: str
+    callbacks: tuple[StoredCallback, ...] = ()
+    problem: str | None = None
+
+
+def callbacks_section(parts: Components, shown: str) -> CallbacksSection:
+    """Return the newest callback requests of a status (``all``: every status)."""
+    try:
+        found = parts.callbacks.recent(CALLBACK_LIMIT, None if shown == "all" else shown)
+    except CallbackStoreError:
+        return CallbacksSection(shown, problem="The callback requests cannot be read right "
+                                               "now; the server log says why.")
+    return CallbacksSection(shown, tuple(found))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One offline check of a weights version against the version it was trained from."""
+
+    name: str
+    current: float | None
+    new: float | None
+    better: str
+
+    @property
+    def passed(self) -> bool | None:
+        """Return whether the new figure is at least as good (None if one is missing)."""
+        if self.current is None or self.new is None:
+            return None
+        return self.new >= self.current if self.better == "higher" else self.new <= self.current
+
+
+@dataclass(frozen=True)
+class WeightsVersion:
+    """A weights version as the dashboard lists it: what list says, and its gates."""
+
+    info: VersionInfo
+    gates: tuple[Gate, ...]
+
+
+@dataclass(frozen=True)
+class WeightsSection:
+    """The weights versions, newest first, and whether a rollback is possible."""
+
+    versions: tuple[WeightsVersion, ...] = ()
+    hidden: int = 0
+    can_roll_back: bool = False
+    pinned: str | None = None
+    problem: str | None = None
+
+
+def gates(report: Any) -> tuple[Gate, ...]:
+    """Return the offline checks recorded in a version's training report."""
+    if not isinstance(report, dict):
+        return ()
+    found = []
+    for key, name, better in GATES:
+        figures = report.get(key)
+        if isinstance(figures, dict):
+            found.append(Gate(name, _number(figures.get("current")),
+                              _number(figures.get("new")), better))
+    return tuple(found)
+
+
+def _number(value: Any) -> float | None:
+    """Return a figure as a float (None when it is missing or not a number)."""
+    return float(value) if isinstance(value, int | float) else None
+
+
+def weights_section(parts: Components) -> WeightsSection:
+    """Return the weights versions with their gate results, newest first."""
+    store = parts.service.weights
+    pinned = str(parts.settings.weights) if parts.settings.weights else None
+    try:
+        infos = store.list()
+        shown = list(reversed(infos))[:VERSIONS_SHOWN]  # the shipped default is oldest
+        versions = tuple(
+            WeightsVersion(info, gates(store.document(info.version).get("report")))
+            for info in shown)
+        history = store.history()
+    except ConfigError as exc:
+        return WeightsSection(pinned=pinned, problem=str(exc))
+    return WeightsSection(versions, len(infos) - len(shown), bool(history), pinned)
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    """The build that answers searches, and the latest reindex job."""
+
+    version: str | None
+    articles: int | None
+    created: str | None
+    job: ReindexJob | None
+    problem: str | None = None
+
+
+def index_section(parts: Components) -> IndexSection:
+    """Return the current index build and the latest reindex job."""
+    job = parts.reindex.latest()
+    try:
+        index = parts.service.index()
+    except IndexNotFoundError as exc:
+        return IndexSection(None, None, None, job, str(exc))
+    return IndexSection(index.version, len(index.articles),
+                        str(index.manifest.get("created", "")), job)
