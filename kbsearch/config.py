@@ -296,7 +296,7 @@ SETTINGS: tuple[Setting, ...] = (
         "first request); 0: never (run 'kbsearch purge' from cron instead).",
         non_negative_int,
     ),
-    Setting("check_duplicate_similarity", 0.92, "kbsearch check: articles whose closest "
+    Setting("check_duplicate_similarity", 0.96, "kbsearch check: articles whose closest "
             "sections are at least this similar (cosine) are reported as near-duplicates.",
             unit_float),
     Setting("check_draft_days", 30, "kbsearch check: a draft older than this many days is "
