@@ -23,6 +23,7 @@ from markupsafe import Markup
 from kbsearch.errors import CallbackStoreError, ConfigError, IndexNotFoundError
 from kbsearch.http.context import Components
 from kbsearch.index.reindex import ReindexJob
+from kbsearch.learning.checks import near_duplicates, section_vectors, stale_articles
 from kbsearch.ranking.versions import VersionInfo
 from kbsearch.stores.callbacks import StoredCallback
 
@@ -113,21 +114,22 @@ def gaps_section(parts: Components) -> GapsSection:
 
 @dataclass(frozen=True)
 class StaleArticle:
-    """An article past its review date."""
+    """An article past its review date, or without one (``due`` and ``days_over`` empty)."""
 
     id: str
     title: str
     due: str
-    days_over: int
+    days_over: int | None
 
 
 @dataclass(frozen=True)
 class DuplicatePair:
-    """Two articles that say nearly the same."""
+    """Two articles that say nearly the same, and the sections that overlap most."""
 
     first: str
     second: str
     similarity: float
+    sections: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,13 +143,31 @@ class ChecksSection:
 
 
 def checks_section(parts: Components, today: dt.date) -> ChecksSection:
-    """Return stale and near-duplicate articles (not available before learning/checks.py)."""
-    # PLUG IN (issue 12, article checks): from kbsearch.learning.checks import
-    # stale_articles, near_duplicates; stale = stale_articles(parts.service.articles(),
-    # today); duplicates = near_duplicates(...) with
-    # parts.settings.check_duplicate_similarity; map them to StaleArticle / DuplicatePair.
-    return ChecksSection(False, NOT_YET.format(what="The stale and duplicate article check",
-                                               module="kbsearch/learning/checks.py"))
+    """Return the stale and near-duplicate articles of the index in use (``kbsearch check``).
+
+    Internal articles are included; the section vectors come from the index build, so no
+    model is loaded.
+    """
+    try:
+        articles = parts.service.articles("internal")
+    except IndexNotFoundError:
+        return ChecksSection(False, "No index has been built yet: press Reindex.")
+    stale = tuple(
+        StaleArticle(s.article.id, s.article.title,
+                     s.review_by.isoformat() if s.review_by else "", s.days_overdue)
+        for s in stale_articles(articles, today))
+    sections = section_vectors(articles, parts.settings.index, lambda: parts.service.embedder,
+                               parts.settings.chunk_tokens)
+    duplicates = tuple(
+        DuplicatePair(pair.first.id, pair.second.id, pair.similarity,
+                      "; ".join(f"{o.first_heading} ~ {o.second_heading}"
+                                for o in pair.overlaps[:2]))
+        for pair in near_duplicates(articles, sections.vectors,
+                                    parts.settings.check_duplicate_similarity))
+    return ChecksSection(True, f"As kbsearch check finds them; near-duplicates: cosine of the "
+                               f"closest sections at least "
+                               f"{parts.settings.check_duplicate_similarity}.",
+                         stale, duplicates)
 
 
 # Callback requests, weights versions, the index: this package's own
