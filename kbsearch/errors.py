@@ -122,3 +122,7 @@ class CallbackError(KbsearchError):
 
 class CallbackStoreError(StoreError):
     """The callback request database cannot be opened or written."""
+
+
+class ReportError(KbsearchError):
+    """An analytics report or a content-gap draft cannot be made as asked."""

@@ -3,7 +3,7 @@
 ``main`` is the console script; importing this package registers every command on it.
 """
 
-from kbsearch.cli import admin, learning, search  # noqa: F401 - registers the commands
+from kbsearch.cli import admin, analytics, learning, search  # noqa: F401 - registers the commands
 from kbsearch.cli.base import main
 
 __all__ = ["main"]
