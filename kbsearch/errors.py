@@ -126,3 +126,7 @@ class CallbackStoreError(StoreError):
 
 class AdminSessionStoreError(StoreError):
     """The dashboard's login sessions cannot be read or written."""
+
+
+class ReportError(KbsearchError):
+    """An analytics report or a content-gap draft cannot be made as asked."""

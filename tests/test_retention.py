@@ -11,6 +11,7 @@ from kbsearch.errors import KbsearchError
 from kbsearch.stores.callbacks import CallbackRequest, SQLiteCallbackStore
 from kbsearch.stores.conversations import Conversation, SQLiteConversationStore, Turn
 from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
+from kbsearch.stores.handoffs import BotHandoff, BotStart, SQLiteHandoffStore
 from kbsearch.stores.retention import DAY, DailyPurge, Stores, forget, purge
 
 from .conftest import make_settings
@@ -30,14 +31,17 @@ def stores(settings):
         feedback=SQLiteFeedbackStore(settings.feedback_db),
         callbacks=SQLiteCallbackStore(settings.channels_db),
         conversations=SQLiteConversationStore(settings.channels_db, 3600),
+        handoffs=SQLiteHandoffStore(settings.channels_db),
     )
     yield opened
-    for store in (opened.feedback, opened.callbacks, opened.conversations):
+    for store in (opened.feedback, opened.callbacks, opened.conversations, opened.handoffs):
         store.close()
 
 
 def fill(stores: Stores) -> None:
-    """Two searches, two callback requests and two conversations, one of each old."""
+    """Two searches, two callback requests, two conversations, a bot start and a hand-off.
+
+    One of each is old: a search, a callback request, the start and the hand-off."""
     stores.feedback.log_search(make_search("old", created=NOW - 31 * DAY, query="Strom weg"))
     stores.feedback.log_search(make_search("new", created=NOW - DAY,
                                            query="Rückruf an erika@example.de bitte"))
@@ -47,16 +51,22 @@ def fill(stores: Stores) -> None:
     for number, message in enumerate(("Router blinkt", "Mail an ERIKA@example.de")):
         stores.conversations.save(Conversation("client", f"c{number}", NOW, NOW, (
             Turn(NOW, message, (), None, ()),)), None)
+    stores.handoffs.record_start(BotStart(NOW - 31 * DAY, "client", "de", "old"))
+    stores.handoffs.record_handoff(BotHandoff(NOW - 31 * DAY, "client", "de",
+                                              ("human_requested",), "old"))
+    stores.handoffs.record_start(BotStart(NOW - DAY, "client", "de", "new"))
 
 
 def test_purge_deletes_what_is_older_than_its_retention(stores, settings):
     fill(stores)
     assert purge(stores, settings, NOW) == {"searches": 1, "callback_requests": 1,
-                                             "conversations": 0}
+                                             "conversations": 0, "bot_records": 2}
     assert [s.search_id for s in stores.feedback.searches()] == ["new"]
+    assert [s.search_id for s in stores.handoffs.starts()] == ["new"]
+    assert list(stores.handoffs.handoffs()) == []
     assert [c.request.name for c in stores.callbacks.recent()] == ["Jo Beispiel"]
     assert purge(stores, settings, NOW) == {"searches": 0, "callback_requests": 0,
-                                             "conversations": 0}
+                                             "conversations": 0, "bot_records": 0}
     later = NOW + 2 * 3600  # past the conversations' idle time
     assert purge(stores, settings, later)["conversations"] == 2
 
@@ -68,6 +78,7 @@ def test_forget_deletes_every_entry_that_holds_the_text(stores):
     assert forget(stores, "01712345678") == {"searches": 0, "callback_requests": 1,
                                              "conversations": 0}  # the digits of a phone
     assert [s.search_id for s in stores.feedback.searches()] == ["old"]
+    assert len(list(stores.handoffs.starts())) == 2  # codes and ids only: nothing to forget
     with pytest.raises(KbsearchError, match="at least 3 characters"):
         forget(stores, " a ")
 
@@ -78,7 +89,8 @@ def test_a_server_purges_once_a_day_and_a_failure_never_reaches_the_request(stor
     assert DailyPurge(lambda: stores, settings).run_if_due() is None  # 0 hours: turned off
     settings = settings.replace(purge_every_hours=24)
     daily = DailyPurge(lambda: stores, settings, clock=lambda: clock[0])
-    assert daily.run_if_due() == {"searches": 1, "callback_requests": 1, "conversations": 0}
+    assert daily.run_if_due() == {"searches": 1, "callback_requests": 1, "conversations": 0,
+                                  "bot_records": 2}
     clock[0] += DAY / 2
     assert daily.run_if_due() is None  # not a day yet
     clock[0] += DAY
@@ -88,7 +100,8 @@ def test_a_server_purges_once_a_day_and_a_failure_never_reaches_the_request(stor
         def purge(self, before):
             raise RuntimeError("disk on fire")
 
-    broken = DailyPurge(lambda: Stores(Broken(), stores.callbacks, stores.conversations),
+    broken = DailyPurge(lambda: Stores(Broken(), stores.callbacks, stores.conversations,
+                                       stores.handoffs),
                         settings, clock=lambda: NOW)
     assert broken.run_if_due() is None
 

@@ -5,12 +5,15 @@ to ``POST /api/v1/bot/turn`` and stays stateless: the conversation lives here, i
 ``ConversationStore`` (:mod:`kbsearch.stores.conversations`, SQLite by default), and is
 forgotten after a configurable idle time. Every turn says whether to hand the customer over
 to a human, and why, so that the bot offers the way out before nerves fray. The rules are
-pure functions over the conversation, each with its own setting.
+pure functions over the conversation, each with its own setting. Each conversation started
+and the first hand-off of each are also recorded, without text, in a ``HandoffStore``
+(:mod:`kbsearch.stores.handoffs`), which outlives the conversations for the analytics.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -27,7 +30,7 @@ from kbsearch.content.analysis import (
 )
 from kbsearch.content.snippets import short_answer
 from kbsearch.content.visibility import Caller
-from kbsearch.errors import ArticleNotFoundError, DuplicateFeedbackError, QueryError
+from kbsearch.errors import ArticleNotFoundError, DuplicateFeedbackError, QueryError, StoreError
 from kbsearch.stores.conversations import (
     Conversation,
     ConversationStore,
@@ -36,6 +39,9 @@ from kbsearch.stores.conversations import (
     Turn,
     Verdict,
 )
+from kbsearch.stores.handoffs import BotHandoff, BotStart, HandoffStore, SQLiteHandoffStore
+
+log = logging.getLogger(__name__)
 
 BotEvent = Literal["helpful", "not_helpful", "resolved", "escalated"]
 FEEDBACK_EVENTS: tuple[str, ...] = get_args(BotEvent)
@@ -302,10 +308,11 @@ def parse_feedback(raw: object) -> BotFeedback | None:
 class ChatBot:
     """Answers chatbot turns over a search service and keeps the conversations."""
 
-    def __init__(self, service: Any, store: ConversationStore, rules: HandoffRules,
-                 alternatives: int) -> None:
+    def __init__(self, service: Any, store: ConversationStore, handoffs: HandoffStore,
+                 rules: HandoffRules, alternatives: int) -> None:
         self.service = service
         self.store = store
+        self.handoffs = handoffs
         self.rules = rules
         self.alternatives = alternatives
         self._purged = 0.0
@@ -314,7 +321,8 @@ class ChatBot:
     def from_settings(cls, service: Any, settings: Settings) -> ChatBot:
         """Build the bot from the ``bot_*`` and ``channels_db`` settings."""
         store = SQLiteConversationStore(settings.channels_db, settings.bot_idle_minutes * 60)
-        return cls(service, store, HandoffRules.from_settings(settings), settings.bot_alternatives)
+        return cls(service, store, SQLiteHandoffStore(settings.channels_db),
+                   HandoffRules.from_settings(settings), settings.bot_alternatives)
 
     def turn(
         self, conversation_id: object, message: object, feedback: object = None,
@@ -360,14 +368,35 @@ class ChatBot:
         reasons = handoff_reasons(self.rules, conversation, searched)
         summary = (handoff_summary(conversation, reasons, self.rules.human_words)
                    if reasons else None)
+        first_handoff = bool(reasons) and not conversation.handed_off
         conversation = replace(conversation, updated=now,
                                handed_off=conversation.handed_off or bool(reasons))
         self.store.save(conversation, stored.updated if stored else None)
+        self._keep_record(conversation, stored is None, reasons if first_handoff else (), now)
         if now - self._purged > PURGE_EVERY_SECONDS:  # customers' words are not kept longer
             self._purged = now
             self.store.purge(now)
         return BotAnswer(conversation, stored is None, search_id, offers, answers,
                          tuple(reasons), summary)
+
+    def _keep_record(self, conversation: Conversation, started: bool,
+                     handoff: Sequence[Reason], now: float) -> None:
+        """Record a start and a first hand-off for the analytics; a failure is only logged."""
+        if not started and not handoff:
+            return
+        messages = [t.message for t in conversation.turns if t.message]
+        language = detect_language(messages[-1]) if messages else None
+        searches = [t.search_id for t in conversation.turns if t.search_id]
+        try:
+            if started:
+                self.handoffs.record_start(BotStart(
+                    now, conversation.client, language, searches[0] if searches else None))
+            if handoff:
+                self.handoffs.record_handoff(BotHandoff(
+                    now, conversation.client, language, tuple(r.code for r in handoff),
+                    searches[-1] if searches else None))
+        except StoreError as exc:  # the customer's answer matters more than the statistics
+            log.warning("bot start or hand-off not recorded: %s", exc)
 
     def _record(self, conversation: Conversation, verdict: BotFeedback, client: str,
                 now: float) -> Conversation:

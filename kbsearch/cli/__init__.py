@@ -3,7 +3,13 @@
 ``main`` is the console script; importing this package registers every command on it.
 """
 
-from kbsearch.cli import admin, editors, learning, search  # noqa: F401 - registers the commands
+from kbsearch.cli import (  # noqa: F401 - registers the commands
+    admin,
+    analytics,
+    editors,
+    learning,
+    search,
+)
 from kbsearch.cli.base import main
 
 __all__ = ["main"]

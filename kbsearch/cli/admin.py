@@ -121,6 +121,7 @@ def _stores() -> Stores:
     from kbsearch.stores.callbacks import SQLiteCallbackStore
     from kbsearch.stores.conversations import SQLiteConversationStore
     from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
+    from kbsearch.stores.handoffs import SQLiteHandoffStore
     from kbsearch.stores.retention import Stores
 
     settings = _settings()
@@ -129,6 +130,7 @@ def _stores() -> Stores:
         callbacks=SQLiteCallbackStore(settings.channels_db),
         conversations=SQLiteConversationStore(settings.channels_db,
                                               settings.bot_idle_minutes * 60),
+        handoffs=SQLiteHandoffStore(settings.channels_db),
     )
 
 

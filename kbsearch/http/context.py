@@ -64,7 +64,7 @@ class Components:
 
     def stores(self) -> Stores:
         """Return the stores that keep what people typed."""
-        return Stores(self.service.feedback, self.callbacks, self.bot.store)
+        return Stores(self.service.feedback, self.callbacks, self.bot.store, self.bot.handoffs)
 
     @staticmethod
     def of(app: Flask) -> Components:

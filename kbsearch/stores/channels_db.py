@@ -1,13 +1,18 @@
-"""The channels database: one SQLite file (``KBSEARCH_CHANNELS_DB``) shared by two stores.
+"""The channels database: one SQLite file (``KBSEARCH_CHANNELS_DB``) shared by its stores.
 
-The chatbot's conversations (:mod:`kbsearch.stores.conversations`) and the FAQ page's
-callback requests (:mod:`kbsearch.stores.callbacks`) live in the same file, so they share
-one schema version and this one list of migrations; whichever store opens the file first
-migrates it::
+The chatbot's conversations (:mod:`kbsearch.stores.conversations`), the FAQ page's
+callback requests (:mod:`kbsearch.stores.callbacks`) and the bot's durable record of
+conversations and hand-offs (:mod:`kbsearch.stores.handoffs`) live in the same file, so
+they share one schema version and this one list of migrations; whichever store opens the
+file first migrates it::
 
     bot_conversations   one row per client and conversation id; state as JSON
     callback_requests   one row per request; reference is the number the customer is shown
-    admin_sessions      one row per dashboard login (:mod:`kbsearch.stores.admin_sessions`)
+    bot_starts          (version 2) one row per conversation started; no text
+    bot_handoffs        (version 2) one row per conversation handed to a human: reason
+                        codes and the search of its last turn; no text
+    admin_sessions      (version 3) one row per dashboard login
+                        (:mod:`kbsearch.stores.admin_sessions`)
 
 Version 1 is the tables as kbsearch created them before the file had a version. They were
 made with ``CREATE ... IF NOT EXISTS`` and no ``user_version``, so such a file is at version
@@ -42,9 +47,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     status TEXT NOT NULL DEFAULT 'open'
 )""",
     ),
-    # Migration 2 (bot_handoffs) comes from the chatbot hand-off branch of issue 12; this
-    # empty placeholder keeps the dashboard's sessions at version 3 until they are merged.
-    (),
+    # 2: the bot's conversations and hand-offs, kept (without text) for the analytics
+    (
+        "CREATE TABLE bot_starts (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
+        " client TEXT NOT NULL, language TEXT, search_id TEXT)",
+        "CREATE INDEX bot_starts_at ON bot_starts (at)",
+        "CREATE TABLE bot_handoffs (id INTEGER PRIMARY KEY, at REAL NOT NULL,"
+        " client TEXT NOT NULL, language TEXT, reasons TEXT NOT NULL, search_id TEXT)",
+        "CREATE INDEX bot_handoffs_at ON bot_handoffs (at)",
+    ),
+    # 3: the dashboard's login sessions (only a digest of each token)
     (
         "CREATE TABLE admin_sessions ("
         " token_digest TEXT PRIMARY KEY, key_id TEXT NOT NULL, csrf TEXT NOT NULL,"

@@ -2,11 +2,15 @@
 
 ``purge`` deletes searches (with their results and feedback) older than
 ``KBSEARCH_RETENTION_SEARCH_DAYS``, callback requests older than
-``KBSEARCH_RETENTION_CALLBACK_DAYS`` and conversations idle past the bot's idle time.
+``KBSEARCH_RETENTION_CALLBACK_DAYS``, conversations idle past the bot's idle time, and the
+bot's record of conversations started and handed off (:mod:`kbsearch.stores.handoffs`)
+with the searches.
 ``kbsearch purge`` runs it; a running server runs it every ``KBSEARCH_PURGE_EVERY_HOURS``
 (:class:`DailyPurge`).
 ``forget`` deletes every search, conversation and callback request in which a text occurs
-(``kbsearch forget --contains TEXT``: the right to erasure).
+(``kbsearch forget --contains TEXT``: the right to erasure). The bot's record of starts and
+hand-offs holds no text (codes, times, pseudonymous client ids), so nothing in it can hold
+the text; it goes by purge alone.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from kbsearch.errors import KbsearchError, StoreError
 from kbsearch.stores.callbacks import CallbackStore
 from kbsearch.stores.conversations import ConversationStore
 from kbsearch.stores.feedback import FeedbackStore
+from kbsearch.stores.handoffs import HandoffStore
 
 log = logging.getLogger(__name__)
 DAY = 86_400.0
@@ -30,26 +35,31 @@ MIN_FORGET_CHARS = 3
 
 @dataclass(frozen=True)
 class Stores:
-    """Every store that keeps what people typed."""
+    """Every store that keeps what people typed or did, each with its own retention."""
 
     feedback: FeedbackStore
     callbacks: CallbackStore
     conversations: ConversationStore
+    handoffs: HandoffStore
 
 
 def purge(stores: Stores, settings: Settings, now: float | None = None) -> dict[str, int]:
     """Delete what is older than its retention; return how many of each were deleted."""
     now = time.time() if now is None else now
+    searches_before = now - settings.retention_search_days * DAY
     return {
-        "searches": stores.feedback.purge(now - settings.retention_search_days * DAY),
+        "searches": stores.feedback.purge(searches_before),
         "callback_requests": stores.callbacks.purge(
             now - settings.retention_callback_days * DAY),
         "conversations": stores.conversations.purge(now),
+        "bot_records": stores.handoffs.purge(searches_before),
     }
 
 
 def forget(stores: Stores, text: str) -> dict[str, int]:
     """Delete every entry in which a text occurs; return how many of each were deleted.
+
+    The bot's record of starts and hand-offs is not searched: it holds no text.
 
     Raises KbsearchError for a text shorter than MIN_FORGET_CHARS characters, which
     would match far more than one person's entries.

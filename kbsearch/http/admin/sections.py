@@ -5,11 +5,10 @@ template (``templates/admin/_<section>.html``) renders. A part that fails (a sto
 cannot be read) becomes a problem shown in its own section; the rest of the dashboard
 still renders.
 
-Three sections show the work of other parts of issue 12 that this build does not have
-yet: the report with its charts (``kbsearch.learning.report``), content gaps
-(``kbsearch.learning.gaps``) and stale and near-duplicate articles
-(``kbsearch.learning.checks``). Their functions say so honestly (``available=False``);
-each is marked ``PLUG IN`` where the other module's function is to be called.
+The report, its content gaps and the stale and near-duplicate articles come from the same
+functions as ``kbsearch report``, ``kbsearch gaps`` and ``kbsearch check``
+(:mod:`kbsearch.learning.report`, :mod:`kbsearch.learning.gaps`,
+:mod:`kbsearch.learning.checks`), so the dashboard and the command line always agree.
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ from kbsearch.errors import CallbackStoreError, ConfigError, IndexNotFoundError
 from kbsearch.http.context import Components
 from kbsearch.index.reindex import ReindexJob
 from kbsearch.learning.checks import near_duplicates, section_vectors, stale_articles
+from kbsearch.learning.report import Report, build_report
+from kbsearch.learning.report_render import CHART_TITLES, report_charts
 from kbsearch.ranking.versions import VersionInfo
 from kbsearch.stores.callbacks import StoredCallback
 
-NOT_YET = ("Not available yet: {what} comes with {module} (issue 12), which this "
-           "installation does not have yet.")
 CALLBACK_LIMIT = 100
 VERSIONS_SHOWN = 30
 # report entries of a weights version that compare it with its parent: key, name, better
@@ -73,14 +72,52 @@ class ReportSection:
     charts: tuple[Chart, ...] = ()
 
 
-def report_section(parts: Components) -> ReportSection:
-    """Return the live report with its charts (not available before learning/report.py)."""
-    # PLUG IN (issue 12, the report): from kbsearch.learning.report import build_report,
-    # report_charts; report = build_report(...) from parts.service.feedback, the index and
-    # parts.settings; figures from the report's numbers; charts = tuple(Chart(name,
-    # Markup(svg)) for name, svg in report_charts(report).items()).
-    return ReportSection(False, NOT_YET.format(what="The report",
-                                               module="kbsearch/learning/report.py"))
+PERIODS: tuple[int, ...] = (1, 7, 30, 90)  # days the dashboard's report can cover
+
+
+def period_report(parts: Components, days: int, now: float) -> Report | None:
+    """Return the report of the last ``days`` days, or None before the first index build.
+
+    Stale articles are left to the checks section, which shows them with their dates.
+    """
+    try:
+        titles = {a.id: a.title for a in parts.service.articles("internal")}
+    except IndexNotFoundError:
+        return None
+    return build_report(
+        parts.service.feedback, parts.bot.handoffs, parts.callbacks,
+        gap_below=parts.settings.gap_below, gap_min_searches=parts.settings.gap_min_searches,
+        since=now - days * 86400.0, until=now, titles=titles, now=now)
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def report_section(report: Report | None, days: int) -> ReportSection:
+    """Return the key figures and the charts of a report (``kbsearch report``)."""
+    if report is None:
+        return ReportSection(False, "No index has been built yet: press Reindex.")
+    total = report.total
+    outcome = {o.channel: o for o in report.outcomes}
+    faq, bot = outcome.get("faq"), outcome.get("bot")
+    figures = (
+        Figure("Searches", str(total.searches)),
+        Figure("Distinct clients", str(total.clients)),
+        Figure("Click-through rate", _rate(total.click_through_rate)),
+        Figure("No-click rate", _rate(total.no_click_rate)),
+        Figure("Average click position", "–" if total.average_click_position is None
+               else f"{total.average_click_position:.1f}"),
+        Figure("Low confidence", _rate(total.low_confidence_rate)),
+        Figure("FAQ self-service", _rate(faq.self_service_rate if faq else None)),
+        Figure("Bot hand-off rate", _rate(bot.handoff_rate if bot else None)),
+        Figure("Callback requests", str(report.callbacks)),
+    )
+    charts = tuple(Chart(CHART_TITLES.get(name, name), Markup(svg))  # noqa: S704 - escaped SVG
+                   for name, svg in report_charts(report).items())
+    return ReportSection(True, f"The last {days} day{'s' if days != 1 else ''}; "
+                               "kbsearch report --format html gives the whole report.",
+                         figures, charts)
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,8 @@ class Gap:
     searches: int
     examples: tuple[str, ...]
     best_probability: float | None = None
+    clients: int = 0
+    closest: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,14 +141,17 @@ class GapsSection:
     gaps: tuple[Gap, ...] = ()
 
 
-def gaps_section(parts: Components) -> GapsSection:
-    """Return the content gaps (not available before learning/gaps.py)."""
-    # PLUG IN (issue 12, content gaps): from kbsearch.learning.gaps import find_gaps;
-    # groups = find_gaps(...) over parts.service.feedback with parts.settings.gap_below and
-    # parts.settings.gap_min_searches; one Gap per GapGroup (label, searches, examples,
-    # best probability).
-    return GapsSection(False, NOT_YET.format(what="Content gaps",
-                                             module="kbsearch/learning/gaps.py"))
+def gaps_section(report: Report | None) -> GapsSection:
+    """Return the content gaps of the report's period (``kbsearch gaps``)."""
+    if report is None:
+        return GapsSection(False, "No index has been built yet: press Reindex.")
+    gaps = tuple(
+        Gap(f"#{group.number}: {group.examples[0] if group.examples else ''}", group.searches,
+            group.examples, group.closest.mean_probability if group.closest else None,
+            group.clients, group.closest.title if group.closest else "")
+        for group in report.gaps)
+    return GapsSection(True, "Draft an article for a group with: kbsearch gaps draft NUMBER "
+                             "--since the same day.", gaps)
 
 
 @dataclass(frozen=True)

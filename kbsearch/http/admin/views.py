@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import time
 from typing import Any
 
 from flask import (
@@ -231,9 +232,13 @@ def dashboard() -> Any:
     parts = components()
     shown = request.args.get("callbacks", "open")
     shown = shown if shown in CALLBACK_LISTS else "open"
+    days = request.args.get("days", "7")
+    days_shown = int(days) if days in {str(d) for d in sections.PERIODS} else 7
+    report = sections.period_report(parts, days_shown, time.time())
     return render_template(
         "admin/dashboard.html", notice=notice_from_args(), callback_lists=CALLBACK_LISTS,
-        report=sections.report_section(parts), gaps=sections.gaps_section(parts),
+        periods=sections.PERIODS, days=days_shown,
+        report=sections.report_section(report, days_shown), gaps=sections.gaps_section(report),
         checks=sections.checks_section(parts, dt.date.today()),
         callbacks=sections.callbacks_section(parts, shown),
         weights=sections.weights_section(parts), index=sections.index_section(parts),
