@@ -10,6 +10,7 @@ from kbsearch.channels.bot import (
     REASONS,
     HandoffRules,
     asks_for_human,
+    customer_of,
     falling,
     handoff_reasons,
     handoff_summary,
@@ -365,3 +366,18 @@ def test_the_bot_route_needs_a_key(bot_client):
     response = client.post("/api/v1/bot/turn", json={"conversation_id": "c", "message": "x"})
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_api_key"
+
+
+def test_each_conversation_counts_as_its_own_customer(bot_client):
+    client, headers, service = bot_client
+    first = post(client, headers, conversation_id="k-1", message="Router blinkt rot").get_json()
+    again = post(client, headers, conversation_id="k-1", message="WLAN langsam").get_json()
+    other = post(client, headers, conversation_id="k-2", message="Router blinkt rot").get_json()
+    assert post(client, headers, conversation_id="k-2", feedback="helpful").status_code == 200
+    clients = {s.search_id: s.client for s in service.feedback.searches()}
+    assert clients[first["search_id"]] == clients[again["search_id"]]
+    assert clients[first["search_id"]] != clients[other["search_id"]]
+    assert [e.client for e in events_for(service, other["search_id"])] == [
+        clients[other["search_id"]]]
+    # one bot's conversation k-1 is not another bot's
+    assert customer_of("bot-a", "k-1") != customer_of("bot-b", "k-1")

@@ -12,6 +12,7 @@ and the first hand-off of each are also recorded, without text, in a ``HandoffSt
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import re
@@ -162,6 +163,17 @@ def negative_streak(verdicts: Sequence[Verdict]) -> int:
             break
         streak += 1
     return streak
+
+
+def customer_of(client: str, conversation_id: str) -> str:
+    """Return the pseudonymous client that a conversation's searches and feedback count as.
+
+    A chatbot platform calls with one key for all its customers. Counted by key, all of them
+    would be one client to the analytics (distinct clients, content gaps) and to training's
+    per-client cap; one conversation stands for one customer instead, hashed with the key's
+    identity so that two bots never share a client.
+    """
+    return hashlib.sha256(f"{client}\x00{conversation_id}".encode()).hexdigest()[:16]
 
 
 def handoff_reasons(
@@ -351,13 +363,14 @@ class ChatBot:
             raise QueryError("message", "is required unless feedback is given")
         stored = self.store.get(client, conversation_id, now)
         conversation = stored or Conversation(client, conversation_id, now, now)
+        person = customer_of(client, conversation_id)
         if verdict is not None:
-            conversation = self._record(conversation, verdict, client, now)
+            conversation = self._record(conversation, verdict, person, now)
         answers: dict[str, str] = {}
         offers: tuple[Offer, ...] = ()
         search_id, searched = None, False
         if text:
-            search_id, offers, answers = self._search(text, caller, client)
+            search_id, offers, answers = self._search(text, caller, person)
             searched = True
             conversation = self._add_turn(conversation, Turn(
                 now, text, message_terms(text), search_id, offers))
@@ -387,13 +400,14 @@ class ChatBot:
         messages = [t.message for t in conversation.turns if t.message]
         language = detect_language(messages[-1]) if messages else None
         searches = [t.search_id for t in conversation.turns if t.search_id]
+        person = customer_of(conversation.client, conversation.id)
         try:
             if started:
                 self.handoffs.record_start(BotStart(
-                    now, conversation.client, language, searches[0] if searches else None))
+                    now, person, language, searches[0] if searches else None))
             if handoff:
                 self.handoffs.record_handoff(BotHandoff(
-                    now, conversation.client, language, tuple(r.code for r in handoff),
+                    now, person, language, tuple(r.code for r in handoff),
                     searches[-1] if searches else None))
         except StoreError as exc:  # the customer's answer matters more than the statistics
             log.warning("bot start or hand-off not recorded: %s", exc)
