@@ -23,10 +23,12 @@ articles/judgments.tsv, written as customers phrase things); one in four are on 
 has no article for (balcony solar plants, a deceased customer's contract, TV packages,
 paper bills, referral bonuses), the content gaps the report should find. One question in
 twenty carries an e-mail address, phone number or customer number, which must arrive
-redacted. Leaves in DIR the feedback and channels databases, keys and weights, and prints
-a summary; then, for example::
+redacted. Leaves in DIR the index and, in DIR/data, the feedback and channels databases,
+keys and weights (the default layout under KBSEARCH_HOME), and prints a summary; then::
 
-    KBSEARCH_HOME=DIR kbsearch report --since 2026-11-23 --format html --out report.html
+    export KBSEARCH_HOME=DIR KBSEARCH_ARTICLES=$PWD/articles
+    kbsearch report --since 2026-11-23 --format html --out report.html
+    kbsearch gaps --since 2026-11-23
 """
 
 from __future__ import annotations
@@ -106,11 +108,11 @@ class Week:
     def __init__(self, out: Path, seed: int) -> None:
         """Build the index under out and open the app over stores in out."""
         self.rng = random.Random(seed)
+        # the default layout under out, so that KBSEARCH_HOME=out finds what the week left
         self.settings = load_settings(
-            environ={}, articles=ROOT / "articles", index=out / "index",
-            feedback_db=out / "feedback.sqlite3", channels_db=out / "channels.sqlite3",
-            weights_dir=out / "weights", keys_file=out / "keys.json",
-            rate_limit="", rate_limit_keyed="", rate_limit_callbacks="", purge_every_hours=0)
+            environ={"KBSEARCH_HOME": str(out)}, articles=ROOT / "articles",
+            model=load_settings().model, rate_limit="", rate_limit_keyed="",
+            rate_limit_callbacks="", purge_every_hours=0)
         service = SearchService(self.settings)
         build_index(self.settings.articles, self.settings.index, service.embedder)
         keys = KeyStore(self.settings.keys_file)
@@ -273,7 +275,7 @@ def main() -> int:
         parser.error("--days and --per-day must be at least 1")
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in ("feedback.sqlite3", "channels.sqlite3", "keys.json"):
-        for path in args.out.glob(stale + "*"):
+        for path in (args.out / "data").glob(stale + "*"):
             path.unlink()  # a fresh week each run; the index is kept and updated
     week = Week(args.out, args.seed)
     week.run(args.days, args.per_day)
