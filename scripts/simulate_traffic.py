@@ -49,6 +49,7 @@ import time_machine
 from kbsearch.api import create_app
 from kbsearch.config import load_settings
 from kbsearch.index.builds import build_index
+from kbsearch.index.embedding import Embedder
 from kbsearch.learning.evaluation import load_judgments
 from kbsearch.service import SearchService
 from kbsearch.stores.keys import KeyStore
@@ -105,15 +106,18 @@ def questions(judgments_file: Path) -> tuple[list[Question], list[Question]]:
 class Week:
     """The simulated visitors of a week, driving one app through its test client."""
 
-    def __init__(self, out: Path, seed: int) -> None:
-        """Build the index under out and open the app over stores in out."""
+    def __init__(self, out: Path, seed: int, embedder: Embedder | None = None) -> None:
+        """Build the index under out and open the app over stores in out.
+
+        ``embedder`` replaces the configured model (tests pass a fake one).
+        """
         self.rng = random.Random(seed)
         # the default layout under out, so that KBSEARCH_HOME=out finds what the week left
         self.settings = load_settings(
             environ={"KBSEARCH_HOME": str(out)}, articles=ROOT / "articles",
             model=load_settings().model, rate_limit="", rate_limit_keyed="",
             rate_limit_callbacks="", purge_every_hours=0)
-        service = SearchService(self.settings)
+        service = SearchService(self.settings, embedder=embedder)
         build_index(self.settings.articles, self.settings.index, service.embedder)
         keys = KeyStore(self.settings.keys_file)
         self.bot_key = keys.create("bot", "simulated chatbot")[1]
