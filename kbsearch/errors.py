@@ -122,3 +122,13 @@ class CallbackError(KbsearchError):
 
 class CallbackStoreError(StoreError):
     """The callback request database cannot be opened or written."""
+
+
+class SynonymsError(KbsearchError):
+    """The synonyms file has a line kbsearch cannot read; names the file and the line."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.reason = message
+        super().__init__(f"{self.path}{f':{line}' if line else ''}: {message}")
