@@ -155,3 +155,34 @@ def test_a_matching_question_brings_its_article_first_and_others_get_nothing(
     assert all(h.hit.scores["question_sim"] == 0 for h in hits[1:])
     other = service.search("Router blinkt rot", log=False).results
     assert all(h.hit.scores["question_sim"] == 0 for h in other)
+
+
+def test_the_article_api_shows_the_questions(client):
+    body = client.get("/api/v1/articles/umzug-melden").get_json()
+    assert body["questions"] and all(isinstance(q, str) for q in body["questions"])
+
+
+def test_bundled_questions_are_not_copies_of_judged_queries():
+    from kbsearch.content.analysis import fold
+    from kbsearch.content.articles import load_articles
+
+    judged = {fold(line.split("\t")[0]).strip(" ?.!")
+              for line in (ARTICLES / "judgments.tsv").read_text("utf-8").splitlines()
+              if line.strip() and not line.startswith("#")}
+    questions = [q for a in load_articles(ARTICLES).articles for q in a.questions]
+    assert len(questions) >= 30
+    assert not {fold(q).strip(" ?.!") for q in questions} & judged
+
+
+@pytest.mark.parametrize(
+    ("query", "article_id"),
+    [
+        ("ich ziehe um", "umzug-melden"),  # 8th, probability 0.002, before issue 12
+        ("Strom zu teuer", "tarifwechsel"),  # 5th, 0.09
+        # a question of neukunde-lieferbeginn matches at 0.93 and must not take over
+        ("Stromvertrag kündigen", "kuendigung-energie"),
+    ],
+)
+def test_everyday_phrasings_find_their_article_first(model_service, query, article_id):
+    results = model_service.search(query, log=False).results
+    assert results[0].article.id == article_id

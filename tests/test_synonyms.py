@@ -17,6 +17,8 @@ from kbsearch.errors import IndexBuildError, SynonymsError
 from kbsearch.index.builds import build_index, open_index
 from kbsearch.index.keyword import KeywordIndex, build_keyword_index
 
+from .conftest import ARTICLES
+
 RULES = """# moving house
 Umzug, umziehen, ziehe um, ziehen um
 
@@ -155,3 +157,8 @@ def test_a_bad_synonyms_file_builds_nothing_and_names_its_line(small_kb, tmp_pat
     with pytest.raises(IndexBuildError, match=r"synonyms.txt:2: a rule needs two or more"):
         build_index(small_kb, index_dir, fake_embedder)
     assert open_index(index_dir).version == first.version
+
+
+def test_the_bundled_synonyms_file_is_valid():
+    synonyms = load_synonyms(ARTICLES / "synonyms.txt")
+    assert len(synonyms.rules) >= 10
