@@ -130,3 +130,13 @@ class AdminSessionStoreError(StoreError):
 
 class ReportError(KbsearchError):
     """An analytics report or a content-gap draft cannot be made as asked."""
+
+
+class SynonymsError(KbsearchError):
+    """The synonyms file has a line kbsearch cannot read; names the file and the line."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.reason = message
+        super().__init__(f"{self.path}{f':{line}' if line else ''}: {message}")

@@ -37,6 +37,7 @@ from kbsearch.index.retrieval import (
     SearchRequest,
     best_chunk_similarity,
 )
+from kbsearch.ranking.memory import match_editor_questions
 from kbsearch.ranking.scoring import (
     FEATURES,
     MODES,
@@ -288,7 +289,8 @@ class SearchService:
     ) -> Candidates:
         """Collect the top candidates of every retriever with all their raw scores.
 
-        Articles whose learned questions match the query join the candidates too.
+        Articles whose learned or editors' questions match the query join the candidates
+        too; ``question_sim`` is the two matches added up (at most 1).
         """
         ranker = ranker or self.ranker()
         mask = self._allowed(index, request)
@@ -303,6 +305,11 @@ class SearchService:
             index.positions[a]: v for a, v in ranker.questions.match(query_vector).items()
             if a in index.positions and mask[index.positions[a]]
         }
+        edited = match_editor_questions(index.question_vectors @ query_vector,
+                                        index.question_article, self.settings.question_floor)
+        for a, v in edited.items():
+            if mask[a]:
+                learned[a] = min(1.0, learned.get(a, 0.0) + v)
         pool = list(dict.fromkeys([*dense.order, *keyword.order, *sorted(learned)]))
         dense_rank = {a: r for r, a in enumerate(dense.order)}
         keyword_rank = {a: r for r, a in enumerate(keyword.order)}

@@ -364,7 +364,7 @@ def test_calibrate_on_the_judged_queries_of_the_knowledge_base(tmp_path, sample_
     result = run(["calibrate", "--json"], env)
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
-    assert outcome["report"]["judged_queries"] == 52
+    assert outcome["report"]["judged_queries"] == 62
     ece = outcome["report"]["ece_cross_fitted"]
     assert outcome["promoted"] == (ece["new"] <= ece["current"])
     listed = json.loads(run(["weights", "list", "--json"], env).stdout)

@@ -46,10 +46,12 @@ def index(
         click.secho(f"skipped {error}", fg="yellow", err=True)
     click.echo(
         f"index {report.version}: {report.articles} articles, {report.chunks} chunks "
-        f"({report.embedded} embedded, {report.reused} reused); "
+        f"({report.embedded} embedded, {report.reused} reused), "
+        f"{report.questions} editors' questions; "
         f"{len(report.added)} added, {len(report.changed)} changed, "
         f"{len(report.removed)} removed; {len(report.errors)} skipped; "
-        f"{report.seconds:.1f} s"
+        + ("synonyms changed; " if report.synonyms_changed else "")
+        + f"{report.seconds:.1f} s"
     )
     if report.errors:
         sys.exit(2)

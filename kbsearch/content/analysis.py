@@ -7,7 +7,9 @@ query word and an article word meet in one normal form:
 - German compounds are split into parts found in the knowledge base's own vocabulary
   ("zaehlerstandsmeldung" → "zaehlerstand", "meldung", "zaehler", "stand"), keeping the
   compound itself, so "Zähler" finds "Zählerstand" and the other way round;
-- Snowball stemming (German or English; the German stemmer also reads ae/oe/ue as umlauts).
+- Snowball stemming (German or English; the German stemmer also reads ae/oe/ue as umlauts);
+- the knowledge base's synonym rules (``articles/synonyms.txt``, parsed by
+  :mod:`kbsearch.content.synonyms`), matched on the words' stems, so inflections meet too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import Stemmer
 from whoosh.analysis import Composable, RegexTokenizer
@@ -153,35 +156,156 @@ def _split(word: str, lexicon: frozenset[str]) -> tuple[str, ...]:
 EMPTY_LEXICON = Lexicon(frozenset())
 
 
-def analyze(text: str, language: str, lexicon: Lexicon = EMPTY_LEXICON) -> list[str]:
-    """Return the index terms of a text: folded, stop words out, compounds split, stemmed."""
+@dataclass(frozen=True)
+class Rewrite:
+    """What a synonym rule does where it matches: the one-word entries it adds, and
+    whether the matched words stay (equivalent entries) or go (a ``=>`` replacement)."""
+
+    words: tuple[str, ...]
+    keep: bool
+
+
+@dataclass(frozen=True)
+class SynonymMap:
+    """One language's synonym rules, keyed by the stems of the words each one matches.
+
+    Keys hold the stems of every word of an entry, stop words included, so that a
+    multi-word entry ("ziehe um") matches those words in sequence.
+    """
+
+    rules: tuple[tuple[tuple[str, ...], Rewrite], ...] = ()
+
+    @functools.cached_property
+    def _lookup(self) -> Mapping[tuple[str, ...], Rewrite]:
+        """Return the rules as a mapping (made once)."""
+        return dict(self.rules)
+
+    @functools.cached_property
+    def longest(self) -> int:
+        """Return the most words any entry has."""
+        return max((len(key) for key, _ in self.rules), default=0)
+
+    def match(self, stems: Sequence[str], start: int) -> tuple[int, Rewrite] | None:
+        """Return the longest rule matching the words from ``start`` on, with its length."""
+        for length in range(min(self.longest, len(stems) - start), 0, -1):
+            rewrite = self._lookup.get(tuple(stems[start : start + length]))
+            if rewrite is not None:
+                return length, rewrite
+        return None
+
+
+NO_SYNONYMS = SynonymMap()
+
+
+class Slot(NamedTuple):
+    """The terms of one word, or of the words one synonym rule matched.
+
+    ``alternatives`` are the word's stem (or the matched words' stems) and the stems of the
+    words a synonym rule adds: any of them is the same word. ``parts`` are the stems of
+    the compound parts of the text's own words.
+    """
+
+    start: int
+    alternatives: tuple[str, ...]
+    parts: tuple[str, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Return every term of the slot, alternatives first."""
+        return (*self.alternatives, *self.parts)
+
+
+def _word_slot(start: int, words_: Sequence[str], language: str, lexicon: Lexicon,
+               added: Sequence[str] = ()) -> Slot:
+    """Return the slot of words and the words a synonym rule adds in their place."""
+    stems = [stem(word, language) for word in (*words_, *added)]
+    parts = [stem(part, language) for word in words_
+             for part in (lexicon.split(word) if language == "de" else ())]
+    return Slot(start, tuple(dict.fromkeys(stems)), tuple(parts))
+
+
+def term_slots(
+    found: Sequence[str], language: str, lexicon: Lexicon = EMPTY_LEXICON,
+    synonyms: SynonymMap = NO_SYNONYMS, query: bool = False,
+) -> list[Slot]:
+    """Return the terms of folded words, one slot per word that is no stop word.
+
+    Where a synonym rule matches (the longest entry first), the matched words make one
+    slot with the words the rule adds (the matched words stay unless it replaces them).
+    In an article (``query`` false) a one-word entry of equivalent entries stays as it
+    is: the query brings its equivalents, so each keeps its own document frequency.
+    """
     stop = stopwords(language)
-    terms: list[str] = []
-    for word in words(text):
-        if word in stop:
+    stems = [stem(word, language) for word in found] if synonyms.rules else []
+    slots: list[Slot] = []
+    i = 0
+    while i < len(found):
+        hit = synonyms.match(stems, i) if synonyms.rules else None
+        if hit is not None and hit[0] == 1 and hit[1].keep and not query:
+            hit = None
+        if hit is None:
+            if found[i] not in stop:
+                slots.append(_word_slot(i, (found[i],), language, lexicon))
+            i += 1
             continue
-        terms.append(stem(word, language))
-        if language == "de":
-            terms.extend(stem(part, language) for part in lexicon.split(word))
-    return terms
+        length, rewrite = hit
+        kept = [w for w in found[i : i + length] if w not in stop] if rewrite.keep else []
+        added = [w for w in rewrite.words if w not in stop]
+        if kept or added:
+            slots.append(_word_slot(i, kept, language, lexicon, added))
+        i += length
+    return slots
 
 
-def query_terms(text: str, language: str, lexicon: Lexicon = EMPTY_LEXICON) -> list[str]:
+def analyze(
+    text: str, language: str, lexicon: Lexicon = EMPTY_LEXICON,
+    synonyms: SynonymMap = NO_SYNONYMS,
+) -> list[str]:
+    """Return the index terms of a text: folded, stop words out, compounds split, stemmed."""
+    return [t for slot in term_slots(words(text), language, lexicon, synonyms)
+            for t in slot.terms]
+
+
+def query_term_groups(
+    text: str, language: str, lexicon: Lexicon = EMPTY_LEXICON,
+    synonyms: SynonymMap = NO_SYNONYMS,
+) -> list[tuple[str, ...]]:
+    """Return a query's terms as groups of alternatives, distinct, in first-seen order.
+
+    A word's stem and the stems of its synonyms are one group (any of them is the same
+    word, so they count once when the query is scored); every compound part is a group of
+    its own.
+    """
+    groups: list[tuple[str, ...]] = []
+    for slot in term_slots(words(text), language, lexicon, synonyms, query=True):
+        groups.append(slot.alternatives)
+        groups.extend((part,) for part in slot.parts)
+    if not groups:  # a query of stop words only ("Wie geht das?") still searches its words
+        groups = [(stem(word, language),) for word in words(text)]
+    return list(dict.fromkeys(groups))
+
+
+def query_terms(
+    text: str, language: str, lexicon: Lexicon = EMPTY_LEXICON,
+    synonyms: SynonymMap = NO_SYNONYMS,
+) -> list[str]:
     """Return the distinct index terms of a query in first-seen order."""
-    terms = analyze(text, language, lexicon)
-    if not terms:  # a query of stop words only ("Wie geht das?") still searches its words
-        terms = [stem(word, language) for word in words(text)]
-    return list(dict.fromkeys(terms))
+    groups = query_term_groups(text, language, lexicon, synonyms)
+    return list(dict.fromkeys(t for group in groups for t in group))
 
 
 class KbAnalyzer(Composable):
-    """Whoosh analyzer running :func:`analyze`, with positions for each term."""
+    """Whoosh analyzer running :func:`term_slots`, with positions for each term."""
 
-    def __init__(self, language: str, lexicon: Lexicon = EMPTY_LEXICON) -> None:
+    def __init__(
+        self, language: str, lexicon: Lexicon = EMPTY_LEXICON,
+        synonyms: SynonymMap = NO_SYNONYMS,
+    ) -> None:
         if language not in LANGUAGES:
             raise ValueError(f"no analyzer for language {language!r}")
         self.language = language
         self.lexicon = lexicon
+        self.synonyms = synonyms
         self._tokenizer = RegexTokenizer(WORD.pattern)
 
     def __eq__(self, other: object) -> bool:
@@ -189,27 +313,34 @@ class KbAnalyzer(Composable):
             isinstance(other, KbAnalyzer)
             and other.language == self.language
             and other.lexicon == self.lexicon
+            and other.synonyms == self.synonyms
         )
 
     def __hash__(self) -> int:
-        return hash((self.language, len(self.lexicon.words)))
+        return hash((self.language, len(self.lexicon.words), len(self.synonyms.rules)))
 
     def __call__(self, value: str, **kwargs: object) -> Iterator:
-        """Yield Whoosh tokens; compound parts share the position of their compound."""
-        stop = stopwords(self.language)
+        """Yield Whoosh tokens; compound parts and synonyms share their word's position."""
         kwargs.pop("tokenize", None)
-        position = 0
+        found: list[str] = []
+        spans: list[tuple[int, int]] = []
+        token = None
         for token in self._tokenizer(value, **kwargs):
             for word in words(token.text):
-                if word in stop:
-                    continue
-                parts = self.lexicon.split(word) if self.language == "de" else ()
-                for text in (word, *parts):
-                    token.text = stem(text, self.language)
-                    token.pos = position
-                    token.stopped = False
-                    yield token
-                position += 1
+                found.append(word)
+                spans.append((getattr(token, "startchar", 0), getattr(token, "endchar", 0)))
+        if token is None:
+            return
+        chars = bool(kwargs.get("chars"))
+        for position, slot in enumerate(term_slots(found, self.language, self.lexicon,
+                                                   self.synonyms)):
+            for text in slot.terms:
+                token.text = text
+                token.pos = position
+                token.stopped = False
+                if chars:
+                    token.startchar, token.endchar = spans[slot.start]
+                yield token
 
 
 def detect_language(text: str, default: str = "de") -> str:

@@ -23,9 +23,12 @@ STATUSES: tuple[str, ...] = get_args(ArticleStatus)
 REQUIRED = ("id", "title", "language", "category")
 KNOWN_FIELDS = frozenset(
     REQUIRED
-    + ("tags", "audience", "status", "updated", "review_by", "translation_of", "related")
+    + ("tags", "audience", "status", "updated", "review_by", "translation_of", "related",
+       "questions")
 )
 MAX_TITLE_CHARS = 300
+MAX_QUESTIONS = 30
+MAX_QUESTION_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class Article:
     review_by: dt.date | None = None
     translation_of: str | None = None
     related: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
     path: str = ""
     content_hash: str = ""
-
 
     def to_metadata(self) -> dict[str, Any]:
         """Return the article's front matter as JSON-ready values."""
@@ -62,6 +65,7 @@ class Article:
             "review_by": self.review_by.isoformat() if self.review_by else None,
             "translation_of": self.translation_of,
             "related": list(self.related),
+            "questions": list(self.questions),
             "path": self.path,
             "content_hash": self.content_hash,
         }
@@ -82,6 +86,7 @@ class Article:
             review_by=_iso_or_none(meta["review_by"]),
             translation_of=meta["translation_of"],
             related=tuple(meta["related"]),
+            questions=tuple(meta["questions"]),
             path=meta["path"],
             content_hash=meta["content_hash"],
         )
@@ -152,6 +157,45 @@ def _as_list(path: Path, lines: Sequence[str], name: str, value: Any) -> tuple[s
             path, "must be a list of words, e.g. [zähler, strom]", _field_line(lines, name), name
         )
     return tuple(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
+
+
+def _item_line(lines: Sequence[str], at: int | None, number: int) -> int | None:
+    """Return the file line of a block list's item (``- text`` lines under the field)."""
+    if at is None:
+        return None
+    items = [i for i, line in enumerate(lines[at - 1 :], start=at + 1)
+             if line.lstrip().startswith("- ")]
+    block = items == list(range(at + 1, at + 1 + len(items)))
+    return items[number - 1] if block and number <= len(items) else at
+
+
+def _as_questions(path: Path, lines: Sequence[str], value: Any) -> tuple[str, ...]:
+    """Return the editors' questions of an article: a list of short texts, each once."""
+    if value is None:
+        return ()
+    at = _field_line(lines, "questions")
+    if not isinstance(value, list):
+        raise ArticleError(
+            path, 'must be a list of questions, e.g. ["Ich ziehe um", "Neue Adresse melden"]',
+            at, "questions",
+        )
+    if len(value) > MAX_QUESTIONS:
+        raise ArticleError(path, f"{len(value)} questions; at most {MAX_QUESTIONS} are "
+                           "allowed", at, "questions")
+    questions: list[str] = []
+    for number, item in enumerate(value, start=1):
+        line = _item_line(lines, at, number)
+        if not isinstance(item, str):
+            raise ArticleError(path, f"question {number} is not text: {item!r} (put it in "
+                               "quotes)", line, "questions")
+        text = " ".join(item.split())
+        if not text:
+            raise ArticleError(path, f"question {number} is empty", line, "questions")
+        if len(text) > MAX_QUESTION_CHARS:
+            raise ArticleError(path, f"question {number} is longer than {MAX_QUESTION_CHARS} "
+                               "characters", line, "questions")
+        questions.append(text)
+    return tuple(dict.fromkeys(questions))
 
 
 def _front_matter(shown: Path, text: str) -> tuple[dict[str, Any], list[str], str]:
@@ -268,6 +312,7 @@ def parse_article(
         review_by=_as_date(shown, lines, "review_by", meta.get("review_by")),
         translation_of=str(translation_of) if translation_of is not None else None,
         related=related,
+        questions=_as_questions(shown, lines, meta.get("questions")),
         path=str(shown),
         content_hash=hashlib.sha256(raw).hexdigest(),
     )
@@ -311,7 +356,6 @@ def load_articles(folder: Path, languages: Sequence[str] = ("de", "en")) -> Load
         seen[article.id] = article
         articles.append(article)
     return LoadResult(tuple(articles), tuple(errors))
-
 
 
 def article_url(article_id: str) -> str:

@@ -213,6 +213,8 @@ class ArticleAnswer(Answer):
     review_by: str | None
     translation_of: str | None
     related: list[str]
+    questions: list[str] = Field(description="Other ways customers ask for the article, "
+                                 "written by its editors")
     url: str
     markdown: str
     html: str

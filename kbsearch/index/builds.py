@@ -11,13 +11,17 @@ Layout of the index folder::
         chunks.jsonl        chunk → article, heading, text hash
         chunk_vectors.npy   float32 (n_chunks, dim), L2-normalised
         title_vectors.npy   float32 (n_articles, dim), titles embedded as passages
+        question_vectors.npy  float32 (n_questions, dim): the editors' questions of the
+                            articles (front matter ``questions``), in the order of
+                            articles.jsonl, embedded as queries are
         dense.faiss         FAISS index over chunk_vectors
-        keyword/            Whoosh index
+        keyword/            Whoosh index, its lexicon.txt and the synonyms.txt it was built with
 
 A build is written to a staging folder and renamed into ``builds/`` when complete; only then
 is CURRENT replaced (``os.replace`` is atomic). A failed build removes its staging folder and
-leaves CURRENT as it was. Unchanged chunks and titles are copied from the current build
-instead of being embedded again.
+leaves CURRENT as it was. Unchanged chunks, titles and questions are copied from the current
+build instead of being embedded again; the keyword index is written anew every time, so a
+changed synonyms file (``articles/synonyms.txt``) takes effect with the next build.
 """
 
 from __future__ import annotations
@@ -41,7 +45,14 @@ from kbsearch import __version__
 from kbsearch.content.analysis import Lexicon
 from kbsearch.content.articles import Article, load_articles
 from kbsearch.content.chunking import Chunk, chunk_article
-from kbsearch.errors import ArticleError, IndexBuildError, IndexFormatError, IndexNotFoundError
+from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
+from kbsearch.errors import (
+    ArticleError,
+    IndexBuildError,
+    IndexFormatError,
+    IndexNotFoundError,
+    SynonymsError,
+)
 from kbsearch.fileio import atomic_write_text
 from kbsearch.index.dense import build_faiss, index_kind, load_faiss, save_faiss
 from kbsearch.index.embedding import Embedder
@@ -49,8 +60,9 @@ from kbsearch.index.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, 
 
 # The build format this kbsearch writes and reads. Bump it whenever a build's files change
 # meaning or layout (format 3: the keyword index's lexicon in lexicon.txt, its schema made
-# on open instead of unpickled).
-FORMAT = 3
+# on open instead of unpickled; format 4: editors' questions in question_vectors.npy and
+# the articles' metadata, the synonyms in keyword/synonyms.txt).
+FORMAT = 4
 CURRENT = "CURRENT"
 BUILDS = "builds"
 
@@ -70,6 +82,8 @@ class BuildReport:
     removed: tuple[str, ...]
     errors: tuple[ArticleError, ...]
     seconds: float
+    questions: int = 0
+    synonyms_changed: bool = False
 
 
 def _text_key(text: str) -> str:
@@ -136,13 +150,16 @@ class _VectorCache:
     def __init__(self, index_dir: Path, model: dict[str, object]) -> None:
         self.chunks: dict[str, np.ndarray] = {}
         self.titles: dict[str, np.ndarray] = {}
+        self.questions: dict[str, np.ndarray] = {}
         self.hashes: dict[str, str] = {}
+        self.synonyms: str | None = None
         version = current_version(index_dir)
         if version is None:
             return
         folder = index_dir / BUILDS / version
         manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
         self.hashes = dict(manifest.get("content_hashes", {}))
+        self.synonyms = manifest.get("synonyms", {}).get("sha256")
         same_model = manifest["model"] == model
         if not same_model or manifest.get("format") != FORMAT:
             return
@@ -150,8 +167,13 @@ class _VectorCache:
         for row, line in enumerate(_read_jsonl(folder / "chunks.jsonl")):
             self.chunks[line["text_key"]] = vectors[row]
         titles = np.load(folder / "title_vectors.npy")
-        for row, line in enumerate(_read_jsonl(folder / "articles.jsonl")):
+        records = list(_read_jsonl(folder / "articles.jsonl"))
+        for row, line in enumerate(records):
             self.titles[_text_key(title_text(line["title"], line["body"]))] = titles[row]
+        questions = np.load(folder / "question_vectors.npy")
+        texts = [q for line in records for q in line["questions"]]
+        for row, text in enumerate(texts):
+            self.questions[_text_key(text)] = questions[row]
 
 
 def model_description(embedder: Embedder) -> dict[str, object]:
@@ -207,13 +229,17 @@ def build_index(
     keep_builds: int = 3,
     progress: bool = False,
 ) -> BuildReport:
-    """Build a new index version from the articles and make it current.
+    """Build a new index version from the articles (and their synonyms file); make it current.
 
-    Raises IndexBuildError (strict mode with invalid articles, no valid article, or any
-    failure while building); the current build then stays as it was.
+    Raises IndexBuildError (strict mode with invalid articles, no valid article, an invalid
+    synonyms file, or any failure while building); the current build then stays as it was.
     """
     started = time.perf_counter()
     loaded = load_articles(articles_dir, languages)
+    try:
+        synonyms = load_synonyms(articles_dir / SYNONYMS_FILE)
+    except SynonymsError as exc:
+        raise IndexBuildError(f"{exc}; nothing built, the current index is unchanged") from None
     if strict and loaded.errors:
         raise IndexBuildError(
             f"{len(loaded.errors)} invalid article(s), nothing built (--strict):\n"
@@ -225,7 +251,7 @@ def build_index(
     return build_from_articles(
         list(loaded.articles), index_dir, embedder, chunk_tokens=chunk_tokens,
         exact_limit=exact_limit, errors=loaded.errors, keep_builds=keep_builds,
-        progress=progress, started=started,
+        progress=progress, started=started, synonyms=synonyms,
     )
 
 
@@ -239,8 +265,9 @@ def build_from_articles(
     keep_builds: int = 3,
     progress: bool = False,
     started: float | None = None,
+    synonyms: Synonyms = NO_RULES,
 ) -> BuildReport:
-    """Build a new index version from parsed articles and make it current."""
+    """Build a new index version from parsed articles (and synonyms) and make it current."""
     started = time.perf_counter() if started is None else started
     with _build_lock(index_dir):
         builds = index_dir / BUILDS
@@ -250,7 +277,7 @@ def build_from_articles(
         try:
             report = _write_build(
                 staging, articles, errors, embedder, cache, chunk_tokens,
-                exact_limit, progress, started,
+                exact_limit, progress, started, synonyms,
             )
             final = builds / report.version
             staging.rename(final)
@@ -286,6 +313,30 @@ def _write_records(staging: Path, articles: Sequence[Article], chunks: Sequence[
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def _write_questions(
+    staging: Path, articles: Sequence[Article], embedder: Embedder, cache: _VectorCache
+) -> tuple[int, int]:
+    """Embed the editors' questions as queries (new ones only) and save them.
+
+    Returns how many questions the build has and how many of them were embedded.
+    """
+    vectors, embedded = _embed_missing(
+        [q for a in articles for q in a.questions], cache.questions,
+        embedder.embed_queries, embedder.dimension,
+    )
+    np.save(staging / "question_vectors.npy", vectors)
+    return len(vectors), embedded
+
+
+def _write_keyword(staging: Path, articles: Sequence[Article], synonyms: Synonyms) -> Lexicon:
+    """Write the keyword index with the German articles' lexicon and the synonyms."""
+    lexicon = Lexicon.from_texts(
+        f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
+    )
+    build_keyword_index(staging / "keyword", articles, lexicon, synonyms)
+    return lexicon
+
+
 def _write_build(
     staging: Path,
     articles: list[Article],
@@ -296,7 +347,9 @@ def _write_build(
     exact_limit: int,
     progress: bool,
     started: float,
+    synonyms: Synonyms,
 ) -> BuildReport:
+    """Embed what is new, write every file of a build into ``staging``; return its report."""
     budget = min(chunk_tokens, embedder.max_tokens)
     chunks: list[Chunk] = []
     for article in articles:
@@ -313,15 +366,12 @@ def _write_build(
         [title_text(a.title, a.body) for a in articles], cache.titles,
         embedder.embed_passages, embedder.dimension,
     )
+    questions, embedded_questions = _write_questions(staging, articles, embedder, cache)
     np.save(staging / "chunk_vectors.npy", chunk_vectors)
     np.save(staging / "title_vectors.npy", title_vectors)
     faiss_index = build_faiss(chunk_vectors, exact_limit)
     save_faiss(faiss_index, staging / "dense.faiss")
-
-    lexicon = Lexicon.from_texts(
-        f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
-    )
-    build_keyword_index(staging / "keyword", articles, lexicon)
+    lexicon = _write_keyword(staging, articles, synonyms)
     _write_records(staging, articles, chunks)
 
     hashes = {a.id: a.content_hash for a in articles}
@@ -350,6 +400,9 @@ def _write_build(
         },
         "embedded_chunks": embedded,
         "reused_chunks": len(chunks) - embedded,
+        "questions": questions,
+        "embedded_questions": embedded_questions,
+        "synonyms": {"rules": len(synonyms.rules), "sha256": synonyms.digest()},
         "skipped_articles": [str(e) for e in errors],
         "content_hashes": hashes,
         "build_seconds": round(seconds, 3),
@@ -361,6 +414,8 @@ def _write_build(
         version=version, path=staging, articles=len(articles), chunks=len(chunks),
         embedded=embedded, reused=len(chunks) - embedded, added=added, changed=changed,
         removed=removed, errors=tuple(errors), seconds=seconds,
+        questions=questions,
+        synonyms_changed=cache.synonyms is not None and cache.synonyms != synonyms.digest(),
     )
 
 
@@ -378,6 +433,8 @@ class LoadedIndex:
     chunk_texts: tuple[str, ...]
     chunk_vectors: np.ndarray
     title_vectors: np.ndarray
+    question_article: np.ndarray
+    question_vectors: np.ndarray
     dense: object
     keyword: KeywordIndex
 
@@ -430,6 +487,10 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         chunk_texts=tuple(c["text"] for c in chunk_rows),
         chunk_vectors=np.load(folder / "chunk_vectors.npy", mmap_mode="r"),
         title_vectors=np.load(folder / "title_vectors.npy"),
+        question_article=np.array(
+            [p for p, article in enumerate(articles) for _ in article.questions], dtype=np.int64
+        ),
+        question_vectors=np.load(folder / "question_vectors.npy"),
         dense=load_faiss(folder / "dense.faiss"),
         keyword=KeywordIndex(folder / "keyword"),
     )

@@ -10,11 +10,12 @@ from pathlib import Path
 from whoosh import index as whoosh_index
 from whoosh import scoring
 from whoosh.fields import ID, TEXT, Schema
-from whoosh.query import Or, Term
+from whoosh.query import DisjunctionMax, Or, Query, Term
 
-from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_terms
+from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_term_groups
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import plain_text
+from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
@@ -33,25 +34,30 @@ class KeywordScores:
     coverage: float
 
 
-def make_schema(lexicon: Lexicon) -> Schema:
+def make_schema(lexicon: Lexicon, synonyms: Synonyms = NO_RULES) -> Schema:
     """Return the Whoosh schema: an id, and title/tags/body per language with its analyzer."""
     fields: dict[str, object] = {"id": ID(stored=True, unique=True)}
     for language in LANGUAGES:
-        analyzer = KbAnalyzer(language, lexicon if language == "de" else Lexicon(frozenset()))
+        analyzer = KbAnalyzer(language, lexicon if language == "de" else Lexicon(frozenset()),
+                              synonyms.for_language(language))
         for name in FIELDS:
             fields[f"{name}_{language}"] = TEXT(analyzer=analyzer, phrase=False)
     return Schema(**fields)
 
 
-def build_keyword_index(folder: Path, articles: Iterable[Article], lexicon: Lexicon) -> None:
+def build_keyword_index(
+    folder: Path, articles: Iterable[Article], lexicon: Lexicon, synonyms: Synonyms = NO_RULES
+) -> None:
     """Write a fresh Whoosh index of the articles into an empty folder.
 
-    The lexicon is written beside it as plain text, one word a line: opening the index
-    rebuilds the schema from it, so no kbsearch class is ever unpickled from a build.
+    The lexicon is written beside it as plain text, one word a line, and the synonyms file
+    as it was read: opening the index rebuilds the schema from them (so queries are
+    analysed as the articles were, and no kbsearch class is ever unpickled from a build).
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LEXICON_FILE).write_text("".join(f"{w}\n" for w in sorted(lexicon.words)), "utf-8")
-    ix = whoosh_index.create_in(str(folder), make_schema(lexicon))
+    (folder / SYNONYMS_FILE).write_text(synonyms.text, "utf-8")
+    ix = whoosh_index.create_in(str(folder), make_schema(lexicon, synonyms))
     writer = ix.writer(limitmb=128)
     for article in articles:
         lang = article.language
@@ -77,8 +83,10 @@ class KeywordIndex:
         """
         words = (folder / LEXICON_FILE).read_text("utf-8").split()
         self._lexicon = Lexicon(frozenset(words))
+        synonyms = load_synonyms(folder / SYNONYMS_FILE)
+        self._synonyms = {lang: synonyms.for_language(lang) for lang in LANGUAGES}
         self._ix = whoosh_index.open_dir(str(folder), readonly=True,
-                                         schema=make_schema(self._lexicon))
+                                         schema=make_schema(self._lexicon, synonyms))
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
         self._lock = threading.Lock()
@@ -91,19 +99,22 @@ class KeywordIndex:
         """Release the searcher's files."""
         self._searcher.close()
 
-    def terms(self, query: str, languages: Sequence[str]) -> dict[str, list[str]]:
-        """Return the analysed query terms per language."""
-        return {lang: query_terms(query, lang, self._lexicon) for lang in languages}
+    def terms(self, query: str, languages: Sequence[str]) -> dict[str, list[tuple[str, ...]]]:
+        """Return the analysed query terms per language, a word's synonyms in one group."""
+        return {lang: query_term_groups(query, lang, self._lexicon, self._synonyms[lang])
+                for lang in languages}
 
-    def _query(self, terms: dict[str, list[str]], fields: Sequence[str]) -> Or:
-        return Or(
-            [
-                Term(f"{name}_{lang}", term, boost=FIELD_BOOSTS[name])
-                for lang, words in terms.items()
-                for term in words
-                for name in fields
-            ]
-        )
+    def _query(self, terms: dict[str, list[tuple[str, ...]]], fields: Sequence[str]) -> Or:
+        """Return the OR of every term in every field; a synonym group scores its best term."""
+        parts: list[Query] = []
+        for lang, groups in terms.items():
+            for group in groups:
+                for name in fields:
+                    field, boost = f"{name}_{lang}", FIELD_BOOSTS[name]
+                    alternatives = [Term(field, term, boost=boost) for term in group]
+                    parts.append(alternatives[0] if len(alternatives) == 1
+                                 else DisjunctionMax(alternatives))
+        return Or(parts)
 
     def search(
         self,
@@ -144,22 +155,27 @@ class KeywordIndex:
         return [self._ids[docnum] for docnum, _ in ranked], scores
 
     def _field_scores(
-        self, terms: dict[str, list[str]], fields: Sequence[str], docnums: set[int]
+        self, terms: dict[str, list[tuple[str, ...]]], fields: Sequence[str], docnums: set[int]
     ) -> dict[int, float]:
         results = self._searcher.search(self._query(terms, fields), limit=None, filter=docnums)
         return {hit.docnum: float(hit.score) for hit in results}
 
-    def _coverage(self, terms: dict[str, list[str]], docnums: set[int]) -> dict[int, float]:
-        """Return per document the best share of a language's query terms it contains."""
+    def _coverage(
+        self, terms: dict[str, list[tuple[str, ...]]], docnums: set[int]
+    ) -> dict[int, float]:
+        """Return per document the best share of a language's query terms it contains.
+
+        A synonym group counts as one term, found when any of its terms is.
+        """
         best: dict[int, float] = {}
         for lang, words in terms.items():
             if not words:
                 continue
             counts: dict[int, int] = {}
             reader = self._searcher.reader()
-            for term in words:
+            for group in words:
                 containing: set[int] = set()
-                for name in FIELDS:
+                for name, term in ((n, t) for n in FIELDS for t in group):
                     field = f"{name}_{lang}"
                     if (field, term) in reader:
                         containing.update(reader.postings(field, term).all_ids())

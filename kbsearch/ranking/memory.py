@@ -6,7 +6,9 @@ helped or resolved a query, the query's embedding is kept as a learned question 
 article, and a later query's similarity to those questions (summed over them, capped at 1)
 becomes the ``question_sim`` ranking feature (and brings the article into the candidates
 even if neither retriever found it). This is the "query memory" idea of click-through
-document expansion (Xue et al., SIGIR 2004), with vectors instead of words.
+document expansion (Xue et al., SIGIR 2004), with vectors instead of words. Editors can
+seed it: the ``questions`` of an article's front matter are matched the same way
+(:func:`match_editor_questions`) and feed the same feature.
 
 Bounded on purpose, so that no single client can plant questions on an article:
 - a client adds at most ``per_client`` questions to an article (its newest ones; one by
@@ -107,6 +109,24 @@ class QuestionMemory:
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise ConfigError(f"cannot read learned questions {path}: {exc}") from None
+
+
+def match_editor_questions(
+    similarity: np.ndarray, owners: np.ndarray, floor: float
+) -> dict[int, float]:
+    """Return owner → how well the query matches its editors' questions (> 0 only).
+
+    ``similarity`` holds the query's cosine with each question, ``owners`` the article
+    (position) each question belongs to. An article's evidence is its best question's
+    match, :func:`question_match` (0 up to ``floor``): an editor vouches for every one of
+    them, so a question counts in full, but writing many does not add up.
+    """
+    values = question_match(similarity, floor)
+    best: dict[int, float] = {}
+    for row in np.nonzero(values > 0)[0]:
+        owner = int(owners[row])
+        best[owner] = max(best.get(owner, 0.0), float(values[row]))
+    return best
 
 
 def empty_memory(floor: float = MemoryLimits.floor) -> QuestionMemory:
