@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,23 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def user_version(conn: sqlite3.Connection) -> int:
     """Return the schema version recorded in the database (0 for a new file)."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _execute_waiting(conn: sqlite3.Connection, statement: str) -> None:
+    """Execute a statement, retrying while the file is locked, up to TIMEOUT_SECONDS.
+
+    SQLite's busy timeout does not cover every lock: switching a new file to WAL while
+    another connection is creating it answers "database is locked" at once.
+    """
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while True:
+        try:
+            conn.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class Database:
@@ -143,7 +161,7 @@ class Database:
             raise self.error(f"cannot open {self.what} {self.path}: {exc}") from exc
         try:
             for pragma in PRAGMAS:
-                conn.execute(pragma)
+                _execute_waiting(conn, pragma)
             self._migrate(conn)
         except BaseException as exc:
             conn.close()
