@@ -218,7 +218,6 @@ def test_the_report_draws_its_chart(page, served):
     assert bars.count() >= 2  # a column per channel of the day (and the background)
     assert max(bars.nth(i).bounding_box()["height"] for i in range(bars.count())) > 10
     assert page.locator("#report figcaption").first.inner_text().startswith("Searches per day")
-    screenshot(page, "admin-report")
 
 
 def test_a_reindex_started_with_the_button(page, served):
