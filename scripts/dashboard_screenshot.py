@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Log in to the dashboard of a kbsearch home folder in Chromium and save a screenshot.
 
-Usage: scripts/dashboard_screenshot.py HOME OUT.png [--days N] [--at ISO-TIME]
+Usage: scripts/dashboard_screenshot.py HOME OUT.png [--days N] [--at ISO-TIME] [--height PX]
 
 Serves the app over HOME (``KBSEARCH_HOME``: its index and data/ folder, such as the one
 scripts/simulate_traffic.py leaves) on 127.0.0.1 with the bundled articles, creates a
 throwaway editor key (revoked at the end), logs in through the form in headless Chromium
-(Debian's /usr/bin/chromium) and saves the whole dashboard page. ``--at`` pins the clock the
-dashboard sees (with time-machine), so that the report covers a simulated week, e.g.
+(Debian's /usr/bin/chromium) and saves the top of the dashboard (or all of it). ``--at``
+pins the clock the dashboard sees (with time-machine), so that the report covers a
+simulated week, e.g.
 ``--at 2026-11-30T23:00:00+00:00 --days 7``.
 """
 
@@ -42,6 +43,9 @@ def main() -> int:
                         help="Period of the report (default 7).")
     parser.add_argument("--at", type=dt.datetime.fromisoformat, default=None,
                         help="The time the dashboard takes as now (ISO 8601).")
+    parser.add_argument("--height", type=int, default=1900,
+                        help="Pixels from the top to save (default 1900: the report and the "
+                             "content gaps); 0: the whole page.")
     args = parser.parse_args()
     settings = load_settings(environ={"KBSEARCH_HOME": str(args.home.resolve())},
                              articles=ROOT / "articles", model=load_settings().model,
@@ -66,7 +70,9 @@ def main() -> int:
             page.get_by_role("button", name="Log in").click()
             page.wait_for_url(base + "/admin*")
             page.goto(f"{base}/admin?days={args.days}")
-            page.screenshot(path=str(args.out), full_page=True)
+            if args.height:
+                page.set_viewport_size({"width": 1200, "height": args.height})
+            page.screenshot(path=str(args.out), full_page=not args.height)
             browser.close()
     finally:
         server.shutdown()
