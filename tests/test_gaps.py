@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from kbsearch.cli import main
-from kbsearch.content.articles import KNOWN_FIELDS, Article, parse_article
+from kbsearch.content.articles import Article, parse_article
 from kbsearch.errors import ReportError
 from kbsearch.learning import gaps as gaps_module
 from kbsearch.learning.gap_drafts import make_draft, slug_for, write_draft
@@ -203,16 +203,7 @@ def sample_articles() -> list[Article]:
 
 
 def parsed(text: str, path: Path) -> Article:
-    """Parse a draft as kbsearch parses articles.
-
-    MERGE: the ``questions`` field comes with another branch; until articles.py knows it,
-    the rest of the front matter is checked without it.
-    """
-    if "questions" not in KNOWN_FIELDS:
-        head, body = text.split("\n---\n", 1)
-        meta = yaml.safe_load(head.removeprefix("---\n"))
-        assert meta.pop("questions")
-        text = "---\n" + yaml.safe_dump(meta, allow_unicode=True) + "---\n" + body
+    """Parse a draft as kbsearch parses articles (questions included)."""
     return parse_article(path, text.encode())
 
 
@@ -228,6 +219,7 @@ def test_a_draft_is_a_valid_article_next_to_the_closest_one(tmp_path):
     article = parsed(draft.text, tmp_path / "x.md")
     assert article.title == "Wo kann ich meine alte Rechnung als PDF runterladen"
     assert article.language == "de" and article.status == "draft"
+    assert article.questions == gap().examples
     assert "jahresabrechnung-erklaert" in draft.text  # the comment names the closest article
     assert "## So geht's" in article.body
 
