@@ -39,7 +39,7 @@ from kbsearch.stores.feedback import (
     search_rows,
     shown_results,
 )
-from kbsearch.stores.sqlite import Database, Migration
+from kbsearch.stores.sqlite import Database, Migration, time_window
 
 MIGRATIONS: tuple[Migration, ...] = (
     (
@@ -91,14 +91,8 @@ def _window(
     since: float | None, until: float | None, key: str, after: tuple | None
 ) -> tuple[str, list]:
     """Return a WHERE clause and its parameters for since <= created < until, after a key."""
-    clauses: list[str] = []
-    params: list = []
-    if since is not None:
-        clauses.append("created >= ?")
-        params.append(float(since))
-    if until is not None:
-        clauses.append("created < ?")
-        params.append(float(until))
+    clauses, bounds = time_window("created", since, until)
+    params: list = list(bounds)
     if after is not None:
         clauses.append(f"(created, {key}) > (?, ?)")
         params.extend(after)

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 from kbsearch.errors import ConversationStoreError
 from kbsearch.stores.channels_db import channels_database
+from kbsearch.stores.sqlite import time_window
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,7 @@ class HandoffStore(Protocol):
 
 def _window(since: float | None, until: float | None) -> tuple[str, list[float]]:
     """Return a WHERE clause and its parameters for since <= at < until."""
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("at >= ?")
-        params.append(float(since))
-    if until is not None:
-        clauses.append("at < ?")
-        params.append(float(until))
+    clauses, params = time_window("at", since, until)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

@@ -72,6 +72,24 @@ def _execute_waiting(conn: sqlite3.Connection, statement: str) -> None:
             time.sleep(0.01)
 
 
+def time_window(
+    column: str, since: float | None, until: float | None
+) -> tuple[list[str], list[float]]:
+    """Return the conditions and parameters that keep rows with since <= column < until.
+
+    Either bound may be None (no bound); join the conditions with AND.
+    """
+    clauses: list[str] = []
+    params: list[float] = []
+    if since is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(float(since))
+    if until is not None:
+        clauses.append(f"{column} < ?")
+        params.append(float(until))
+    return clauses, params
+
+
 class Database:
     """One SQLite file of a store: opened and migrated on first use, guarded by a lock.
 
