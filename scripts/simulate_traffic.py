@@ -201,11 +201,14 @@ class Week:
                 continue
             event = "helpful" if offered in asked.relevant else "not_helpful"
             self.later()
-            self.client.post("/api/v1/bot/turn", headers=headers, json={
+            answer = self.client.post("/api/v1/bot/turn", headers=headers, json={
                 "conversation_id": conversation,
-                "feedback": {"event": event, "article_id": offered}})
+                "feedback": {"event": event, "article_id": offered}}).get_json()
             self.counts[f"bot_{event}"] += 1
             if event == "helpful":
+                return
+            if answer["handoff"]["recommended"]:
+                self.counts["bot_handoffs"] += 1
                 return
             pool = [q for q in self.answerable + self.gaps
                     if q.relevant == asked.relevant and q.gap == asked.gap and q.text != asked.text]
