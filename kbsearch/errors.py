@@ -140,3 +140,7 @@ class SynonymsError(KbsearchError):
         self.line = line
         self.reason = message
         super().__init__(f"{self.path}{f':{line}' if line else ''}: {message}")
+
+
+class BackupError(KbsearchError):
+    """A backup cannot be written, or a backup folder cannot be restored; says which file."""

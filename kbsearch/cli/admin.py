@@ -1,8 +1,9 @@
-"""Commands for operators: API keys, callback requests, retention and erasure."""
+"""Commands for operators: API keys, callback requests, retention, erasure, backup."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -162,3 +163,40 @@ def forget(text: str, as_json: bool) -> None:
     from kbsearch.stores.retention import forget as run_forget
 
     _report_deleted(run_forget(_stores(), text), as_json)
+
+
+def _report_backup(action: str, summary: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_json()))
+        return
+    build = summary.index_version or "no index build"
+    click.echo(f"{action} {summary.folder}: {', '.join(summary.parts) or 'nothing'} "
+               f"({summary.files} files; {build})")
+
+
+@main.command(name="backup")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@friendly_errors
+def backup_command(folder: Path, as_json: bool) -> None:
+    """Back up the databases, keys, weights and the index build in use into a new FOLDER.
+
+    Safe while the server runs: the databases are copied with SQLite's backup API.
+    """
+    from kbsearch.backup import backup
+
+    _report_backup("backed up into", backup(_settings(), folder), as_json)
+
+
+@main.command(name="restore")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True,
+              help="Replace databases, keys, weights and index that are already there "
+                   "(stop the server first).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@friendly_errors
+def restore_command(folder: Path, force: bool, as_json: bool) -> None:
+    """Restore a backup FOLDER into the configured paths, after checking every file."""
+    from kbsearch.backup import restore
+
+    _report_backup("restored from", restore(_settings(), folder, force), as_json)
