@@ -122,6 +122,18 @@ def test_old_builds_are_pruned(small_kb, tmp_path, fake_embedder):
     assert list_builds(index_dir) == versions[-2:]
 
 
+def test_a_killed_builds_staging_folder_goes_with_the_next_build(small_kb, tmp_path,
+                                                                  fake_embedder):
+    index_dir = tmp_path / "index"
+    build_index(small_kb, index_dir, fake_embedder)
+    dead = index_dir / "builds" / ".staging-killed"  # as a build killed midway leaves it
+    (dead / "keyword").mkdir(parents=True)
+    (dead / "chunk_vectors.npy").write_bytes(b"half")
+    build_index(small_kb, index_dir, fake_embedder)
+    assert not dead.exists()
+    assert not list((index_dir / "builds").glob(".staging-*"))
+
+
 def test_hnsw_above_the_exact_limit(small_kb, tmp_path, fake_embedder):
     report = build_index(small_kb, tmp_path / "index", fake_embedder, exact_limit=2)
     manifest = json.loads((report.path / "manifest.json").read_text())

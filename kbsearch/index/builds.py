@@ -139,9 +139,6 @@ def _prune(index_dir: Path, keep: int) -> None:
     builds = [b for b in list_builds(index_dir) if b != current]
     for name in builds[: max(0, len(builds) - (keep - 1))]:
         shutil.rmtree(index_dir / BUILDS / name, ignore_errors=True)
-    for stale in (index_dir / BUILDS).glob(".staging-*"):
-        if time.time() - stale.stat().st_mtime > 24 * 3600:
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 class _VectorCache:
@@ -272,6 +269,8 @@ def build_from_articles(
     with _build_lock(index_dir):
         builds = index_dir / BUILDS
         builds.mkdir(parents=True, exist_ok=True)
+        for dead in builds.glob(".staging-*"):  # under the lock: left by a killed build
+            shutil.rmtree(dead, ignore_errors=True)
         cache = _VectorCache(index_dir, model_description(embedder))
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=builds))
         try:
