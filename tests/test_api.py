@@ -67,6 +67,19 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(client):
     response = client.post("/api/v1/search")
     assert response.status_code == 405
     assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("delete", "/api/v1/feedback", "OPTIONS, POST"),
+    ("put", "/api/v1/articles/zaehlerstand-melden", "GET, HEAD, OPTIONS"),
+    ("post", "/articles/zaehlerstand-melden", "GET, HEAD, OPTIONS"),
+    ("delete", "/rueckruf", "GET, HEAD, OPTIONS, POST"),
+    ("patch", "/admin/login", "GET, HEAD, OPTIONS, POST"),
+])
+def test_a_wrong_method_is_told_which_ones_are_allowed(client, method, path, allowed):
+    response = getattr(client, method)(path)
+    assert response.status_code == 405 and response.headers["Allow"] == allowed
 
 
 def test_healthz(client, sample_service):

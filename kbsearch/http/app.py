@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyRequests
 
 from kbsearch import __version__
@@ -66,6 +66,16 @@ API_SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+def name_allowed_methods(response: Response) -> Response:
+    """Say in ``Allow`` which methods an address takes when it answers 405 (RFC 9110)."""
+    if response.status_code == 405 and "Allow" not in response.headers:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        methods = adapter.allowed_methods()
+        if methods:
+            response.headers["Allow"] = ", ".join(sorted(methods))
+    return response
 
 
 def add_security_headers(response: Response) -> Response:
@@ -231,6 +241,7 @@ def create_app(
     app.register_blueprint(admin_api)
     register_errors(app)
     app.after_request(add_security_headers)
+    app.after_request(name_allowed_methods)
     trust_proxies(app, components.settings.trusted_proxies)
     install_limits(app, components.settings)
     return app
