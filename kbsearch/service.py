@@ -48,6 +48,7 @@ from kbsearch.ranking.scoring import (
     staleness,
 )
 from kbsearch.ranking.versions import Ranker, WeightsStore, default_ranker
+from kbsearch.stores.callbacks import clean_text
 from kbsearch.stores.feedback import (
     CHANNELS,
     EVENTS,
@@ -223,9 +224,9 @@ class SearchService:
         mode: str = "hybrid",
     ) -> SearchRequest:
         """Check search parameters; raise QueryError naming the bad parameter."""
-        if query is None or not str(query).strip():
+        query = clean_text(str(query)) if query is not None else ""  # no control characters
+        if not query:
             raise QueryError("q", "the query is empty; type a question or some words")
-        query = " ".join(str(query).split())
         if len(query) > self.settings.max_query_chars:
             raise QueryError(
                 "q",

@@ -326,3 +326,13 @@ def test_agents_list_and_close_callback_requests(keyed, tmp_path):
     assert [c["status"] for c in client.get("/api/v1/callbacks?status=all",
                                             headers=agent).get_json()["callbacks"]] == [
         "open", "done"]  # nothing changed by the bad requests
+
+
+def test_control_characters_never_reach_the_log(client, sample_service):
+    found = client.get("/api/v1/search", query_string={"q": "Router\x00 blinkt\x1b rot"})
+    assert found.status_code == 200
+    assert found.get_json()["query"] == "Router blinkt rot"
+    stored = sample_service.feedback.get_search(found.get_json()["search_id"])
+    assert stored.query == "Router blinkt rot"
+    empty = client.get("/api/v1/search", query_string={"q": "\x00\x07"})
+    assert empty.status_code == 400 and empty.get_json()["error"]["code"] == "invalid_parameter"

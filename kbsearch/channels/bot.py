@@ -32,6 +32,7 @@ from kbsearch.content.analysis import (
 from kbsearch.content.snippets import short_answer
 from kbsearch.content.visibility import Caller
 from kbsearch.errors import ArticleNotFoundError, DuplicateFeedbackError, QueryError, StoreError
+from kbsearch.stores.callbacks import clean_text
 from kbsearch.stores.conversations import (
     Conversation,
     ConversationStore,
@@ -352,7 +353,7 @@ class ChatBot:
                              "starting with a letter or digit")
         if message is not None and not isinstance(message, str):
             raise QueryError("message", "must be a string")
-        text = " ".join((message or "").split())
+        text = clean_text(message or "")  # no control characters, spaces tidied
         text = self.service.redactor.redact(text)  # conversations keep no personal data
         limit = self.service.settings.max_query_chars
         if len(text) > limit:
