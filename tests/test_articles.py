@@ -137,3 +137,30 @@ def test_bundled_knowledge_base_is_valid_and_complete():
         assert article.translation_of is None or article.translation_of in ids
         assert set(article.related) <= ids, article.id
     assert {a.status for a in articles} == {"published", "draft", "archived"}
+
+
+@pytest.mark.parametrize("title", ['Zähler <img src=x onerror="alert(1)">',
+                                   "<script>alert(1)</script>Zählerstand",
+                                   "Zählerstand &lt;b&gt;melden&lt;/b&gt;"])
+def test_a_title_with_markup_is_refused(title):
+    text = GOOD.replace("title: Wie melde ich meinen Zählerstand?", f"title: '{title}'")
+    with pytest.raises(ArticleError, match="a.md:3: field 'title': holds HTML markup"):
+        parse(text)
+
+
+def test_a_title_with_ampersand_and_comparisons_is_plain_text():
+    text = GOOD.replace("title: Wie melde ich meinen Zählerstand?",
+                        "title: 'Strom & Gas: Preise < 30 ct?'")
+    assert parse(text).title == "Strom & Gas: Preise < 30 ct?"
+
+
+def test_snippets_are_plain_text_without_script():
+    from kbsearch.content.snippets import article_snippet
+
+    hostile = GOOD.replace("Im Kundenportal unter „Zählerstand melden“.", (
+        'Im Kundenportal <script>alert("x")</script> unter <b onclick="steal()">Zählerstand'
+        '</b> melden. <img src="https://evil.example/t.gif"> &lt;i&gt;Danke&lt;/i&gt;'))
+    snippet = article_snippet(parse(hostile), "Zählerstand melden")
+    assert "Kundenportal" in snippet and "Zählerstand" in snippet
+    for markup in ("<", "alert", "steal", "evil.example", "&lt;"):
+        assert markup not in snippet, markup

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 import frontmatter
 import yaml
 
+from kbsearch.content.markdown import plain
 from kbsearch.errors import ArticleError, ArticlesNotFoundError
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,118}[a-z0-9])?$")
@@ -263,6 +264,9 @@ def parse_article(
         raise ArticleError(
             shown, f"longer than {MAX_TITLE_CHARS} characters", _field_line(lines, "title"), "title"
         )
+    if plain(title) != title:
+        raise ArticleError(shown, "holds HTML markup; a title is plain text",
+                           _field_line(lines, "title"), "title")
     language = meta["language"].strip().lower()
     if language not in languages:
         raise ArticleError(

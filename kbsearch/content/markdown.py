@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import markdown as markdown_lib
@@ -16,6 +17,18 @@ def render_markdown(text: str) -> str:
     """Render article Markdown to HTML and sanitise it (nh3 / ammonia)."""
     html = markdown_lib.markdown(loosen_lists(text), extensions=list(MARKDOWN_EXTENSIONS))
     return nh3.clean(html, link_rel="noopener noreferrer")
+
+
+def plain(text: str) -> str:
+    """Return text without HTML: tags dropped, script and style contents removed, entities
+    decoded, so that what the API calls text is text (a client still escapes it to show it).
+    """
+    for _ in range(3):  # decoding may reveal markup that was written as entities
+        cleaned = html.unescape(nh3.clean(text, tags=set()))
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
 
 
 def loosen_lists(markdown: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from kbsearch.content.analysis import fold, snippet_terms
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import plain_text
+from kbsearch.content.markdown import plain
 
 SNIPPET_CHARS = 240
 TEASER_CHARS = 180
@@ -72,7 +73,8 @@ def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPE
 @functools.lru_cache(maxsize=8192)
 def article_text(article: Article) -> str:
     """Return an article's plain text without its title line (kept for the next search)."""
-    lines = [ln for ln in plain_text(article.body).split("\n") if ln.strip() != article.title]
+    lines = [ln for ln in plain_text(plain(article.body)).split("\n")
+             if ln.strip() != article.title]
     return "\n".join(lines).strip()
 
 
