@@ -11,6 +11,7 @@ from typing import Any
 
 from kbsearch.errors import ConfigError
 from kbsearch.setting_values import (
+    image_policy,
     languages,
     limits_storage,
     non_negative_int,
@@ -309,6 +310,9 @@ SETTINGS: tuple[Setting, ...] = (
             "a group.", positive_int),
     Setting("admin_session_minutes", 480, "Dashboard: minutes an editor's login lasts.",
             positive_int),
+    Setting("remote_images", "drop", "Images in articles that load from other sites: drop "
+            "(their address is removed from the HTML, so no reader's browser contacts another "
+            "server) or keep.", image_policy),
     Setting(
         "redact_pattern",
         "",
@@ -380,6 +384,7 @@ class Settings:
     gap_below: float
     gap_min_searches: int
     admin_session_minutes: int
+    remote_images: str
     redact_pattern: str
     home: Path = Path(".")
 

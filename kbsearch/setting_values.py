@@ -84,3 +84,11 @@ def limits_storage(raw: str) -> str:
     except ConfigurationError as exc:
         raise ValueError(str(exc)) from None
     return raw.strip()
+
+
+def image_policy(raw: str) -> str:
+    """Check what to do with images from other sites in articles: drop or keep."""
+    value = raw.strip().lower()
+    if value not in ("drop", "keep"):
+        raise ValueError("must be drop or keep")
+    return value

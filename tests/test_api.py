@@ -1,3 +1,4 @@
+import dataclasses
 import re
 
 import pytest
@@ -105,6 +106,42 @@ def test_openapi_documents_every_route(app, client):
 def test_markdown_is_sanitised():
     html = render_markdown("Hallo <script>alert(1)</script> [x](javascript:alert(1))")
     assert "<script" not in html and "javascript:" not in html
+
+
+REMOTE_IMAGES = ('![Zähler](https://tracker.example/z.png) ![Logo](/static/logo.png) '
+                 '![x](//tracker.example/y.png) <img src="HTTPS://TRACKER.EXAMPLE/w.gif" '
+                 'srcset="https://tracker.example/2x.png 2x">')
+
+
+def test_images_from_other_sites_lose_their_address_unless_kept():
+    html = render_markdown(REMOTE_IMAGES)
+    assert "tracker.example" not in html.lower()
+    assert '<img alt="Logo" src="/static/logo.png">' in html and 'alt="Zähler"' in html
+    kept = render_markdown(REMOTE_IMAGES, remote_images=True)
+    assert 'src="https://tracker.example/z.png"' in kept
+
+
+def test_the_remote_images_setting_reaches_the_api_and_the_faq_page(tmp_path, sample_index,
+                                                                    fake_embedder):
+    from kbsearch.api import create_app
+    from kbsearch.content.articles import parse_article
+    from kbsearch.service import SearchService
+
+    from .conftest import ARTICLES, make_settings
+
+    for policy, seen in (("drop", False), ("keep", True)):
+        settings = make_settings(tmp_path / policy, index=sample_index, remote_images=policy)
+        service = SearchService(settings, embedder=fake_embedder)
+        source = ARTICLES / "energie" / "zaehlerstand-melden.md"
+        article = parse_article(source, source.read_bytes())
+        with_image = dataclasses.replace(article, body=article.body + "\n\n" + REMOTE_IMAGES)
+        service.article = lambda *args, shown=with_image, **kwargs: shown
+        client = create_app({"TESTING": True}, search_service=service).test_client()
+        answer = client.get("/api/v1/articles/zaehlerstand-melden").get_json()
+        assert ("tracker.example/z.png" in answer["html"]) is seen
+        assert "tracker.example/z.png" in answer["markdown"]  # the source stays as written
+        page = client.get("/articles/zaehlerstand-melden").get_data(as_text=True)
+        assert ("tracker.example/z.png" in page) is seen
 
 
 def test_faq_page_and_article_page(client):

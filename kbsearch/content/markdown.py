@@ -11,12 +11,25 @@ import nh3
 MARKDOWN_EXTENSIONS = ("tables", "sane_lists", "fenced_code")
 LIST_ITEM = re.compile(r" {0,3}(?:[-*+]|\d{1,3}[.)]) +\S")
 FENCE = ("```", "~~~")
+REMOTE = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*:)?//")  # http://, https://, //host
 
 
-def render_markdown(text: str) -> str:
-    """Render article Markdown to HTML and sanitise it (nh3 / ammonia)."""
+def render_markdown(text: str, remote_images: bool = False) -> str:
+    """Render article Markdown to HTML and sanitise it (nh3 / ammonia).
+
+    Images from other sites lose their address unless ``remote_images``: a reader's browser
+    then asks no other server for anything (which would tell it who reads what).
+    """
     html = markdown_lib.markdown(loosen_lists(text), extensions=list(MARKDOWN_EXTENSIONS))
-    return nh3.clean(html, link_rel="noopener noreferrer")
+    return nh3.clean(html, link_rel="noopener noreferrer",
+                     attribute_filter=None if remote_images else _local_images_only)
+
+
+def _local_images_only(tag: str, attribute: str, value: str) -> str | None:
+    """Drop an image's address when it points to another site (nh3 attribute filter)."""
+    if tag == "img" and attribute in ("src", "srcset") and REMOTE.match(value.strip()):
+        return None
+    return value
 
 
 def plain(text: str) -> str:

@@ -30,8 +30,8 @@ ASSIST_ROLES = ("agent", "editor")
 CALLBACK_ROLES = ("agent", "editor")
 
 
-def article_json(article: Article) -> dict[str, Any]:
-    """Return an article's metadata, Markdown and sanitised HTML."""
+def article_json(article: Article, remote_images: bool = False) -> dict[str, Any]:
+    """Return an article's metadata, Markdown and sanitised HTML (KBSEARCH_REMOTE_IMAGES)."""
     meta = article.to_metadata()
     for private in ("path", "content_hash"):
         meta.pop(private)
@@ -39,7 +39,7 @@ def article_json(article: Article) -> dict[str, Any]:
         **meta,
         "url": article_url(article.id),
         "markdown": article.body,
-        "html": render_markdown(article.body),
+        "html": render_markdown(article.body, remote_images),
     }
 
 
@@ -179,4 +179,5 @@ def update_callback(reference: str) -> Any:
 @api.get("/articles/<article_id>")
 def get_article(article_id: str) -> Any:
     """Return one published article the caller may see: metadata, Markdown, HTML."""
-    return jsonify(article_json(service().article(article_id, caller=caller())))
+    keep = service().settings.remote_images == "keep"
+    return jsonify(article_json(service().article(article_id, caller=caller()), keep))

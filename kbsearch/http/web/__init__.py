@@ -369,7 +369,7 @@ def render_article(
     twins = display.translations(article, everything)
     return render_template(
         "article.html", article=article,
-        html=render_markdown(article.body),
+        html=render_markdown(article.body, service().settings.remote_images == "keep"),
         context=context, back_query=search_query(context), outcome=outcome, problem=problem,
         translation=next((a for a in twins if a.language != article.language), None),
         related=[by_id[i] for i in article.related if i in by_id],
