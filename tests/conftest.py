@@ -183,3 +183,36 @@ def small_kb(tmp_path) -> Path:
                  "telekom/router-stoerung-en.md", "intern/kulanz-gutschrift-regeln.md"):
         shutil.copy(ARTICLES / name, folder / Path(name).name)
     return folder
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def missing_browser() -> str | None:
+    """Say what is missing to run the browser tests, or None when all is there."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing: .venv/bin/pip install -e '.[dev]'"
+    if not CHROMIUM.exists():
+        return (f"Chromium is missing at {CHROMIUM}: install it with "
+                "'apt-get install -y chromium' (scripts/test.sh does so)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium, headless, started once per module of browser tests (skipped without it,
+    except under CI, where a missing browser fails)."""
+    missing = missing_browser()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run under CI: {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

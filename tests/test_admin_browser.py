@@ -30,12 +30,9 @@ from kbsearch.stores.callbacks import CallbackRequest
 from .conftest import ARTICLES
 from .test_admin import KB_FILES, make_app
 from .test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SCREENSHOTS_VARIABLE,
     VIEWPORT,
     looks_the_same,
-    missing_browser,
 )
 
 SCREENSHOTS: Path | None = None  # where screenshot() saves: set by screenshot_folder
@@ -55,22 +52,6 @@ WORSE_CHECKS = {"held_out_dcg": {"current": 0.5034, "new": 0.5041},
                 "judged_ndcg@10": {"current": 0.9134, "new": 0.8870}}
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium, headless, started once for this module."""
-    missing = missing_browser()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run under CI: {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module", autouse=True)

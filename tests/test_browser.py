@@ -23,8 +23,6 @@ import pytest
 from kbsearch.http.context import Components
 from kbsearch.http.web.texts import TEXTS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS_VARIABLE = "KBSEARCH_SCREENSHOTS"  # scripts/screenshots.sh: docs/screenshots
 SCREENSHOTS: Path | None = None  # where screenshot() saves: set by screenshot_folder
 VIEWPORT = {"width": 1200, "height": 900}
@@ -32,34 +30,6 @@ DE, EN = TEXTS["de"], TEXTS["en"]
 NONSENSE = "xqzv blorp wibble"
 
 pytestmark = pytest.mark.slow
-
-
-def missing_browser() -> str | None:
-    """Say what is missing to run the browser tests, or None when all is there."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing: .venv/bin/pip install -e '.[dev]'"
-    if not CHROMIUM.exists():
-        return (f"Chromium is missing at {CHROMIUM}: install it with "
-                "'apt-get install -y chromium' (scripts/test.sh does so)")
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium, headless, started once for this module."""
-    missing = missing_browser()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run under CI: {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
