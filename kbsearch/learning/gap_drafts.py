@@ -21,7 +21,7 @@ import yaml
 from kbsearch.content.analysis import stopwords, words
 from kbsearch.content.articles import SLUG, Article
 from kbsearch.errors import ReportError
-from kbsearch.learning.gaps import GapGroup
+from kbsearch.learning.gaps import GapGroup, utc_day
 
 REVIEW_DAYS = 182
 SLUG_WORDS = 6
@@ -73,11 +73,6 @@ def _title(query: str) -> str:
     return query[:1].upper() + query[1:]
 
 
-def _day(at: float) -> str:
-    """Return the UTC day of a time as YYYY-MM-DD."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).date().isoformat()
-
-
 def draft_text(group: GapGroup, slug: str, closest: Article | None, today: dt.date) -> str:
     """Return the Markdown of a draft article for a gap group."""
     language = group.language if group.language in BODY else "de"
@@ -91,8 +86,8 @@ def draft_text(group: GapGroup, slug: str, closest: Article | None, today: dt.da
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     intro, closest_note, no_closest = NOTE[language]
     lines = [intro.format(number=group.number, searches=group.searches,
-                          clients=group.clients, first=_day(group.first_seen),
-                          last=_day(group.last_seen))]
+                          clients=group.clients, first=utc_day(group.first_seen),
+                          last=utc_day(group.last_seen))]
     if group.closest is not None:
         named = group.closest.article_id + (f" „{closest.title}“" if closest else "")
         lines.append(closest_note.format(closest=named, top=group.closest.top_searches,

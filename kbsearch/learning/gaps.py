@@ -101,6 +101,11 @@ def iso_time(at: float | None) -> str | None:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
 
 
+def utc_day(at: float) -> str:
+    """Return the UTC day of a time as YYYY-MM-DD."""
+    return dt.datetime.fromtimestamp(at, dt.UTC).date().isoformat()
+
+
 @dataclass(frozen=True)
 class Unanswered:
     """A search the knowledge base did not answer, and why (codes of REASON_CODES)."""

@@ -20,6 +20,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from kbsearch.learning.gaps import normal_text
 from kbsearch.stores.callbacks import StoredCallback
 from kbsearch.stores.feedback import FeedbackEvent
 from kbsearch.stores.handoffs import BotHandoff, BotStart
@@ -106,19 +107,14 @@ def visits(searches: Iterable[VisitSearch], gap: float = VISIT_GAP) -> list[Visi
     return found
 
 
-def _normal(text: str) -> str:
-    """Return text folded for comparison: lower case, single spaces."""
-    return " ".join(text.casefold().split())
-
-
 def from_visit(callback: StoredCallback, visit: Visit) -> bool:
     """Whether a callback request was sent during a visit from one of its searches or results."""
     if not visit.start <= callback.created < visit.end:
         return False
     context = callback.request.context
     if context.startswith("search: "):
-        asked = _normal(context.removeprefix("search: "))
-        return bool(asked) and any(_normal(s.query).startswith(asked) for s in visit.searches)
+        asked = normal_text(context.removeprefix("search: "))
+        return bool(asked) and any(normal_text(s.query).startswith(asked) for s in visit.searches)
     if context.startswith("article: "):
         article_id = context.removeprefix("article: ").strip()
         return any(article_id in s.articles for s in visit.searches)

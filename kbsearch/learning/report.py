@@ -10,7 +10,6 @@ is plain frozen dataclasses, so the command line and the dashboard render the sa
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from kbsearch.learning.gaps import (
     normal_text,
     search_language,
     unanswered_reasons,
+    utc_day,
 )
 from kbsearch.learning.outcomes import (
     ChannelOutcome,
@@ -167,11 +167,6 @@ class Report:
         return data
 
 
-def utc_day(at: float) -> str:
-    """Return the UTC day of a time as YYYY-MM-DD."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).date().isoformat()
-
-
 @dataclass
 class _Tally:
     """Running counts for one SearchStats."""
@@ -297,13 +292,14 @@ def build_report(
     """Read the stores for one period and return every measure of the report.
 
     ``titles`` names articles (id → title); ``stale`` holds the articles past their review
-    date as (article_id, title, review_by, days overdue) rows.
+    date or without one, as :func:`kbsearch.learning.checks.stale_articles` finds them.
     """
     titles = titles or {}
     events = list(feedback.events(since=since))
     starts = list(handoffs.starts(since, until))
-    handed = list(handoffs.handoffs(since, until))
-    handoff_ids = {h.search_id for h in handoffs.handoffs(since) if h.search_id}
+    since_start = list(handoffs.handoffs(since))  # later hand-offs still end a search of it
+    handed = [h for h in since_start if until is None or h.at < until]
+    handoff_ids = {h.search_id for h in since_start if h.search_id}
     window = _read_searches(feedback, since, until, events, handoff_ids, gap_below)
     mine = [e for e in events if e.search_id in window.all_ids]
     asked = [c for c in callbacks.recent(MAX_CALLBACKS)
