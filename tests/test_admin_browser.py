@@ -31,7 +31,6 @@ from .conftest import ARTICLES
 from .test_admin import KB_FILES, make_app
 from .test_browser import (
     SCREENSHOTS_VARIABLE,
-    VIEWPORT,
     looks_the_same,
 )
 
@@ -111,26 +110,6 @@ def trained_versions(parts: Components) -> None:
                                   "offline check")
     store.mark(versions[1][0], "rejected", "not promoted: worse than the current version on "
                                            "judged nDCG@10 (0.8870 < 0.9134)")
-
-
-@pytest.fixture
-def page(browser) -> Iterator[Any]:
-    """A fresh browser tab (own cookies) with JavaScript on."""
-    context = browser.new_context(viewport=VIEWPORT)
-    tab = context.new_page()
-    tab.set_default_timeout(30_000)
-    yield tab
-    context.close()
-
-
-@pytest.fixture
-def plain_page(browser) -> Iterator[Any]:
-    """A fresh browser tab with JavaScript off."""
-    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
-    tab = context.new_page()
-    tab.set_default_timeout(30_000)
-    yield tab
-    context.close()
 
 
 def screenshot(page: Any, name: str, full_page: bool = False) -> None:

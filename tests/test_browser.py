@@ -25,7 +25,6 @@ from kbsearch.http.web.texts import TEXTS
 
 SCREENSHOTS_VARIABLE = "KBSEARCH_SCREENSHOTS"  # scripts/screenshots.sh: docs/screenshots
 SCREENSHOTS: Path | None = None  # where screenshot() saves: set by screenshot_folder
-VIEWPORT = {"width": 1200, "height": 900}
 DE, EN = TEXTS["de"], TEXTS["en"]
 NONSENSE = "xqzv blorp wibble"
 
@@ -73,26 +72,6 @@ def server(browser_service) -> Iterator[tuple[str, Any]]:
 def base(server) -> str:
     """The address of the served app."""
     return server[0]
-
-
-@pytest.fixture
-def page(browser) -> Iterator[Any]:
-    """A fresh browser tab (own cookies) with JavaScript on."""
-    context = browser.new_context(viewport=VIEWPORT)
-    tab = context.new_page()
-    tab.set_default_timeout(20_000)
-    yield tab
-    context.close()
-
-
-@pytest.fixture
-def plain_page(browser) -> Iterator[Any]:
-    """A fresh browser tab with JavaScript off."""
-    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
-    tab = context.new_page()
-    tab.set_default_timeout(20_000)
-    yield tab
-    context.close()
 
 
 def screenshot(page: Any, name: str) -> None:
