@@ -6,6 +6,7 @@ A backup is a folder::
     data/feedback.sqlite3  the search and feedback log   (SQLite online backup API)
     data/channels.sqlite3  conversations, callbacks, the bot's record, dashboard logins
     data/keys.json         API keys (digests only, as kept)
+    data/feedback.secret   the secret of the feedback tokens (tokens handed out stay valid)
     weights/               every weights version with CURRENT and HISTORY
     index/CURRENT, index/builds/<version>/   the build in use
 
@@ -56,7 +57,8 @@ def _targets(settings: Settings) -> dict[str, Path]:
     """Return each file part of a backup and where the settings keep it."""
     return {"data/feedback.sqlite3": settings.feedback_db,
             "data/channels.sqlite3": settings.channels_db,
-            "data/keys.json": settings.keys_file}
+            "data/keys.json": settings.keys_file,
+            "data/feedback.secret": settings.feedback_secret_file}
 
 
 def _sha256(path: Path) -> str:

@@ -123,6 +123,14 @@ SETTINGS: tuple[Setting, ...] = (
         Path,
     ),
     Setting(
+        "feedback_secret",
+        "",
+        "File of the secret that signs the feedback tokens handed to callers without an API "
+        "key (created on first use; every worker and replica must share it). Empty: "
+        "feedback.secret beside KBSEARCH_FEEDBACK_DB.",
+        str,
+    ),
+    Setting(
         "api_keys",
         "",
         "More API keys as comma-separated role:sha256hex entries (role bot, agent or editor; "
@@ -199,6 +207,14 @@ SETTINGS: tuple[Setting, ...] = (
         "rate_limit_callbacks",
         "5 per hour",
         "Callback requests sent from one client address on the FAQ page ('off': no limit).",
+        rate_limit,
+    ),
+    Setting(
+        "rate_limit_auth_failures",
+        "10 per minute",
+        "Failed API-key and dashboard logins (unknown or revoked key) per client address; "
+        "over it, no key from that address is checked until the window has passed "
+        "('off': no limit).",
         rate_limit,
     ),
     Setting(
@@ -348,6 +364,7 @@ class Settings:
     feedback_db: Path
     weights_dir: Path
     keys_file: Path
+    feedback_secret: str
     api_keys: str
     judgments: Path
     train_min_searches: int
@@ -360,6 +377,7 @@ class Settings:
     rate_limit: str
     rate_limit_keyed: str
     rate_limit_callbacks: str
+    rate_limit_auth_failures: str
     rate_limit_storage: str
     channels_db: Path
     faq_results: int
@@ -391,6 +409,13 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def feedback_secret_file(self) -> Path:
+        """Return the feedback-token secret's file: the setting, else beside the feedback DB."""
+        if not self.feedback_secret:
+            return self.feedback_db.with_name("feedback.secret")
+        return self.home / self.feedback_secret
 
 
 def default_home(environ: Mapping[str, str]) -> Path:

@@ -20,12 +20,14 @@ from kbsearch.content.analysis import LANGUAGES
 from kbsearch.content.articles import Article, article_url
 from kbsearch.content.redaction import Redactor
 from kbsearch.content.snippets import article_snippet
-from kbsearch.content.visibility import VISIBILITIES, Caller, may_see
+from kbsearch.content.visibility import Caller, may_see
 from kbsearch.errors import (
     ArticleNotFoundError,
+    ConfigError,
     FeedbackError,
     FeedbackStoreError,
     QueryError,
+    UnknownSearchError,
 )
 from kbsearch.index.builds import LoadedIndex, current_version, open_index
 from kbsearch.index.embedding import Embedder, SentenceTransformerEmbedder
@@ -37,10 +39,10 @@ from kbsearch.index.retrieval import (
     SearchRequest,
     best_chunk_similarity,
 )
+from kbsearch.queries import check_search
 from kbsearch.ranking.memory import match_editor_questions
 from kbsearch.ranking.scoring import (
     FEATURES,
-    MODES,
     Candidates,
     Hit,
     RankingModel,
@@ -48,7 +50,6 @@ from kbsearch.ranking.scoring import (
     staleness,
 )
 from kbsearch.ranking.versions import Ranker, WeightsStore, default_ranker
-from kbsearch.stores.callbacks import clean_text
 from kbsearch.stores.feedback import (
     CHANNELS,
     EVENTS,
@@ -58,6 +59,7 @@ from kbsearch.stores.feedback import (
     ShownResult,
 )
 from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
+from kbsearch.stores.feedback_tokens import FeedbackTokens
 
 log = logging.getLogger(__name__)
 RELOAD_CHECK_SECONDS = 1.0
@@ -82,6 +84,7 @@ class SearchResponse:
     index_version: str
     results: tuple[Result, ...]
     model_version: str = ""
+    feedback_token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form of the response (the API's and ``kbsearch search --json``)."""
@@ -91,6 +94,7 @@ class SearchResponse:
             "took_ms": self.took_ms,
             "index_version": self.index_version,
             "model_version": self.model_version,
+            "feedback_token": self.feedback_token,
             "results": [
                 {
                     "id": r.article.id,
@@ -144,6 +148,7 @@ class SearchService:
         self._ranker_stamp = -1.0
         self._ranker_checked = 0.0
         self._feedback = feedback
+        self.tokens = FeedbackTokens(settings.feedback_secret_file)
         self._index: LoadedIndex | None = None
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._checked = 0.0
@@ -212,52 +217,6 @@ class SearchService:
         """Load the model and the index now rather than on the first request."""
         self.index()
         self.embedder.embed_queries(["warm-up"])
-
-    def validate(
-        self,
-        query: str | None,
-        k: int | str | None = None,
-        language: str | None = None,
-        tags: Sequence[str] | str | None = None,
-        category: str | None = None,
-        visibility: str = "public",
-        mode: str = "hybrid",
-    ) -> SearchRequest:
-        """Check search parameters; raise QueryError naming the bad parameter."""
-        query = clean_text(str(query)) if query is not None else ""  # no control characters
-        if not query:
-            raise QueryError("q", "the query is empty; type a question or some words")
-        if len(query) > self.settings.max_query_chars:
-            raise QueryError(
-                "q",
-                f"the query has {len(query)} characters; at most "
-                f"{self.settings.max_query_chars} are allowed",
-            )
-        if k is None or k == "":
-            k = self.settings.default_k
-        try:
-            k = int(k)
-        except (TypeError, ValueError):
-            raise QueryError("k", f"{k!r} is not a whole number") from None
-        if not 1 <= k <= self.settings.max_k:
-            raise QueryError("k", f"must be between 1 and {self.settings.max_k}, got {k}")
-        if language is not None and language != "":
-            if language not in self.settings.languages:
-                raise QueryError(
-                    "lang", f"{language!r} is not one of {', '.join(self.settings.languages)}"
-                )
-        else:
-            language = None
-        if isinstance(tags, str):
-            tags = [t for t in tags.split(",")]
-        tag_tuple = tuple(dict.fromkeys(t.strip().lower() for t in tags or () if t.strip()))
-        if visibility not in VISIBILITIES:
-            raise QueryError("visibility",
-                             f"{visibility!r} is not one of {', '.join(VISIBILITIES)}")
-        if mode not in MODES:
-            raise QueryError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
-        category = category.strip() if category and category.strip() else None
-        return SearchRequest(query, k, language, tag_tuple, category, visibility, mode)
 
     def _visible(self, index: LoadedIndex, visibility: str) -> np.ndarray:
         """Return (cached per build) the mask of published articles visible at a level."""
@@ -357,7 +316,7 @@ class SearchService:
         started = time.perf_counter()
         if caller is not None:
             params["visibility"] = caller.visibility
-        request = self.validate(query, **params)  # type: ignore[arg-type]
+        request = check_search(self.settings, query, **params)  # type: ignore[arg-type]
         # personal data never reaches the model, the log or the answer
         request = dataclasses.replace(request, query=self.redactor.redact(request.query))
         if channel not in CHANNELS:
@@ -371,17 +330,20 @@ class SearchService:
         for hit in hits:
             article = index.articles[index.positions[hit.id]]
             results.append(Result(hit, article, article_snippet(article, request.query)))
+        search_id = uuid.uuid4().hex
+        owner = (caller.key_id if caller is not None else None) or ""
         response = SearchResponse(
-            search_id=uuid.uuid4().hex,
+            search_id=search_id,
             query=request.query,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
             index_version=index.version,
             results=tuple(results),
             model_version=ranker.version,
+            feedback_token=self._token(search_id) if log and not owner else None,
         )
         if log:
             self._log(SearchLog(
-                search_id=response.search_id, created=time.time(), query=request.query,
+                search_id=search_id, created=time.time(), query=request.query,
                 language=request.language, channel=channel, client=client,
                 index_version=index.version, model_version=ranker.version,
                 feature_names=FEATURES, query_vector=np.asarray(query_vector, np.float32),
@@ -390,9 +352,17 @@ class SearchService:
                                 tuple(float(h.scores[f]) for f in FEATURES))
                     for position, h in enumerate(hits, start=1)
                 ),
-                synthetic=synthetic,
+                synthetic=synthetic, owner=owner,
             ))
         return response
+
+    def _token(self, search_id: str) -> str | None:
+        """Return a search's feedback token; None (reported) when the secret is unusable."""
+        try:
+            return self.tokens.token(search_id)
+        except ConfigError as exc:
+            log.warning("search %s has no feedback token: %s", search_id, exc)
+            return None
 
     def _log(self, search: SearchLog) -> None:
         """Log a search for training; a failing store is reported but never fails a search."""
@@ -403,12 +373,15 @@ class SearchService:
 
     def record_feedback(
         self, search_id: object, article_id: object, event: object, position: object = None,
-        channel: object = "api", client: str = "",
+        channel: object = "api", client: str = "", caller: Caller | None = None,
+        token: object = None,
     ) -> FeedbackEvent:
         """Store one feedback event on a logged search; raise FeedbackError naming the field.
 
-        Raises UnknownSearchError for a search that was never logged and
-        DuplicateFeedbackError when the same event on the same article was already stored.
+        Only the caller that made the search may: the same API key (``caller``), or its
+        feedback ``token`` for a search made without a key. Raises UnknownSearchError for a
+        search never logged or not made by this caller (one answer: it tells no one which
+        searches exist), DuplicateFeedbackError for an event already stored.
         """
         for name, value in (("search_id", search_id), ("article_id", article_id),
                             ("event", event), ("channel", channel)):
@@ -418,10 +391,20 @@ class SearchService:
             raise FeedbackError("event", f"{event!r} is not one of {', '.join(EVENTS)}")
         if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
             raise FeedbackError("position", f"{position!r} is not a whole number")
+        self.check_owner(str(search_id), caller, token)
         return self.feedback.add_event(FeedbackEvent(
             search_id=str(search_id), article_id=str(article_id), event=str(event),
             position=position, channel=str(channel), client=client,
         ))
+
+    def check_owner(self, search_id: str, caller: Caller | None, token: object) -> None:
+        """Raise UnknownSearchError unless this caller made the search (key or token)."""
+        key_id = caller.key_id if caller is not None else None
+        if self.tokens.made_by(self.feedback.get_search(search_id), key_id, token):
+            return
+        raise UnknownSearchError("search_id", f"no search {search_id!r} was logged for this "
+                                 "caller: feedback is taken from the API key that searched, or "
+                                 "with the feedback_token of a search made without a key")
 
     def article(
         self, article_id: str, visibility: str = "public", caller: Caller | None = None

@@ -137,7 +137,7 @@ def session(service: SearchService, dataset: Dataset, query_id: str, user: str,
             events.append("helpful")
         for event in events:
             service.record_feedback(response.search_id, result.article.id, event,
-                                    channel="faq", client=user)
+                                    channel="faq", client=user, token=response.feedback_token)
             sent += 1
     return sent
 

@@ -42,6 +42,7 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
         "keys_file": tmp / "keys.json", "channels_db": tmp / "channels.sqlite3",
         # tests send many requests from one address; tests/test_ratelimit.py sets limits
         "rate_limit": "", "rate_limit_keyed": "", "rate_limit_callbacks": "",
+        "rate_limit_auth_failures": "",
         # apps purge old entries on their first request; tests/test_retention.py turns it on
         "purge_every_hours": 0,
     }

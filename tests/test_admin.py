@@ -329,7 +329,8 @@ def log_traffic(client: Any) -> int:
                            environ_base=env).get_json()
         event = "not_helpful" if n % 3 == 2 else "click"
         assert client.post("/api/v1/feedback", environ_base=env, json={
-            "search_id": found["search_id"], "article_id": found["results"][0]["id"],
+            "search_id": found["search_id"], "feedback_token": found["feedback_token"],
+            "article_id": found["results"][0]["id"],
             "event": event}).status_code == 201
     return 9
 

@@ -167,24 +167,28 @@ def test_no_stack_trace_leaks(app, client, monkeypatch):
 
 
 def search_for(client, query="Zählerstand melden"):
+    """Search without a key; return the search id, the result ids and the feedback token."""
     body = client.get("/api/v1/search", query_string={"q": query, "k": 5}).get_json()
-    return body["search_id"], [r["id"] for r in body["results"]]
+    return body["search_id"], [r["id"] for r in body["results"]], body["feedback_token"]
 
 
 def test_feedback_is_stored_once_with_the_logged_position(client, sample_service):
-    search_id, ids = search_for(client)
+    search_id, ids, token = search_for(client)
     before = sample_service.feedback.counts()
     response = client.post("/api/v1/feedback", json={
-        "search_id": search_id, "article_id": ids[1], "event": "click", "channel": "faq"})
+        "search_id": search_id, "article_id": ids[1], "event": "click",
+        "feedback_token": token})
     assert response.status_code == 201
     assert response.get_json() == {"search_id": search_id, "article_id": ids[1],
-                                   "event": "click", "position": 2, "channel": "faq"}
+                                   "event": "click", "position": 2, "channel": "api"}
     again = client.post("/api/v1/feedback", json={
-        "search_id": search_id, "article_id": ids[1], "event": "click"})
+        "search_id": search_id, "article_id": ids[1], "event": "click", "channel": "api",
+        "feedback_token": token})
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "duplicate_feedback"
     helpful = client.post("/api/v1/feedback", json={
-        "search_id": search_id, "article_id": ids[1], "event": "helpful", "position": 2})
+        "search_id": search_id, "article_id": ids[1], "event": "helpful", "position": 2,
+        "feedback_token": token})
     assert helpful.status_code == 201
     after = sample_service.feedback.counts()
     assert after["click"] == before["click"] + 1 and after["helpful"] == before["helpful"] + 1
@@ -200,14 +204,18 @@ def test_feedback_is_stored_once_with_the_logged_position(client, sample_service
     ({"event": "love"}, 400, "invalid_parameter", "event"),
     ({"event": None}, 400, "invalid_parameter", "event"),
     ({"channel": "fax"}, 400, "invalid_parameter", "channel"),
+    ({"channel": "agent"}, 400, "invalid_parameter", "follows from the API key"),
+    ({"feedback_token": "f" * 32}, 404, "unknown_search", "feedback_token"),
+    ({"feedback_token": None}, 404, "unknown_search", "feedback_token"),
     ({"position": 7}, 400, "invalid_feedback", "position"),
     ({"position": True}, 400, "invalid_parameter", "position"),
     ({"position": "1"}, 400, "invalid_parameter", "position"),
     ({"user": "x"}, 400, "unknown_parameter", "user"),
 ])
 def test_bad_feedback_is_refused_with_the_field_named(client, change, status, code, words):
-    search_id, ids = search_for(client, "Router blinkt rot")
-    body = {"search_id": search_id, "article_id": ids[0], "event": "click", **change}
+    search_id, ids, token = search_for(client, "Router blinkt rot")
+    body = {"search_id": search_id, "article_id": ids[0], "event": "click",
+            "feedback_token": token, **change}
     body = {k: v for k, v in body.items() if v is not None}
     response = client.post("/api/v1/feedback", json=body)
     assert response.status_code == status, response.get_json()

@@ -41,7 +41,8 @@ def home(tmp_path, sample_index, fake_embedder):
         found = client.get("/api/v1/search", query_string={"q": query}, environ_base=env)
         body = found.get_json()
         assert client.post("/api/v1/feedback", environ_base=env, json={
-            "search_id": body["search_id"], "article_id": body["results"][0]["id"],
+            "search_id": body["search_id"], "feedback_token": body["feedback_token"],
+            "article_id": body["results"][0]["id"],
             "event": "helpful"}).status_code == 201
     assert client.post("/api/v1/bot/turn", headers={"Authorization": f"Bearer {bot}"},
                        json={"conversation_id": "c-1", "message": "PUK vergessen"}
@@ -66,6 +67,7 @@ def state(settings, embedder):
                  .recent(status=None)]
     keys = [(k.key_id, k.role, k.name) for k in KeyStore(settings.keys_file).list()]
     return {"results": results, "searches": list(service.feedback.searches()),
+            "feedback_token": service.tokens.token("0" * 32),
             "events": list(service.feedback.events()), "callbacks": callbacks,
             "keys": keys, "weights": service.weights.current_version(),
             "index": current_version(settings.index)}
@@ -75,7 +77,7 @@ def test_a_restored_home_searches_and_trains_like_the_original(home, tmp_path, f
     settings, _ = home
     summary = backup(settings, tmp_path / "backup")
     assert set(summary.parts) == {"data/feedback.sqlite3", "data/channels.sqlite3",
-                                  "data/keys.json", "weights", "index"}
+                                  "data/keys.json", "data/feedback.secret", "weights", "index"}
     empty = make_settings(tmp_path / "b", index=tmp_path / "b" / "index")
     restored = restore(empty, tmp_path / "backup")
     assert restored.index_version == current_version(settings.index)

@@ -233,7 +233,8 @@ def test_train_then_list_show_promote_and_rollback_weights(tmp_path, sample_inde
         best = body["results"][0]["id"]
         for event in ("click", "helpful"):
             assert client.post("/api/v1/feedback", json={
-                "search_id": body["search_id"], "article_id": best, "event": event},
+                "search_id": body["search_id"], "feedback_token": body["feedback_token"],
+                "article_id": best, "event": event},
                 environ_base={"REMOTE_ADDR": f"10.0.0.{n}"}).status_code == 201
     env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),
            "KBSEARCH_FEEDBACK_DB": str(settings.feedback_db),

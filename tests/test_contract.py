@@ -52,7 +52,7 @@ def api(served):
     stored = Components.of(app).callbacks.add(CallbackRequest(
         "Erika Muster", "+49 30 1234567", "morning", "Abschlag zu hoch", "de"))
     refer = {"search_id": found["search_id"], "article_id": found["results"][0]["id"],
-             "reference": stored.reference}
+             "reference": stored.reference, "token": found["feedback_token"]}
     return client, keys, client.get("/api/v1/openapi.json").get_json(), refer
 
 
@@ -80,10 +80,11 @@ GOOD = [
     (SEARCH, "get", NOBODY, {"query_string": {"q": "Zählerstand melden", "k": "3"}}, 200),
     (SEARCH, "get", AGENT, {"query_string": {"q": "Kulanz", "k": "", "lang": "de"}}, 200),
     (FEEDBACK, "post", NOBODY, {"json": {"search_id": "{search_id}", "article_id":
-                                         "{article_id}", "event": "click"}}, 201),
+                                         "{article_id}", "event": "click",
+                                         "feedback_token": "{token}"}}, 201),
     (FEEDBACK, "post", NOBODY, {"json": {"search_id": "{search_id}", "article_id":
                                          "{article_id}", "event": "helpful", "position": 1,
-                                         "channel": "faq"}}, 201),
+                                         "channel": "api", "feedback_token": "{token}"}}, 201),
     (TURN, "post", BOT, {"json": {"conversation_id": "c-1", "message": "Router blinkt rot"}},
      200),
     (TURN, "post", BOT, {"json": {"conversation_id": "c-2", "message": "Ich will einen "

@@ -90,7 +90,8 @@ def _every_channel(base: str, bot: str, agent: str) -> None:
     found = json.loads(body)
     assert "[iban]" in found["query"]
     assert _request(f"{base}/api/v1/feedback", data={
-        "search_id": found["search_id"], "article_id": found["results"][0]["id"],
+        "search_id": found["search_id"], "feedback_token": found["feedback_token"],
+        "article_id": found["results"][0]["id"],
         "event": "helpful"})[0] == 201
     assert _request(f"{base}/api/v1/search?q={q}&k=lots")[0] == 400  # a failing request
     assert _request(f"{base}/api/v1/bot/turn", key=bot,

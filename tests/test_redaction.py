@@ -94,7 +94,8 @@ def test_no_store_keeps_personal_data_after_every_channel(tmp_path, sample_index
     found = client.get("/api/v1/search", query_string={"q": personal}).get_json()
     assert not any(s in found["query"] for s in SECRETS) and "[iban]" in found["query"]
     assert client.post("/api/v1/feedback", json={
-        "search_id": found["search_id"], "article_id": found["results"][0]["id"],
+        "search_id": found["search_id"], "feedback_token": found["feedback_token"],
+        "article_id": found["results"][0]["id"],
         "event": "helpful"}).status_code == 201
     turn = client.post("/api/v1/bot/turn", json={"conversation_id": "c-1", "message": personal},
                        headers={"Authorization": f"Bearer {bot}"})

@@ -293,10 +293,10 @@ def test_every_response_carries_security_headers(client, path):
 
 
 def search_context(client, query="Zählerstand melden", article="zaehlerstand-melden"):
-    """Search on the page and return (search_id, position) of an article's result link."""
+    """Search on the page; return (search_id, position, feedback token) of a result link."""
     for found, params in result_links(client.get("/", query_string={"q": query}).text):
         if found == article:
-            return params["s"][0], int(params["p"][0])
+            return params["s"][0], int(params["p"][0]), params["t"][0]
     raise AssertionError(f"{article} not among the results for {query!r}")
 
 
@@ -314,8 +314,8 @@ def test_article_page_renders_markdown_and_the_vote_form(client):
 
 
 def test_opening_a_result_records_a_click_once(client, sample_service):
-    search_id, position = search_context(client)
-    url = f"/articles/zaehlerstand-melden?s={search_id}&p={position}"
+    search_id, position, token = search_context(client)
+    url = f"/articles/zaehlerstand-melden?s={search_id}&p={position}&t={token}"
     for _ in range(2):
         html = client.get(url).text
         assert f'name="s" value="{search_id}"' in html
@@ -335,8 +335,8 @@ def test_a_bad_search_context_is_ignored(client, query):
 
 
 def test_a_yes_vote_from_a_search_is_stored_and_a_repeat_is_recognised(client, sample_service):
-    search_id, position = search_context(client)
-    form = {"vote": "helpful", "s": search_id, "p": str(position)}
+    search_id, position, token = search_context(client)
+    form = {"vote": "helpful", "s": search_id, "p": str(position), "t": token}
     first = client.post("/articles/zaehlerstand-melden/vote", data=form)
     assert first.status_code == 200 and DE["vote_thanks_yes"] in first.text
     assert "human-first" not in first.text
@@ -349,10 +349,11 @@ def test_a_yes_vote_from_a_search_is_stored_and_a_repeat_is_recognised(client, s
 
 
 def test_a_no_vote_offers_the_way_to_a_human_first_and_the_other_results(client, sample_service):
-    search_id, position = search_context(client, "Rechnung Abschlag", "abschlag-anpassen")
+    search_id, position, token = search_context(client, "Rechnung Abschlag", "abschlag-anpassen")
     shown = [r.article_id for r in sample_service.feedback.get_search(search_id).results]
     response = client.post("/articles/abschlag-anpassen/vote",
-                           data={"vote": "not_helpful", "s": search_id, "p": str(position)})
+                           data={"vote": "not_helpful", "s": search_id, "p": str(position),
+                                 "t": token})
     html = response.text
     assert response.status_code == 200 and DE["vote_thanks_no"] in html
     events = [e for e in events_of(sample_service, search_id) if e.event == "not_helpful"]

@@ -366,7 +366,7 @@ class ChatBot:
         conversation = stored or Conversation(client, conversation_id, now, now)
         person = customer_of(client, conversation_id)
         if verdict is not None:
-            conversation = self._record(conversation, verdict, person, now)
+            conversation = self._record(conversation, verdict, person, now, caller)
         answers: dict[str, str] = {}
         offers: tuple[Offer, ...] = ()
         search_id, searched = None, False
@@ -414,7 +414,7 @@ class ChatBot:
             log.warning("bot start or hand-off not recorded: %s", exc)
 
     def _record(self, conversation: Conversation, verdict: BotFeedback, client: str,
-                now: float) -> Conversation:
+                now: float, caller: Caller | None) -> Conversation:
         last = next((t for t in reversed(conversation.turns) if t.offers), None)
         if last is None:
             raise QueryError("feedback", "there is no answer in this conversation to give "
@@ -430,7 +430,7 @@ class ChatBot:
         if last.search_id:
             try:
                 self.service.record_feedback(last.search_id, article_id, verdict.event,
-                                             offer.position, "bot", client)
+                                             offer.position, "bot", client, caller=caller)
             except DuplicateFeedbackError:
                 pass
         return replace(conversation, verdicts=conversation.verdicts + (

@@ -29,15 +29,18 @@ from kbsearch.service import SearchResponse, SearchService
 log = logging.getLogger(__name__)
 VOTE_EVENTS: tuple[str, ...] = ("helpful", "not_helpful")
 SEARCH_ID = re.compile(r"[0-9a-f]{32}")
+TOKEN = SEARCH_ID  # a feedback token: 32 hex digits too
 STORED, DUPLICATE, FAILED = "stored", "duplicate", "failed"
 
 
 @dataclass(frozen=True)
 class SearchContext:
-    """The search a page was opened from: its id and the 1-based position of the result."""
+    """The search a page was opened from: its id, the 1-based position of the result, and
+    the search's feedback token (links and forms carry it: feedback needs it)."""
 
     search_id: str
     position: int | None = None
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Alternative:
     search_id: str
     position: int
     probability: float
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,18 +66,23 @@ class VoteOutcome:
     status: str
     search_id: str | None
     alternatives: tuple[Alternative, ...] = ()
+    token: str | None = None
 
 
-def parse_context(search_id: object, position: object, max_position: int = 100) -> (
-    SearchContext | None
-):
-    """Return the search context of a link or form; None when missing or malformed."""
+def parse_context(
+    search_id: object, position: object, token: object = None, max_position: int = 100
+) -> SearchContext | None:
+    """Return the search context of a link or form; None when missing or malformed.
+
+    A malformed position or token is left out (the feedback then needs another way in).
+    """
     if not isinstance(search_id, str) or not SEARCH_ID.fullmatch(search_id):
         return None
+    token = token if isinstance(token, str) and TOKEN.fullmatch(token) else None
     if (isinstance(position, str) and position.isascii() and position.isdigit()
             and 1 <= int(position) <= max_position):
-        return SearchContext(search_id, int(position))
-    return SearchContext(search_id)
+        return SearchContext(search_id, int(position), token)
+    return SearchContext(search_id, token=token)
 
 
 def record_click(
@@ -86,7 +95,7 @@ def record_click(
     """
     try:
         service.record_feedback(context.search_id, article.id, "click", context.position,
-                                channel="faq", client=client)
+                                channel="faq", client=client, token=context.token)
     except DuplicateFeedbackError:
         pass
     except FeedbackError as exc:
@@ -119,7 +128,7 @@ def record_vote(
             continue
         status = _store(service, article, event, candidate, client)
         if status is not None:
-            return _outcome(service, article, event, status, candidate.search_id, None,
+            return _outcome(service, article, event, status, candidate, None,
                             client, alternatives)
     response = None
     choices: tuple[dict[str, Any], ...] = (
@@ -128,8 +137,9 @@ def record_vote(
         response = service.search(article.title, channel="faq", client=client,
                                   k=service.settings.faq_results, synthetic=True, **filters)
         if any(r.article.id == article.id for r in response.results):
-            status = _store(service, article, event, SearchContext(response.search_id), client)
-            return _outcome(service, article, event, status or FAILED, response.search_id,
+            made = SearchContext(response.search_id, token=response.feedback_token)
+            status = _store(service, article, event, made, client)
+            return _outcome(service, article, event, status or FAILED, made,
                             response, client, alternatives)
     log.warning("vote on %s not stored: no search for its title shows it", article.id)
     return _outcome(service, article, event, FAILED, None, response, client, alternatives)
@@ -141,7 +151,7 @@ def _store(
     """Store the vote on one search: stored, duplicate, failed, or None if it does not fit."""
     try:
         service.record_feedback(context.search_id, article.id, event, context.position,
-                                channel="faq", client=client)
+                                channel="faq", client=client, token=context.token)
     except DuplicateFeedbackError:
         return DUPLICATE
     except FeedbackError as exc:
@@ -155,30 +165,37 @@ def _store(
 
 def _outcome(
     service: SearchService, article: Article, event: str, status: str,
-    search_id: str | None, response: SearchResponse | None, client: str, limit: int,
+    context: SearchContext | None, response: SearchResponse | None, client: str, limit: int,
 ) -> VoteOutcome:
     """Return the outcome, with alternatives to the article when the vote was "not helpful"."""
-    attached = search_id if status in (STORED, DUPLICATE) else None
+    attached = context if context is not None and status in (STORED, DUPLICATE) else None
+    search_id, token = (attached.search_id, attached.token) if attached else (None, None)
     if event != "not_helpful":
-        return VoteOutcome(event, status, attached)
+        return VoteOutcome(event, status, search_id, token=token)
     found: list[Alternative] = []
-    if response is None and search_id is not None:
-        found = _logged_alternatives(service, search_id)
+    if response is None and attached is not None:
+        found = _logged_alternatives(service, attached)
     elif response is not None:
-        found = [Alternative(r.article, response.search_id, position, r.hit.probability)
-                 for position, r in enumerate(response.results, start=1)]
+        found = _response_alternatives(response)
     found = [a for a in found if family(a.article) != family(article)]
     if not found:
         response = service.search(article.title, channel="faq", client=client,
                                   k=service.settings.faq_results)
-        found = [Alternative(r.article, response.search_id, position, r.hit.probability)
-                 for position, r in enumerate(response.results, start=1)
-                 if family(r.article) != family(article)]
-    return VoteOutcome(event, status, attached, tuple(found[:limit]))
+        found = [a for a in _response_alternatives(response)
+                 if family(a.article) != family(article)]
+    return VoteOutcome(event, status, search_id, tuple(found[:limit]), token)
 
 
-def _logged_alternatives(service: SearchService, search_id: str) -> list[Alternative]:
+def _response_alternatives(response: SearchResponse) -> list[Alternative]:
+    """Return the results of a search as alternatives (their links carry its context)."""
+    return [Alternative(r.article, response.search_id, position, r.hit.probability,
+                        response.feedback_token)
+            for position, r in enumerate(response.results, start=1)]
+
+
+def _logged_alternatives(service: SearchService, context: SearchContext) -> list[Alternative]:
     """Return the public articles a logged search showed, in their order (none if unknown)."""
+    search_id = context.search_id
     try:
         logged = service.feedback.get_search(search_id)
     except FeedbackStoreError as exc:
@@ -192,5 +209,6 @@ def _logged_alternatives(service: SearchService, search_id: str) -> list[Alterna
             article = service.article(shown.article_id)
         except ArticleNotFoundError:
             continue
-        found.append(Alternative(article, search_id, shown.position, shown.probability))
+        found.append(Alternative(article, search_id, shown.position, shown.probability,
+                                 context.token))
     return found

@@ -10,6 +10,7 @@ from kbsearch.channels.assist import AssistAnswer, assist
 from kbsearch.channels.bot import BotAnswer, Offer
 from kbsearch.content.articles import Article, article_url
 from kbsearch.content.markdown import render_markdown
+from kbsearch.errors import QueryError
 from kbsearch.http.context import (
     authenticate,
     callback_store,
@@ -22,6 +23,7 @@ from kbsearch.http.context import (
 )
 from kbsearch.http.contract import read_body, read_query
 from kbsearch.stores.callbacks import callback_json
+from kbsearch.stores.feedback import channel_of
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 api.before_request(authenticate)
@@ -53,7 +55,7 @@ def search() -> Any:
     """Search published articles (internal ones too for agent and editor keys)."""
     query = read_query(contract().search, request.args)
     response = service().search(
-        query.q, caller=caller(), client=client_identity(), k=query.k,
+        query.q, channel=channel_of(caller()), caller=caller(), client=client_identity(), k=query.k,
         language=query.lang, tags=query.tags, category=query.category,
     )
     return jsonify(response.to_json())
@@ -63,9 +65,14 @@ def search() -> Any:
 def feedback() -> Any:
     """Record feedback on a result of a logged search (click, helpful, resolved, ...)."""
     body = read_body(contract().feedback, request)
+    who = caller()
+    channel = channel_of(who)
+    if body.channel is not None and body.channel != channel:
+        raise QueryError("channel", f"follows from the API key: {channel} for this caller, "
+                                    f"not {body.channel}")
     stored = service().record_feedback(
-        body.search_id, body.article_id, body.event, body.position, body.channel,
-        client_identity(),
+        body.search_id, body.article_id, body.event, body.position, channel,
+        client_identity(), caller=who, token=body.feedback_token,
     )
     return jsonify({
         "search_id": stored.search_id, "article_id": stored.article_id,

@@ -36,7 +36,7 @@ from kbsearch.http.ratelimit import install_limits, trust_proxies
 from kbsearch.http.web import SECURITY_HEADERS, web
 from kbsearch.http.web.errors import error_page
 from kbsearch.service import SearchService
-from kbsearch.stores.keys import AuthError
+from kbsearch.stores.keys import AuthError, TooManyFailedAuthError
 from kbsearch.stores.retention import DailyPurge
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,12 @@ def register_errors(app: Flask) -> None:
     def auth_error(exc: AuthError) -> Any:
         response, status = error(401, "invalid_api_key", str(exc))
         response.headers["WWW-Authenticate"] = 'Bearer realm="kbsearch"'
+        return response, status
+
+    @app.errorhandler(TooManyFailedAuthError)
+    def too_many_failures(exc: TooManyFailedAuthError) -> Any:
+        response, status = error(429, "too_many_failed_keys", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
 
     @app.errorhandler(ForbiddenError)

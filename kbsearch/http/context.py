@@ -17,6 +17,7 @@ from kbsearch.config import Settings
 from kbsearch.content.visibility import PUBLIC, Caller
 from kbsearch.errors import ForbiddenError
 from kbsearch.http.contract import Contract
+from kbsearch.http.ratelimit import FailedAuthLimit, client_address
 from kbsearch.index.reindex import ReindexBoard
 from kbsearch.service import SearchService
 from kbsearch.stores.admin_sessions import AdminSessionStore, SQLiteAdminSessionStore
@@ -31,7 +32,8 @@ EXTENSION = "kbsearch"
 class Components:
     """What the app serves with: settings, search service, stores, chatbot, request models.
 
-    ``sessions`` and ``reindex`` are the dashboard's logins and background reindex jobs.
+    ``sessions`` and ``reindex`` are the dashboard's logins and background reindex jobs;
+    ``auth_failures`` counts failed authentications per client address.
     """
 
     settings: Settings
@@ -42,6 +44,7 @@ class Components:
     contract: Contract
     sessions: AdminSessionStore
     reindex: ReindexBoard
+    auth_failures: FailedAuthLimit
 
     @classmethod
     def build(cls, settings: Settings, service: SearchService | None = None) -> Components:
@@ -56,6 +59,8 @@ class Components:
             contract=Contract.from_settings(settings),
             sessions=SQLiteAdminSessionStore(settings.channels_db),
             reindex=ReindexBoard(settings.index),
+            auth_failures=FailedAuthLimit(settings.rate_limit_auth_failures,
+                                          settings.rate_limit_storage),
         )
 
     def init_app(self, app: Flask) -> None:
@@ -95,8 +100,29 @@ def contract() -> Contract:
 
 
 def authenticate() -> None:
-    """Identify the caller by API key (none: the public); raise AuthError for a bad key."""
-    g.caller = components().keys.authenticate(key_from_headers(request.headers))
+    """Identify the caller by API key (none: the public); raise AuthError for a bad key.
+
+    Raises TooManyFailedAuthError, without looking at the key, for an address that sent
+    too many bad keys lately.
+    """
+    g.caller = check_key(key_from_headers(request.headers))
+
+
+def check_key(key: str | None) -> Caller:
+    """Return the caller a key stands for, counting a failure against the client address.
+
+    Raises AuthError for an unknown or revoked key and TooManyFailedAuthError for an address
+    over its failed attempts (``KBSEARCH_RATE_LIMIT_AUTH_FAILURES``).
+    """
+    parts = components()
+    if key is None or not key.strip():
+        return PUBLIC
+    parts.auth_failures.check(client_address())
+    try:
+        return parts.keys.authenticate(key)
+    except AuthError:
+        parts.auth_failures.failed(client_address())
+        raise
 
 
 def caller() -> Caller:

@@ -186,7 +186,14 @@ class FeedbackRequest(JsonBody):
     event: Event
     position: int | None = Field(None, ge=1, description="1-based; defaults to where the "
                                                          "article was shown.")
-    channel: Channel = "api"
+    feedback_token: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="The feedback_token of the search's answer: required for a search made "
+                    "without an API key; a search made with a key takes feedback only from "
+                    "that key.")
+    channel: Channel | None = Field(
+        None, description="Follows from the API key (api without a key, bot, agent for "
+                          "agent and editor keys); when given it must be that channel.")
 
 
 def _event_name_as_object(value: object) -> object:

@@ -87,8 +87,11 @@ OPERATIONS = (
               status=201,
               description="The search must have been answered by this service (its "
                           "search_id) and the article must have been among its results. "
-                          "Each event is stored once per search and article; a repeat "
-                          "gets 409."),
+                          "Only the caller that searched may give feedback: with the same "
+                          "API key, or without a key with the search's feedback_token; any "
+                          "other caller gets 404 unknown_search. The channel follows from "
+                          "the key. Each event is stored once per search and article; a "
+                          "repeat gets 409."),
     Operation("/api/v1/bot/turn", "post",
               "One chatbot turn: the best article and whether to hand off",
               responses.BotAnswer, (400, 401, 403, 409, 413, 503), body="bot_turn",
@@ -260,7 +263,9 @@ def faq_paths(settings: Settings) -> dict[str, Any]:
     context = [_query("s", {"type": "string"}, "search_id of the search the article was "
                                                "opened from"),
                _query("p", {"type": "integer", "minimum": 1, "maximum": settings.max_k},
-                      "Position (1-based) the article was shown at")]
+                      "Position (1-based) the article was shown at"),
+               _query("t", {"type": "string"}, "feedback token of that search (a click "
+                                               "is recorded only with it)")]
     return {
         "/": {"get": {"summary": "Self-service FAQ page (HTML): search box, results, topics",
                       "parameters": [question, ui],
@@ -315,6 +320,7 @@ def faq_vote(article: dict[str, Any], settings: Settings) -> dict[str, Any]:
             "s": {"type": "string", "description": "search_id"},
             "p": {"type": "integer", "minimum": 1, "maximum": settings.max_k,
                   "description": "position shown"},
+            "t": {"type": "string", "description": "feedback token of that search"},
             "partial": {"type": "string", "enum": ["1"],
                         "description": "Return the outcome alone"},
         }),

@@ -13,13 +13,18 @@ sets itself never decides which bucket it counts against.
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 
 from flask import Flask, request
 from flask_limiter import Limiter
+from limits import parse_many
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kbsearch.config import Settings
-from kbsearch.stores.keys import key_from_headers
+from kbsearch.stores.keys import TooManyFailedAuthError, key_from_headers
 
 UNLIMITED_ENDPOINTS = frozenset({"static", "admin.static", "health.healthz"})
 CALLBACK_ENDPOINT = "web.callback_submit"
@@ -45,6 +50,34 @@ def rate_key() -> str:
     if key:
         return "key:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:24]
     return "addr:" + client_address()
+
+
+class FailedAuthLimit:
+    """Counts failed authentications (unknown or revoked keys) per client address.
+
+    Over the limit (``KBSEARCH_RATE_LIMIT_AUTH_FAILURES``), no key from that address is
+    checked at all, the right one neither, until the moving window has passed: guessing
+    keys gets no answer. Counters live where the rate limits' do (``rate_limit_storage``).
+    """
+
+    NAMESPACE = "auth-failures"
+
+    def __init__(self, limit: str, storage_uri: str) -> None:
+        """Allow ``limit`` failures (a limits string, '' for none) counted in the storage."""
+        self.items = parse_many(limit) if limit else []
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    def check(self, address: str) -> None:
+        """Raise TooManyFailedAuthError if the address has used up its failed attempts."""
+        for item in self.items:
+            if not self.limiter.test(item, self.NAMESPACE, address):
+                reset = self.limiter.get_window_stats(item, self.NAMESPACE, address).reset_time
+                raise TooManyFailedAuthError(max(1, math.ceil(reset - time.time())))
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication from the address."""
+        for item in self.items:
+            self.limiter.hit(item, self.NAMESPACE, address)
 
 
 def trust_proxies(app: Flask, count: int) -> None:

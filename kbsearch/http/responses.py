@@ -58,6 +58,10 @@ class SearchResults(Answer):
     took_ms: float
     index_version: str
     model_version: str
+    feedback_token: str | None = Field(
+        description="Send it with feedback on this search (POST /api/v1/feedback); only a "
+                    "search made without an API key has one: with a key, feedback is taken "
+                    "from the same key.")
     results: list[Hit]
 
 

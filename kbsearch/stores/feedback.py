@@ -23,12 +23,17 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
+from kbsearch.content.visibility import Caller
 from kbsearch.errors import FeedbackError
 
 Event = Literal["impression", "click", "helpful", "not_helpful", "resolved", "escalated"]
 Channel = Literal["api", "faq", "bot", "agent"]
 EVENTS: tuple[str, ...] = get_args(Event)
 CHANNELS: tuple[str, ...] = get_args(Channel)
+
+# the channel a caller's searches and feedback are logged under: its key's role decides
+KEY_CHANNELS: dict[str | None, str] = {None: "api", "bot": "bot", "agent": "agent",
+                                       "editor": "agent"}
 
 _VECTOR_DTYPE = np.dtype("<f2")
 _FEATURE_DTYPE = np.dtype("<f4")
@@ -37,7 +42,7 @@ _FEATURE_MAX = float(np.finfo(_FEATURE_DTYPE).max)
 # the stored form: a searches row and a shown row hold these columns, in this order
 SEARCH_COLUMNS = (
     "search_id, created, query, language, channel, client, index_version, model_version, "
-    "feature_names, query_vector, synthetic"
+    "feature_names, query_vector, synthetic, owner"
 )
 SHOWN_COLUMNS = "search_id, position, article_id, probability, features"
 
@@ -60,6 +65,8 @@ class SearchLog:
     as float32, so values computed in float32 come back exactly. ``synthetic`` marks a
     search that no person typed (the FAQ page searches an article's title to attach a
     vote made while browsing): it holds feedback, but training never learns from its query.
+    ``owner`` is the id of the API key that searched ("" without a key): feedback on the
+    search is accepted only from that key, or with the search's signed feedback token.
     """
 
     search_id: str
@@ -74,6 +81,7 @@ class SearchLog:
     query_vector: np.ndarray
     results: tuple[ShownResult, ...]
     synthetic: bool = False
+    owner: str = ""
 
     def __eq__(self, other: object) -> bool:
         """Return whether every field is equal, the query vectors element by element."""
@@ -103,6 +111,11 @@ class FeedbackEvent:
     channel: str
     client: str = ""
     created: float = 0.0
+
+
+def channel_of(caller: Caller) -> str:
+    """Return the channel of an API caller: api without a key, bot, or agent (editors too)."""
+    return KEY_CHANNELS[caller.role]
 
 
 @runtime_checkable
@@ -227,6 +240,7 @@ def search_rows(search: SearchLog) -> tuple[tuple, list[tuple]]:
         json.dumps(names, ensure_ascii=False),
         vector.astype(_VECTOR_DTYPE).tobytes(),
         1 if search.synthetic else 0,
+        _check_text(search.owner, "owner", where),
     )
     results = tuple(search.results)
     shown: list[tuple] = []
@@ -292,7 +306,7 @@ def search_from_row(
         search_id=row[0], created=row[1], query=row[2], language=row[3], channel=row[4],
         client=row[5], index_version=row[6], model_version=row[7], feature_names=names,
         query_vector=np.frombuffer(row[9], dtype=_VECTOR_DTYPE).astype(np.float32),
-        results=tuple(shown), synthetic=bool(row[10]),
+        results=tuple(shown), synthetic=bool(row[10]), owner=row[11],
     )
 
 

@@ -82,6 +82,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 2: mark searches that no person typed, so that training can leave them out
     ("ALTER TABLE searches ADD COLUMN synthetic INTEGER NOT NULL DEFAULT 0",),
+    # 3: the API key that searched (feedback is accepted only from it); "" without a key
+    ("ALTER TABLE searches ADD COLUMN owner TEXT NOT NULL DEFAULT ''",),
 )
 SCHEMA_VERSION: int = len(MIGRATIONS)
 _PAGE = 1000
@@ -187,7 +189,7 @@ class SQLiteFeedbackStore:
                 try:
                     conn.execute(
                         f"INSERT INTO searches ({SEARCH_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                 except sqlite3.IntegrityError as exc:

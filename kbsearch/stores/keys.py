@@ -32,6 +32,17 @@ class AuthError(KbsearchError):
     """An API key was given but is malformed, unknown or revoked."""
 
 
+class TooManyFailedAuthError(KbsearchError):
+    """A client address sent too many unknown or revoked keys; it must wait before the next."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"too many failed API key attempts from this address; no key is checked for it "
+            f"for {retry_after} s (Retry-After)"
+        )
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored key: its public id, role, a name for people, and the digest of the key."""
@@ -127,14 +138,16 @@ class KeyStore:
         """Return the caller a key stands for (the public without one); raise AuthError."""
         if key is None or not key.strip():
             return PUBLIC
-        key = key.strip()
-        wanted = digest(key)
-        for stored in self.list():
+        wanted = digest(key.strip())
+        found: ApiKey | None = None
+        for stored in self.list():  # every key is compared, found or not: constant time
             if hmac.compare_digest(stored.digest, wanted):
-                if stored.revoked:
-                    raise AuthError("this API key has been revoked")
-                return Caller(stored.role, stored.key_id)
-        raise AuthError("unknown API key")
+                found = stored
+        if found is None:
+            raise AuthError("unknown API key")
+        if found.revoked:
+            raise AuthError("this API key has been revoked")
+        return Caller(found.role, found.key_id)
 
 
 class HeaderLookup(Protocol):

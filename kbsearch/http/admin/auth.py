@@ -25,9 +25,9 @@ from flask import g, request
 from werkzeug.wrappers import Response
 
 from kbsearch.errors import KbsearchError
-from kbsearch.http.context import components
+from kbsearch.http.context import check_key, components
 from kbsearch.stores.admin_sessions import AdminSession
-from kbsearch.stores.keys import ApiKey, AuthError
+from kbsearch.stores.keys import ApiKey, AuthError, TooManyFailedAuthError
 
 COOKIE = "kbsearch_admin"
 COOKIE_PATHS = ("/admin", "/api/v1/admin")
@@ -41,10 +41,14 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 class LoginRefused(KbsearchError):
-    """A key that may not log in to the dashboard; ``status`` is 400, 401 or 403."""
+    """A key that may not log in to the dashboard; ``status`` is 400, 401, 403 or 429.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``retry_after`` (seconds) is set with 429: too many failed logins from this address.
+    """
+
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         self.status = status
+        self.retry_after = retry_after
         super().__init__(message)
 
 
@@ -87,7 +91,10 @@ def log_in(key_text: str) -> tuple[Login, str]:
         raise LoginRefused(400, "Enter your editor API key.")
     parts = components()
     try:
-        caller = parts.keys.authenticate(key_text)
+        caller = check_key(key_text)
+    except TooManyFailedAuthError as exc:
+        raise LoginRefused(429, f"Not logged in: too many wrong keys from this address. Try "
+                                f"again in {exc.retry_after} seconds.", exc.retry_after) from None
     except AuthError as exc:
         raise LoginRefused(401, f"Not logged in: {exc}. Check that you pasted the whole key "
                                 "(kbs_…).") from None

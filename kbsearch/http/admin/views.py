@@ -207,7 +207,10 @@ def login_submit() -> Any:
     try:
         found, token = log_in(request.form.get("key", ""))
     except LoginRefused as exc:
-        return login_page(str(exc), exc.status)
+        page = login_page(str(exc), exc.status)
+        if exc.retry_after is not None:
+            page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     log_out()  # a session this browser had before ends: a login is always a new session
     response = redirect(url_for("admin.dashboard"), code=303)
     set_session_cookie(response, token, int(found.session.expires - found.session.created))

@@ -81,7 +81,7 @@ LIVE_MIN_CHARS = 3
 ALTERNATIVES = 5
 FORM_MAX_BYTES = 4096
 CONTEXT_QUERY_CHARS = 200
-REMEMBERED_VOTE = re.compile(r"([a-z0-9-]+):([0-9a-f]{32})")
+REMEMBERED_VOTE = re.compile(r"([a-z0-9-]+):([0-9a-f]{32}):([0-9a-f]{32})")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: https:; style-src 'self'; "
@@ -296,7 +296,7 @@ def article_page(article_id: str) -> Any:
     """Show a public article; opened from a search (?s=&p=), record the click."""
     article = service().article(article_id)
     context = parse_context(request.args.get("s"), request.args.get("p"),
-                            service().settings.max_k)
+                            request.args.get("t"), service().settings.max_k)
     if context is not None:
         context = record_click(service(), article, context, client_identity())
     return render_article(article, context)
@@ -317,7 +317,7 @@ def vote(article_id: str) -> Any:
     request.max_content_length = FORM_MAX_BYTES
     article = service().article(article_id)
     context = parse_context(request.form.get("s"), request.form.get("p"),
-                            service().settings.max_k)
+                            request.form.get("t"), service().settings.max_k)
     partial = request.form.get("partial") == "1"
     event = request.form.get("vote", "")
     if event not in VOTE_EVENTS:
@@ -328,7 +328,7 @@ def vote(article_id: str) -> Any:
         return render_article(article, context, problem=problem, status=400)
     remembered = remembered_votes().get(article.id)
     outcome = record_vote(service(), article, event, client_identity(), context,
-                          SearchContext(remembered) if remembered else None, ALTERNATIVES)
+                          remembered, ALTERNATIVES)
     status = 503 if outcome.status == "failed" else 200
     if partial:
         body = render_template("_vote_outcome.html", outcome=outcome, problem=None,
@@ -338,25 +338,27 @@ def vote(article_id: str) -> Any:
     else:
         response = make_response(render_article(article, context, outcome=outcome,
                                                 status=status))
-    if outcome.search_id:
-        response.set_cookie(VOTES_COOKIE, remember_vote(article.id, outcome.search_id),
+    if outcome.search_id and outcome.token:
+        attached = SearchContext(outcome.search_id, token=outcome.token)
+        response.set_cookie(VOTES_COOKIE, remember_vote(article.id, attached),
                             max_age=COOKIE_SECONDS, samesite="Lax", httponly=True)
     return response
 
 
-def remembered_votes() -> dict[str, str]:
-    """Return, per article, the search this browser's earlier vote was attached to."""
+def remembered_votes() -> dict[str, SearchContext]:
+    """Return, per article, the search (with its token) an earlier vote was attached to."""
     raw = request.cookies.get(VOTES_COOKIE, "")
-    return {m.group(1): m.group(2) for m in map(REMEMBERED_VOTE.fullmatch, raw.split("|")) if m}
+    return {m.group(1): SearchContext(m.group(2), token=m.group(3))
+            for m in map(REMEMBERED_VOTE.fullmatch, raw.split("|")) if m}
 
 
-def remember_vote(article_id: str, search_id: str) -> str:
+def remember_vote(article_id: str, attached: SearchContext) -> str:
     """Return the votes cookie with this vote added (the newest few are kept)."""
     votes = remembered_votes()
     votes.pop(article_id, None)
-    votes[article_id] = search_id
+    votes[article_id] = attached
     kept = list(votes.items())[-VOTES_REMEMBERED:]
-    return "|".join(f"{article}:{search}" for article, search in kept)
+    return "|".join(f"{article}:{c.search_id}:{c.token}" for article, c in kept)
 
 
 def render_article(
