@@ -87,6 +87,11 @@ SETTINGS: tuple[Setting, ...] = (
         "max_query_chars", 1000, "Longest query accepted, in characters.", positive_int
     ),
     Setting(
+        "search_time_limit", 10.0, "Seconds a search (also a bot turn or an agent-assist "
+        "text) may take; past it the search is stopped and answered 503 search_timeout.",
+        positive_float,
+    ),
+    Setting(
         "languages", ("de", "en"), "Languages articles may be written in.", languages
     ),
     Setting(
@@ -357,6 +362,7 @@ class Settings:
     default_k: int
     max_k: int
     max_query_chars: int
+    search_time_limit: float
     languages: tuple[str, ...]
     weights: str
     min_probability: float

@@ -144,3 +144,17 @@ class SynonymsError(KbsearchError):
 
 class BackupError(KbsearchError):
     """A backup cannot be written, or a backup folder cannot be restored; says which file."""
+
+
+class SearchTimeoutError(KbsearchError):
+    """A search ran past its time limit (KBSEARCH_SEARCH_TIME_LIMIT) and was stopped.
+
+    ``stage`` names where it was stopped (embedding, dense, keyword, assist); ``limit`` is
+    the limit in seconds.
+    """
+
+    def __init__(self, stage: str, limit: float) -> None:
+        self.stage = stage
+        self.limit = limit
+        super().__init__(f"the search took longer than its time limit of {limit:g} s "
+                         f"(stopped at the {stage} stage); try again in a moment")

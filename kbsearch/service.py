@@ -30,6 +30,7 @@ from kbsearch.errors import (
     UnknownSearchError,
 )
 from kbsearch.index.builds import LoadedIndex, current_version, open_index
+from kbsearch.index.deadline import Deadline
 from kbsearch.index.embedding import Embedder, SentenceTransformerEmbedder
 from kbsearch.index.retrieval import (
     DenseRetriever,
@@ -245,21 +246,25 @@ class SearchService:
 
     def candidates(
         self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray,
-        ranker: Ranker | None = None,
+        ranker: Ranker | None = None, deadline: Deadline | None = None,
     ) -> Candidates:
         """Collect the top candidates of every retriever with all their raw scores.
 
         Articles whose learned or editors' questions match the query join the candidates
-        too; ``question_sim`` is the two matches added up (at most 1).
+        too; ``question_sim`` is the two matches added up (at most 1). Past the
+        ``deadline``, a retriever is stopped or its answer refused (SearchTimeoutError).
         """
         ranker = ranker or self.ranker()
         mask = self._allowed(index, request)
         if not mask.any():
             return _empty_candidates()
         languages = (request.language,) if request.language else LANGUAGES
-        query = RetrievalQuery(request.query, query_vector, languages, mask)
-        found = {r.name: r.retrieve(index, query, self.settings.candidates)
-                 for r in self.retrievers}
+        query = RetrievalQuery(request.query, query_vector, languages, mask, deadline)
+        found = {}
+        for retriever in self.retrievers:
+            found[retriever.name] = retriever.retrieve(index, query, self.settings.candidates)
+            if deadline is not None:
+                deadline.check(retriever.name)
         dense, keyword = found["dense"], found["keyword"]
         learned = {
             index.positions[a]: v for a, v in ranker.questions.match(query_vector).items()
@@ -301,7 +306,8 @@ class SearchService:
 
     def search(
         self, query: str | None, channel: str = "api", client: str = "", log: bool = True,
-        caller: Caller | None = None, synthetic: bool = False, **params: object,
+        caller: Caller | None = None, synthetic: bool = False, deadline: Deadline | None = None,
+        **params: object,
     ) -> SearchResponse:
         """Validate, retrieve, rank; log what was shown; return the top results with snippets.
 
@@ -311,9 +317,11 @@ class SearchService:
         attributed; ``log=False`` skips the feedback log. Personal data in the query is
         redacted (``content.redaction``) before it is embedded, logged or answered.
         ``synthetic`` marks a search that no person typed (kbsearch made it up to hold
-        feedback): training leaves it out.
+        feedback): training leaves it out. A search that runs past ``deadline`` (by default
+        KBSEARCH_SEARCH_TIME_LIMIT from now) is stopped with SearchTimeoutError.
         """
         started = time.perf_counter()
+        deadline = deadline or Deadline.start(self.settings.search_time_limit)
         if caller is not None:
             params["visibility"] = caller.visibility
         request = check_search(self.settings, query, **params)  # type: ignore[arg-type]
@@ -324,7 +332,8 @@ class SearchService:
         index = self.index()
         ranker = self.ranker()
         query_vector = self.embedder.embed_queries([request.query])[0]
-        candidates = self.candidates(index, request, query_vector, ranker)
+        deadline.check("embedding")  # not stoppable, but as long as a query may be
+        candidates = self.candidates(index, request, query_vector, ranker, deadline)
         hits = self.rank(candidates, request.mode, request.k, ranker)
         results = []
         for hit in hits:

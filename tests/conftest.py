@@ -17,7 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,3 +242,20 @@ def plain_page(browser):
     tab.set_default_timeout(30_000)
     yield tab
     context.close()
+
+
+@contextmanager
+def serving(app: Any, name: str = "kbsearch-server") -> Iterator[str]:
+    """Serve an app for the browser on 127.0.0.1, a free port (a werkzeug server in a
+    thread); yield its address, and stop the server afterwards."""
+    from werkzeug.serving import make_server
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()

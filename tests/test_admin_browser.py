@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from kbsearch.index.builds import current_version
 from kbsearch.ranking.versions import default_ranker
 from kbsearch.stores.callbacks import CallbackRequest
 
-from .conftest import ARTICLES
+from .conftest import ARTICLES, serving
 from .test_admin import KB_FILES, make_app
 from .test_browser import (
     SCREENSHOTS_VARIABLE,
@@ -66,8 +65,6 @@ def screenshot_folder(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, sample_index, fake_embedder) -> Iterator[tuple[str, Any, str]]:
     """The app on 127.0.0.1 over a copy of the sample index; yields (address, app, key)."""
-    from werkzeug.serving import make_server
-
     folder = tmp_path_factory.mktemp("admin-browser")
     kb = folder / "articles"
     for name in KB_FILES:
@@ -83,15 +80,8 @@ def served(tmp_path_factory, sample_index, fake_embedder) -> Iterator[tuple[str,
                                         "Router blinkt rot seit gestern.", "de",
                                         "article: router-stoerung"), now=CREATED + 3600)
     trained_versions(parts)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="admin-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}", app, key
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
-        httpd.server_close()
+    with serving(app, "admin-server") as base:
+        yield base, app, key
 
 
 def trained_versions(parts: Components) -> None:

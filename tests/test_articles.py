@@ -139,12 +139,28 @@ def test_bundled_knowledge_base_is_valid_and_complete():
     assert {a.status for a in articles} == {"published", "draft", "archived"}
 
 
-@pytest.mark.parametrize("title", ['Zähler <img src=x onerror="alert(1)">',
-                                   "<script>alert(1)</script>Zählerstand",
-                                   "Zählerstand &lt;b&gt;melden&lt;/b&gt;"])
+MARKUP = ['Zähler <img src=x onerror="alert(1)">', "<script>alert(1)</script>Zählerstand",
+          "Zählerstand &lt;b&gt;melden&lt;/b&gt;", "<svg onload=alert(1)>"]
+
+
+@pytest.mark.parametrize("title", MARKUP)
 def test_a_title_with_markup_is_refused(title):
     text = GOOD.replace("title: Wie melde ich meinen Zählerstand?", f"title: '{title}'")
     with pytest.raises(ArticleError, match="a.md:3: field 'title': holds HTML markup"):
+        parse(text)
+
+
+@pytest.mark.parametrize("markup", MARKUP)
+@pytest.mark.parametrize("field, line, written, instead", [
+    ("category", 6, "category: '{}'", "category: zaehler"),
+    ("tags", 5, "tags: [Zähler, '{}']", "tags: [Zähler, strom]"),
+    ("questions", 14, "related: [abschlag-anpassen]\nquestions:\n  - Wie melde ich den "
+                      "Stand?\n  - '{}'", "related: [abschlag-anpassen]"),
+])
+def test_category_tags_and_questions_with_markup_are_refused(markup, field, line, written,
+                                                             instead):
+    text = GOOD.replace(instead, written.format(markup))
+    with pytest.raises(ArticleError, match=rf"a.md:{line}: field '{field}': holds HTML markup"):
         parse(text)
 
 

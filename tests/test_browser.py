@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,20 +51,13 @@ def browser_service(model_index, embedder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(browser_service) -> Iterator[tuple[str, Any]]:
     """The app served on 127.0.0.1 on a free port; yields (base address, app)."""
-    from werkzeug.serving import make_server
-
     from kbsearch.api import create_app
 
+    from .conftest import serving
+
     app = create_app({"TESTING": True}, search_service=browser_service)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="faq-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}", app
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
-        httpd.server_close()
+    with serving(app, "faq-server") as base:
+        yield base, app
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import numpy as np
 from kbsearch.content.analysis import fold, words
 from kbsearch.content.visibility import Caller
 from kbsearch.errors import QueryError
+from kbsearch.index.deadline import Deadline
 from kbsearch.service import Result, SearchService
 
 MAX_QUERY_SENTENCES = 3
@@ -291,29 +292,38 @@ def assist(service: SearchService, text: object, caller: Caller | None, client: 
     request = extract_request(normalised, service.settings.max_query_chars)
     if not request.query:
         raise QueryError("text", "contains no words to search for")
-    response = service.search(request.query, channel="agent", client=client, caller=caller, k=k)
+    deadline = Deadline.start(service.settings.search_time_limit)  # search and matching
+    response = service.search(request.query, channel="agent", client=client, caller=caller, k=k,
+                              deadline=deadline)
     matches = matching_sentences(
         service, [r.article.id for r in response.results], [s.text for s in request.sentences],
-        MATCHES_PER_ARTICLE,
+        MATCHES_PER_ARTICLE, deadline,
     )
     return AssistAnswer(request, response.search_id, response.results, matches)
 
 
 def matching_sentences(
     service: SearchService, article_ids: Sequence[str], sentences: Sequence[str],
-    per_article: int = 2,
+    per_article: int = 2, deadline: Deadline | None = None,
 ) -> dict[str, list[tuple[int, float]]]:
     """Return, per article, the sentences of a text that point to it, best first.
 
     Each match is (sentence number, cosine) by the embedding model, the same similarity
     that dense retrieval uses (best over the article's chunks); a sentence must stand out
     for the article against the whole knowledge base (see :func:`sentence_matches`).
-    Articles not in the index get no matches.
+    Articles not in the index get no matches. A long text is embedded a batch at a time;
+    past the ``deadline`` after a batch, the rest is not (SearchTimeoutError).
     """
     if not article_ids or not sentences:
         return {a: [] for a in article_ids}
     index = service.index()
-    vectors = np.asarray(service.embedder.embed_queries(list(sentences)), dtype=np.float32)
+    batch = service.settings.batch_size
+    parts = []
+    for start in range(0, len(sentences), batch):
+        parts.append(service.embedder.embed_queries(list(sentences[start:start + batch])))
+        if deadline is not None:
+            deadline.check("assist")
+    vectors = np.asarray(np.concatenate(parts), dtype=np.float32)
     chunks = np.asarray(index.chunk_vectors, dtype=np.float32)
     starts = np.asarray(index.chunk_starts[:-1], dtype=np.int64)
     per_article_best = np.maximum.reduceat(vectors @ chunks.T, starts, axis=1)

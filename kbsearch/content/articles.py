@@ -160,6 +160,20 @@ def _as_list(path: Path, lines: Sequence[str], name: str, value: Any) -> tuple[s
     return tuple(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
 
 
+def _refuse_markup(path: Path, lines: Sequence[str], name: str, values: Sequence[str]) -> None:
+    """Raise ArticleError when a front matter text holds HTML markup (tags or entities).
+
+    Titles, categories, tags and questions are plain text wherever they are shown: the API
+    hands them to programs that may put them into a page as they are.
+    """
+    for number, value in enumerate(values, start=1):
+        if plain(value) != value:
+            at = _field_line(lines, name)
+            line = _item_line(lines, at, number) if name == "questions" else at
+            raise ArticleError(path, f"holds HTML markup ({value!r}); a {name.rstrip('s')} "
+                               "is plain text", line, name)
+
+
 def _item_line(lines: Sequence[str], at: int | None, number: int) -> int | None:
     """Return the file line of a block list's item (``- text`` lines under the field)."""
     if at is None:
@@ -264,9 +278,7 @@ def parse_article(
         raise ArticleError(
             shown, f"longer than {MAX_TITLE_CHARS} characters", _field_line(lines, "title"), "title"
         )
-    if plain(title) != title:
-        raise ArticleError(shown, "holds HTML markup; a title is plain text",
-                           _field_line(lines, "title"), "title")
+    _refuse_markup(shown, lines, "title", [title])
     language = meta["language"].strip().lower()
     if language not in languages:
         raise ArticleError(
@@ -302,21 +314,26 @@ def parse_article(
     body = content.strip()
     if not body:
         raise ArticleError(shown, "the article has no text after the front matter", len(lines) + 2)
+    category = meta["category"].strip()
+    tags = tuple(tag.lower() for tag in _as_list(shown, lines, "tags", meta.get("tags")))
+    questions = _as_questions(shown, lines, meta.get("questions"))
+    for name, values in (("category", [category]), ("tags", tags), ("questions", questions)):
+        _refuse_markup(shown, lines, name, values)
 
     return Article(
         id=article_id,
         title=title,
         language=language,
-        category=meta["category"].strip(),
+        category=category,
         body=body,
-        tags=tuple(tag.lower() for tag in _as_list(shown, lines, "tags", meta.get("tags"))),
+        tags=tags,
         audience=checked["audience"],
         status=checked["status"],
         updated=_as_date(shown, lines, "updated", meta.get("updated")),
         review_by=_as_date(shown, lines, "review_by", meta.get("review_by")),
         translation_of=str(translation_of) if translation_of is not None else None,
         related=related,
-        questions=_as_questions(shown, lines, meta.get("questions")),
+        questions=questions,
         path=str(shown),
         content_hash=hashlib.sha256(raw).hexdigest(),
     )

@@ -116,9 +116,10 @@ def short_answer(markdown: str, title: str, query: str, limit: int = SHORT_ANSWE
     Sentences that start a thought (a capital letter or a digit) are scored by the query
     words they share (as snippets are); the best one is continued with the rest of its
     paragraph or list up to ``limit`` characters. With no shared word the article's opening
-    paragraph is used. Headings and tables are left out.
+    paragraph is used. Headings and tables are left out; so are HTML markup and script
+    text (plain text, as snippets).
     """
-    blocks = _answer_blocks(markdown, title)
+    blocks = _answer_blocks(plain(markdown), title)
     if not blocks:
         return ""
     prefixes = match_prefixes(query)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from kbsearch.errors import (
     KbsearchError,
     ModelError,
     QueryError,
+    SearchTimeoutError,
     UnknownSearchError,
 )
 from kbsearch.http.admin import admin, admin_api
@@ -110,7 +112,8 @@ def register_input_errors(app: Flask) -> None:
 
 
 def register_unavailable(app: Flask) -> None:
-    """Send 503 with a code naming the part that is missing or failing: index, model, store."""
+    """Send 503 with a code naming the part that is missing or failing: index, model, store;
+    or saying that a search ran past its time limit (with Retry-After)."""
 
     @app.errorhandler(IndexNotFoundError)
     def no_index(exc: IndexNotFoundError) -> Any:
@@ -135,6 +138,13 @@ def register_unavailable(app: Flask) -> None:
     def callback_store_error(exc: CallbackStoreError) -> Any:
         log.error("callback store unavailable: %s", exc)
         return error(503, "callbacks_unavailable", "callback requests cannot be read right now")
+
+    @app.errorhandler(SearchTimeoutError)
+    def search_timeout(exc: SearchTimeoutError) -> Any:
+        log.warning("search stopped: %s", exc)
+        response, status = error(503, "search_timeout", str(exc))
+        response.headers["Retry-After"] = str(math.ceil(exc.limit))
+        return response, status
 
 
 def register_errors(app: Flask) -> None:

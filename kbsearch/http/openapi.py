@@ -44,7 +44,8 @@ ERRORS = {
          "conversation (conversation_conflict)",
     413: "The body is larger than the app accepts (body_too_large)",
     503: "Index, model or a store unavailable (index_unavailable, model_unavailable, "
-         "feedback_unavailable, conversations_unavailable, callbacks_unavailable)",
+         "feedback_unavailable, conversations_unavailable, callbacks_unavailable), or the "
+         "search ran past its time limit (search_timeout, with Retry-After)",
 }
 RATE_LIMITED = {
     "description": "Too many requests from this client (KBSEARCH_RATE_LIMIT per address, "

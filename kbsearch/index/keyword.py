@@ -9,13 +9,17 @@ from pathlib import Path
 
 from whoosh import index as whoosh_index
 from whoosh import scoring
+from whoosh.collectors import FilterCollector
 from whoosh.fields import ID, TEXT, Schema
 from whoosh.query import DisjunctionMax, Or, Query, Term
+from whoosh.searching import Results
 
 from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_term_groups
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
+from kbsearch.errors import SearchTimeoutError
+from kbsearch.index.deadline import Deadline, DeadlineCollector
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
@@ -122,8 +126,13 @@ class KeywordIndex:
         limit: int,
         allowed: set[str] | None = None,
         languages: Sequence[str] = LANGUAGES,
+        deadline: Deadline | None = None,
     ) -> tuple[list[str], dict[str, KeywordScores]]:
-        """Return the top article ids by BM25F, and field scores and term coverage for them."""
+        """Return the top article ids by BM25F, and field scores and term coverage for them.
+
+        With a ``deadline``, raise SearchTimeoutError when it passes, also while waiting
+        for another search to finish with the searcher or between two matched documents.
+        """
         terms = self.terms(query, languages)
         if not any(terms.values()):
             return [], {}
@@ -132,17 +141,19 @@ class KeywordIndex:
             allow = {self._docnums[a] for a in allowed if a in self._docnums}
             if not allow:
                 return [], {}
-        with self._lock:
-            results = self._searcher.search(
-                self._query(terms, FIELDS), limit=limit, filter=allow
-            )
+        if not self._lock.acquire(timeout=deadline.remaining() if deadline else -1):
+            raise SearchTimeoutError("keyword", deadline.limit if deadline else 0.0)
+        try:
+            results = self._run(self._query(terms, FIELDS), limit, allow, deadline)
             ranked = [(hit.docnum, hit.score) for hit in results]
             if not ranked:
                 return [], {}
             found = {docnum for docnum, _ in ranked}
-            title = self._field_scores(terms, ("title",), found)
-            body = self._field_scores(terms, ("body",), found)
+            title = self._field_scores(terms, ("title",), found, deadline)
+            body = self._field_scores(terms, ("body",), found, deadline)
             coverage = self._coverage(terms, found)
+        finally:
+            self._lock.release()
         scores = {
             self._ids[docnum]: KeywordScores(
                 total=float(score),
@@ -154,10 +165,23 @@ class KeywordIndex:
         }
         return [self._ids[docnum] for docnum, _ in ranked], scores
 
+    def _run(self, query: Query, limit: int | None, allow: set[int] | None,
+             deadline: Deadline | None) -> Results:
+        """Run a Whoosh query, stopped between two matched documents past the deadline."""
+        if deadline is None:
+            collector = self._searcher.collector(limit=limit, filter=allow)
+        else:  # the filter outermost, as Whoosh puts it: it asks for the matches
+            collector = DeadlineCollector(self._searcher.collector(limit=limit), deadline)
+            if allow is not None:
+                collector = FilterCollector(collector, allow)
+        self._searcher.search_with_collector(query, collector)
+        return collector.results()
+
     def _field_scores(
-        self, terms: dict[str, list[tuple[str, ...]]], fields: Sequence[str], docnums: set[int]
+        self, terms: dict[str, list[tuple[str, ...]]], fields: Sequence[str], docnums: set[int],
+        deadline: Deadline | None,
     ) -> dict[int, float]:
-        results = self._searcher.search(self._query(terms, fields), limit=None, filter=docnums)
+        results = self._run(self._query(terms, fields), None, docnums, deadline)
         return {hit.docnum: float(hit.score) for hit in results}
 
     def _coverage(

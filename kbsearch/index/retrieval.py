@@ -18,6 +18,7 @@ import numpy as np
 
 from kbsearch.index import dense
 from kbsearch.index.builds import LoadedIndex
+from kbsearch.index.deadline import Deadline
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,15 @@ class RetrievalQuery:
     """What every retriever is asked: text, vector, languages and the allowed articles.
 
     ``allowed`` is a boolean mask over the build's articles; ``everything`` says that it
-    allows all of them (so that no filter needs to be applied).
+    allows all of them (so that no filter needs to be applied). A retriever that can be
+    stopped midway raises SearchTimeoutError when the ``deadline`` passes.
     """
 
     text: str
     vector: np.ndarray
     languages: tuple[str, ...]
     allowed: np.ndarray
+    deadline: Deadline | None = None
 
     @property
     def everything(self) -> bool:
@@ -98,7 +101,8 @@ class KeywordRetriever:
         allowed_ids = None if query.everything else {
             index.articles[i].id for i in np.nonzero(query.allowed)[0]
         }
-        ids, found = index.keyword.search(query.text, n, allowed_ids, query.languages)
+        ids, found = index.keyword.search(query.text, n, allowed_ids, query.languages,
+                                          query.deadline)
         order = tuple(index.positions[a] for a in ids)
         scores = {
             index.positions[a]: {"bm25": s.total, "bm25_title": s.title, "bm25_body": s.body,

@@ -55,11 +55,13 @@ from kbsearch.errors import (
     IndexNotFoundError,
     ModelError,
     QueryError,
+    SearchTimeoutError,
 )
 from kbsearch.http.context import callback_store, client_identity, service
 from kbsearch.http.web import display
 from kbsearch.http.web.errors import register_error_pages
 from kbsearch.http.web.texts import DEFAULT_UI, UI_LANGUAGES, category_name, texts
+from kbsearch.index.deadline import Deadline
 from kbsearch.service import SearchResponse
 from kbsearch.stores.callbacks import (
     DESCRIPTION_MAX,
@@ -194,7 +196,7 @@ def search_listing(raw: str) -> Listing:
         response = search_in_language(query)
     except QueryError as exc:
         return Listing(query, None, str(exc), False, 400)
-    except (IndexNotFoundError, ModelError) as exc:
+    except (IndexNotFoundError, ModelError, SearchTimeoutError) as exc:
         log.error("FAQ search unavailable: %s", exc)
         return Listing(query, None, t["search_unavailable"], True, 503)
     probabilities = [r.hit.probability for r in response.results]
@@ -214,7 +216,8 @@ def search_in_language(query: str) -> SearchResponse:
     svc = service()
     settings = svc.settings
     params: dict[str, Any] = {"channel": "faq", "client": client_identity(),
-                              "k": settings.faq_results}
+                              "k": settings.faq_results,  # one time limit for all three
+                              "deadline": Deadline.start(settings.search_time_limit)}
     if ui() not in settings.languages:
         return svc.search(query, **params)
     judge = svc.search(query, log=False, **params)
