@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from click.testing import CliRunner
 from kbsearch.cli import main
 
 from .conftest import MODEL, ROOT
+from .servers import free_port
 from .test_evaluation import write_beir
 
 
@@ -165,12 +165,6 @@ def test_eval_command_cross_fits_calibration_and_plots(tmp_path, fake_model):
 def test_settings_command_lists_variables():
     result = run(["settings"], {})
     assert "KBSEARCH_MODEL" in result.output and "KBSEARCH_INDEX" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_runs_a_real_gunicorn_server(model_index, tmp_path):

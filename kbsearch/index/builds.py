@@ -19,9 +19,11 @@ Layout of the index folder::
 
 A build is written to a staging folder and renamed into ``builds/`` when complete; only then
 is CURRENT replaced (``os.replace`` is atomic). A failed build removes its staging folder and
-leaves CURRENT as it was. Unchanged chunks, titles and questions are copied from the current
-build instead of being embedded again; the keyword index is written anew every time, so a
-changed synonyms file (``articles/synonyms.txt``) takes effect with the next build.
+leaves CURRENT as it was. Old builds are renamed to ``.removing-*`` before they are deleted;
+what a killed build left (those, staging folders, CURRENT's temporary files) goes with the
+next build, under the build lock. Unchanged chunks, titles and questions are copied from the
+current build instead of being embedded again; the keyword index is written anew every time,
+so a changed synonyms file (``articles/synonyms.txt``) takes effect with the next build.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from kbsearch.errors import (
     IndexNotFoundError,
     SynonymsError,
 )
-from kbsearch.fileio import atomic_write_text
+from kbsearch.fileio import atomic_write_text, remove_temp_files, remove_tree
 from kbsearch.index.dense import build_faiss, index_kind, load_faiss, save_faiss
 from kbsearch.index.embedding import Embedder
 from kbsearch.index.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
@@ -65,6 +67,7 @@ from kbsearch.index.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, 
 FORMAT = 4
 CURRENT = "CURRENT"
 BUILDS = "builds"
+REMOVING = ".removing-"  # the name prefix of an old build while it is deleted
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def _prune(index_dir: Path, keep: int) -> None:
     current = current_version(index_dir)
     builds = [b for b in list_builds(index_dir) if b != current]
     for name in builds[: max(0, len(builds) - (keep - 1))]:
-        shutil.rmtree(index_dir / BUILDS / name, ignore_errors=True)
+        remove_tree(index_dir / BUILDS / name, REMOVING)
 
 
 class _VectorCache:
@@ -269,8 +272,9 @@ def build_from_articles(
     with _build_lock(index_dir):
         builds = index_dir / BUILDS
         builds.mkdir(parents=True, exist_ok=True)
-        for dead in builds.glob(".staging-*"):  # under the lock: left by a killed build
+        for dead in [*builds.glob(".staging-*"), *builds.glob(REMOVING + "*")]:  # from kills
             shutil.rmtree(dead, ignore_errors=True)
+        remove_temp_files(index_dir / CURRENT)
         cache = _VectorCache(index_dir, model_description(embedder))
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=builds))
         try:
