@@ -38,8 +38,7 @@ from typing import Any
 import pytest
 
 from .conftest import ARTICLES, MODEL, ROOT
-from .test_cli import free_port
-from .test_privacy import _request
+from .servers import free_port, request
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
@@ -83,7 +82,7 @@ def _send(base: str, path: str, key: str, data: dict | None, deadline: float,
     resent = False
     while True:
         try:
-            status, body = _request(f"{base}{path}", data=data, key=key)
+            status, body = request(f"{base}{path}", data=data, key=key)
             return status, _json(body), resent
         except (OSError, http.client.HTTPException) as exc:
             tally["connection_errors"] += 1
