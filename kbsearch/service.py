@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from kbsearch.config import Settings
-from kbsearch.content.analysis import LANGUAGES
+from kbsearch.content.analysis import LANGUAGES, detect_language
 from kbsearch.content.articles import Article, article_url
 from kbsearch.content.redaction import Redactor
 from kbsearch.content.snippets import article_snippet
@@ -215,9 +215,14 @@ class SearchService:
             return self._index
 
     def warm_up(self) -> None:
-        """Load the model and the index now rather than on the first request."""
+        """Load the model, the index and the language detector now, not on a first request.
+
+        ``kbsearch serve`` calls it before gunicorn forks, so every worker, a replaced one
+        too, starts with them loaded.
+        """
         self.index()
         self.embedder.embed_queries(["warm-up"])
+        detect_language("warm up the language detector")
 
     def _visible(self, index: LoadedIndex, visibility: str) -> np.ndarray:
         """Return (cached per build) the mask of published articles visible at a level."""

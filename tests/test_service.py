@@ -161,3 +161,12 @@ def test_a_broken_feedback_store_never_fails_a_search(tmp_path, sample_index, fa
     response = service.search("Zählerstand melden", k=2)
     assert response.results[0].article.id == "zaehlerstand-melden"
     assert "not logged for feedback" in caplog.text
+
+
+def test_warming_up_loads_what_a_first_request_would_wait_for(sample_service):
+    from kbsearch.content import analysis
+
+    analysis._identifier.cache_clear()
+    sample_service.warm_up()
+    assert analysis._identifier.cache_info().currsize == 1  # the bot's language detector
+    assert sample_service._index is not None
