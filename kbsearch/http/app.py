@@ -25,6 +25,7 @@ from kbsearch.errors import (
     KbsearchError,
     ModelError,
     QueryError,
+    UnknownAnswerError,
     UnknownSearchError,
 )
 from kbsearch.http.admin import admin, admin_api
@@ -107,6 +108,10 @@ def register_input_errors(app: Flask) -> None:
     @app.errorhandler(QueryError)
     def query_error(exc: QueryError) -> Any:
         return error(400, "invalid_parameter", str(exc))
+
+    @app.errorhandler(UnknownAnswerError)
+    def unknown_answer(exc: UnknownAnswerError) -> Any:
+        return error(404, "unknown_answer", str(exc))
 
 
 def register_unavailable(app: Flask) -> None:

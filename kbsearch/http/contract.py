@@ -37,7 +37,7 @@ from kbsearch.channels.bot import CONVERSATION_ID, BotEvent
 from kbsearch.config import Settings
 from kbsearch.errors import KbsearchError
 from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
-from kbsearch.stores.callbacks import CallbackStatus
+from kbsearch.stores.callbacks import CallbackStatus, text_pattern
 from kbsearch.stores.feedback import Channel, Event
 
 INVALID_BODY = "invalid_body"
@@ -49,7 +49,7 @@ CALLBACK_LIMIT = 1000
 CALLBACK_DEFAULT_LIMIT = 100
 CALLBACK_LISTS = (*CALLBACK_STATUSES, "all")
 RULE = "contract"  # the pydantic error type of the rules written here, worded for people
-ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}(?:\.0+)?")  # 7, and 7.0 as JSON Schema reads it
 SHOWN_CHARS = 60
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,7 +66,8 @@ class ContractError(KbsearchError):
 
 
 class QueryString(BaseModel):
-    """A query string: only its own parameters, each at most once, integers in ASCII digits.
+    """A query string: only its own parameters, each at most once, integers in ASCII digits
+    (a zero fraction, ``7.0``, allowed: JSON Schema's integer 7).
 
     An optional parameter sent empty (``k=``, as HTML forms do) counts as not sent.
     """
@@ -85,7 +86,11 @@ class QueryString(BaseModel):
 
 
 class JsonBody(BaseModel):
-    """A JSON request body: only its own fields, in strict JSON types (no true for 1, no 1.0)."""
+    """A JSON request body: only its own fields, in strict JSON types (no true for 1, no 2.5).
+
+    A whole number written with a fraction (``2.0``) is read as the integer, as JSON Schema
+    reads it (see :func:`json_object`).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -93,7 +98,7 @@ class JsonBody(BaseModel):
 def _ascii_integer(value: object) -> object:
     """Turn a query string's ASCII digits into an int; leave anything else to be refused."""
     if isinstance(value, str) and ASCII_INTEGER.fullmatch(value):
-        return int(value)
+        return int(value.split(".")[0])
     return value
 
 
@@ -103,12 +108,13 @@ QueryInt = Annotated[int, BeforeValidator(_ascii_integer)]
 def collapsed_text(max_chars: int, required: bool) -> Any:
     """Return a string type of at most ``max_chars`` once runs of white space are collapsed.
 
-    With ``required`` the text must have a character that is not white space.
+    With ``required`` the text must have a character that is neither white space nor a
+    control or formatting character (the document's ``pattern``, :func:`text_pattern`).
     """
 
     def check(value: str) -> str:
         length = len(" ".join(value.split()))
-        if required and not length:
+        if required and not re.search(text_pattern(), value):
             raise PydanticCustomError(RULE, "is empty; type a question or some words")
         if length > max_chars:
             raise PydanticCustomError(
@@ -116,7 +122,9 @@ def collapsed_text(max_chars: int, required: bool) -> Any:
                 {"length": length, "limit": max_chars})
         return value
 
-    limits: dict[str, Any] = {"maxLength": max_chars, **({"minLength": 1} if required else {})}
+    limits: dict[str, Any] = {"maxLength": max_chars}
+    if required:
+        limits.update(minLength=1, pattern=text_pattern())
     return Annotated[str, AfterValidator(check), Field(json_schema_extra=limits)]
 
 
@@ -201,6 +209,12 @@ def bot_turn_model(settings: Settings) -> type[BotTurnFields]:
 
     class BotTurnRequest(BotTurnFields):
         """One chatbot turn."""
+
+        model_config = ConfigDict(json_schema_extra={"anyOf": [  # the rule of ChatBot.turn
+            {"required": ["message"],
+             "properties": {"message": {"type": "string", "pattern": text_pattern()}}},
+            {"required": ["feedback"], "properties": {"feedback": {"not": {"type": "null"}}}},
+        ]})
 
         conversation_id: str = Field(pattern=f"^{CONVERSATION_ID.pattern}$")
         message: message_text | None = Field(  # type: ignore[valid-type]
@@ -312,12 +326,23 @@ def json_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
         raise ContractError(INVALID_BODY, "body", f"nests arrays and objects deeper than "
                                                   f"{max_depth} levels")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_float=_json_number, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ContractError(INVALID_BODY, "body", f"is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ContractError(INVALID_BODY, "body", f"must be a JSON object, not {shown(value)}")
     return value
+
+
+def _json_number(text: str) -> int | float:
+    """Read a JSON number with a fraction or exponent; a whole one (``52.0``, ``1e2``) as int.
+
+    JSON has one number type and JSON Schema's ``integer`` is any number without a fractional
+    part, so a whole number written with a fraction is the integer the document allows.
+    Too large a number becomes infinity, which no field accepts.
+    """
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _refuse_constant(name: str) -> None:
