@@ -10,41 +10,17 @@ fails; afterwards neither the server's log nor any file under its data folder ho
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
-from .conftest import ARTICLES, ROOT
-from .test_cli import free_port
+from .conftest import ARTICLES
+from .gunicorn_server import running_server, server_settings
 
 EMAIL, PHONE, IBAN = "erika.muster@example.de", "0171 2345678", "DE89 3704 0044 0532 0130 00"
 SECRETS = (EMAIL, "erika.muster", "2345678", "171 234", IBAN, IBAN.replace(" ", ""),
            "3704 0044", urllib.parse.quote(EMAIL), urllib.parse.quote_plus(IBAN))
 PERSONAL = f"Lastschrift von {IBAN} geht nicht, mail {EMAIL} oder Tel. {PHONE}"
-
-SERVER = """
-import json, logging, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[3])
-from tests.fakes import FakeEmbedder
-from kbsearch.api import create_app
-from kbsearch.config import PATH_SETTINGS, load_settings
-from kbsearch.http.server import run_gunicorn
-from kbsearch.service import SearchService
-
-logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-logging.getLogger("kbsearch").setLevel(logging.DEBUG)
-values = json.loads(sys.argv[1])
-settings = load_settings(environ={}, **{name: Path(value) if name in PATH_SETTINGS else value
-                                        for name, value in values.items()})
-app = create_app(search_service=SearchService(settings, embedder=FakeEmbedder()))
-run_gunicorn(app, "127.0.0.1", int(sys.argv[2]), 1, 2)
-"""
 
 
 def _request(url: str, data: dict | None = None, form: dict | None = None,
@@ -68,18 +44,6 @@ def _request(url: str, data: dict | None = None, form: dict | None = None,
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003 - urllib's signature
         return None
-
-
-def _wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=5).close()
-            return
-        except OSError:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
 
 
 def _every_channel(base: str, bot: str, agent: str) -> None:
@@ -118,10 +82,6 @@ def test_no_log_line_and_no_database_file_keeps_personal_data(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     index = tmp_path / "index"
-    values = {"articles": str(ARTICLES), "index": str(index),
-              "feedback_db": str(data / "feedback.sqlite3"), "weights_dir": str(data / "w"),
-              "keys_file": str(data / "keys.json"), "channels_db": str(data / "ch.sqlite3"),
-              "rate_limit": "", "rate_limit_keyed": "", "rate_limit_callbacks": ""}
     from kbsearch.index.builds import build_index
 
     from .fakes import FakeEmbedder
@@ -129,19 +89,9 @@ def test_no_log_line_and_no_database_file_keeps_personal_data(tmp_path):
     build_index(ARTICLES, index, FakeEmbedder())
     keys = KeyStore(data / "keys.json")
     bot, agent = (keys.create(role, f"test {role}")[1] for role in ("bot", "agent"))
-    port, log = free_port(), tmp_path / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, json.dumps(values), str(port), str(ROOT)],
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base, process, log)
-            _every_channel(base, bot, agent)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with running_server(tmp_path, server_settings(data, index)) as (base, _):
+        _every_channel(base, bot, agent)
+    log = tmp_path / "server.log"
     logged = log.read_text("utf-8")
     assert "GET /api/v1/search HTTP/1.1\" 200" in logged  # the log was written
     assert "POST /rueckruf HTTP/1.1\" 303" in logged

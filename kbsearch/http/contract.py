@@ -11,13 +11,15 @@ Every way a request can break the contract is one :class:`ContractError` with on
     unknown_parameter  a query parameter or JSON field the route does not know
     invalid_parameter  a known parameter with a bad value (missing, wrong type, out of range)
 
-A body over the app's size limit is refused earlier, with 413 ``body_too_large``.
+A body over the app's size limit is refused earlier, with 413 ``body_too_large``, and a query
+string over MAX_QUERY_STRING_BYTES with 414 ``uri_too_long`` (:func:`check_query_string`).
 """
 
 import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import numpy as np
 from pydantic import (
@@ -31,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestURITooLarge
 from werkzeug.wrappers import Request
 
 from kbsearch.channels.bot import CONVERSATION_ID, BotEvent
@@ -45,6 +48,11 @@ UNKNOWN_PARAMETER = "unknown_parameter"
 INVALID_PARAMETER = "invalid_parameter"
 BODY_TOO_LARGE = "body_too_large"
 MAX_JSON_DEPTH = 32
+# The query string's limit, in bytes as sent: room for a search of the longest query in any
+# script (9 bytes a character percent-encoded) with its other parameters, and below the
+# request-line limit of gunicorn (kbsearch.http.gunicorn_conf), so that the app answers it.
+MAX_QUERY_STRING_BYTES = 6144
+URI_TOO_LONG = "uri_too_long"
 CALLBACK_LIMIT = 1000
 CALLBACK_DEFAULT_LIMIT = 100
 CALLBACK_LISTS = (*CALLBACK_STATUSES, "all")
@@ -299,6 +307,21 @@ def read_query(model: type[M], args: MultiDict[str, str]) -> M:
     values = {name: found[0] if len(found) == 1 else found
               for name, found in args.lists()}
     return validate(model, values, "parameter")
+
+
+def check_query_string(raw: bytes) -> None:
+    """Refuse a query string (as sent) over MAX_QUERY_STRING_BYTES, or not UTF-8 when decoded.
+
+    Raises werkzeug's RequestURITooLarge (414) or ContractError (invalid_parameter).
+    """
+    if len(raw) > MAX_QUERY_STRING_BYTES:
+        raise RequestURITooLarge(f"query string: {len(raw)} bytes; at most "
+                                 f"{MAX_QUERY_STRING_BYTES} are allowed")
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContractError(INVALID_PARAMETER, "query string", "is not UTF-8 once "
+                                                               "percent-decoded") from None
 
 
 def read_body(model: type[M], request: Request) -> M:

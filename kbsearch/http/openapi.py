@@ -52,6 +52,7 @@ ERRORS = {
     409: "Already recorded (duplicate_feedback), or a concurrent turn of the same "
          "conversation (conversation_conflict)",
     413: "The body is larger than the app accepts (body_too_large)",
+    414: "The query string is longer than the app accepts (uri_too_long)",
     503: "Index, model or a store unavailable (index_unavailable, model_unavailable, "
          "feedback_unavailable, conversations_unavailable, callbacks_unavailable)",
 }
@@ -91,7 +92,7 @@ class Operation:
 
 OPERATIONS = (
     Operation("/api/v1/search", "get", "Search published articles, ranked by probability",
-              responses.SearchResults, (400, 401, 503), query="search",
+              responses.SearchResults, (400, 401, 414, 503), query="search",
               description="Without an API key only public articles; with an agent or "
                           "editor key internal articles too."),
     Operation("/api/v1/feedback", "post", "Record feedback on one result of a search",
@@ -121,7 +122,7 @@ OPERATIONS = (
                           "it (character offsets into the text sent)."),
     Operation("/api/v1/callbacks", "get",
               "Callback requests from the FAQ page, newest first (agent, editor)",
-              responses.CallbackList, (400, 401, 403, 503), query="callbacks"),
+              responses.CallbackList, (400, 401, 403, 414, 503), query="callbacks"),
     Operation("/api/v1/callbacks/{reference}", "post",
               "Mark a callback request done or open again (agent, editor)",
               responses.Callback, (400, 401, 403, 404, 413, 503), body="callback_update"),
