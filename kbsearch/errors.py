@@ -56,6 +56,10 @@ class QueryError(KbsearchError):
         super().__init__(f"{parameter}: {message}")
 
 
+class UnknownAnswerError(QueryError):
+    """The bot's feedback names an answer, or an article of it, that the conversation lacks."""
+
+
 class ArticleNotFoundError(KbsearchError):
     """No article with this id is visible to the caller."""
 

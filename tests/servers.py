@@ -119,6 +119,11 @@ class Server:
     process: subprocess.Popen
     log: Path
 
+    @property
+    def port(self) -> int:
+        """Return the port the server listens on."""
+        return int(self.base.rsplit(":", 1)[1])
+
     def workers(self) -> list[int]:
         """Return the process ids of gunicorn's workers (the master's children), sorted."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")

@@ -328,7 +328,7 @@ def test_helpful_feedback_alone_closes_the_question(bot_client):
     ({"conversation_id": "c", "message": "   "}, 400, "message"),
     ({"conversation_id": "c", "message": "x" * 5000}, 400, "message"),
     ({"conversation_id": "c", "message": "Router", "mood": "sad"}, 400, "mood"),
-    ({"conversation_id": "fresh", "feedback": "helpful"}, 400, "feedback"),
+    ({"conversation_id": "fresh", "feedback": "helpful"}, 404, "feedback"),  # nothing to judge
     ({"conversation_id": "c", "message": "Router", "feedback": "love"}, 400, "feedback.event"),
 ])
 def test_bad_turns_get_a_clear_error(bot_client, body, status, field):
@@ -343,7 +343,8 @@ def test_feedback_on_an_article_that_was_not_offered_is_refused(bot_client):
     post(client, headers, conversation_id="t-5", message="Rufnummer mitnehmen")
     response = post(client, headers, conversation_id="t-5",
                     feedback={"event": "helpful", "article_id": "umzug-melden"})
-    assert response.status_code == 400
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "unknown_answer"
     assert "was not offered" in response.get_json()["error"]["message"]
 
 

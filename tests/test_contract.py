@@ -12,6 +12,7 @@ from kbsearch.http.contract import MAX_JSON_DEPTH, ContractError, json_object, n
 from kbsearch.stores.callbacks import CallbackRequest
 
 from .conftest import make_settings
+from .test_openapi import query_parameter
 
 DEEP_ARRAY = "[" * 5000 + "]" * 5000
 DEEP_OBJECT = '{"a": ' * 5000 + "1" + "}" * 5000
@@ -92,6 +93,11 @@ GOOD = [
     (ASSIST, "post", AGENT, {"json": {"text": "Hallo,\nmein Router blinkt rot. Was kann ich "
                                       "tun?\nGruß Erika", "k": 2}}, 200),
     (CALLBACKS, "get", AGENT, {"query_string": {"status": "all", "limit": "5"}}, 200),
+    # as the document reads them: an empty optional parameter is not sent (allowEmptyValue),
+    # a whole number with a zero fraction is JSON Schema's integer
+    (CALLBACKS, "get", AGENT, {"query_string": {"status": "", "limit": ""}}, 200),
+    (SEARCH, "get", NOBODY, {"query_string": {"q": "Router", "k": "3.0"}}, 200),
+    (ASSIST, "post", AGENT, {"json": {"text": "Mein Router blinkt rot", "k": 2.0}}, 200),
     (CALLBACK, "post", AGENT, {"json": {"status": "done"}}, 200),
     (ARTICLE, "get", NOBODY, {}, 200),
     ("/healthz", "get", NOBODY, {}, 200),
@@ -125,6 +131,11 @@ BAD = [
     (SEARCH, "get", NOBODY, query(q="a", colour="blue"), 400, "unknown_parameter", "colour:"),
     (SEARCH, "get", NOBODY, query(k="3"), 400, "invalid_parameter", "q:"),
     (SEARCH, "get", NOBODY, query(q="   "), 400, "invalid_parameter", "q:"),
+    (SEARCH, "get", NOBODY, query(q="\x87\u200b\x00"), 400, "invalid_parameter", "q:"),
+    (SEARCH, "get", NOBODY, {"query_string": "q=caf%E9"}, 400, "invalid_parameter",
+     "query string:"),
+    (SEARCH, "get", NOBODY, query(q="x" * 7000), 414, "uri_too_long", "query string:"),
+    (SEARCH, "get", NOBODY, query(q="a", k="7."), 400, "invalid_parameter", "k:"),
     (SEARCH, "get", NOBODY, query(q="x" * 1001), 400, "invalid_parameter", "q:"),
     (SEARCH, "get", NOBODY, query(q="a", k="true"), 400, "invalid_parameter", "k:"),
     (SEARCH, "get", NOBODY, query(q="a", k="5.7"), 400, "invalid_parameter", "k:"),
@@ -161,7 +172,7 @@ BAD = [
      "invalid_parameter", "event:"),
     (FEEDBACK, "post", NOBODY, {"json": {**FEEDBACK_BODY, "position": True}}, 400,
      "invalid_parameter", "position:"),
-    (FEEDBACK, "post", NOBODY, {"json": {**FEEDBACK_BODY, "position": 1.0}}, 400,
+    (FEEDBACK, "post", NOBODY, {"json": {**FEEDBACK_BODY, "position": 1.5}}, 400,
      "invalid_parameter", "position:"),
     (FEEDBACK, "post", NOBODY, {"json": {**FEEDBACK_BODY, "search_id": "0" * 32}}, 404,
      "unknown_search", "search_id:"),
@@ -174,8 +185,12 @@ BAD = [
      "invalid_parameter", "feedback.event:"),
     (TURN, "post", BOT, {"json": {"conversation_id": "c", "message": 5}}, 400,
      "invalid_parameter", "message:"),
-    (TURN, "post", BOT, {"json": {"conversation_id": "fresh", "feedback": "helpful"}}, 400,
-     "invalid_parameter", "feedback:"),  # the bot's own rule: nothing to give feedback on
+    (TURN, "post", BOT, {"json": {"conversation_id": "fresh", "feedback": "helpful"}}, 404,
+     "unknown_answer", "feedback:"),  # valid as the document says, but no answer to judge
+    (TURN, "post", BOT, {"json": {"conversation_id": "0"}}, 400, "invalid_parameter",
+     "message:"),
+    (TURN, "post", BOT, {"json": {"conversation_id": "0", "message": "\u200b"}}, 400,
+     "invalid_parameter", "message:"),
     (TURN, "post", NOBODY, {"json": {"conversation_id": "c", "message": "x"}}, 401,
      "invalid_api_key", ""),
     (ASSIST, "post", AGENT, {"json": {"text": "Router", "k": True}}, 400,
@@ -266,3 +281,68 @@ def test_json_object_refuses_bodies_without_recursing(raw_body, accepted):
 def test_the_faq_pages_ignore_a_position_in_other_digits(position):
     assert parse_context("0" * 32, position, 10) == SearchContext("0" * 32)
 
+
+
+def schema_of(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Validator:
+    """Return a validator of a schema of the document (its references resolved)."""
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+def form(document: dict[str, Any], path: str) -> jsonschema.Validator:
+    """Return a validator of a form post's fields as the document describes them."""
+    body = document["paths"][path]["post"]["requestBody"]["content"]
+    return schema_of(document, body["application/x-www-form-urlencoded"]["schema"])
+
+
+@pytest.mark.parametrize(("value", "valid"), [
+    ("Router", True), ("\u200dx", True), (" a ", True), ("", False), (" \t\n", False),
+    ("\x87", False), ("\u200b\ufeff\x00", False), ("\U000e0001", False),
+])
+def test_the_document_says_which_searches_have_text(api, value, valid):
+    client, _, document, _ = api
+    for path in (SEARCH, "/", "/suche/fragment"):
+        assert schema_of(document, query_parameter(document, path, "q")["schema"]).is_valid(
+            value) is valid, path
+    answer = client.get(SEARCH, query_string={"q": value})
+    assert (answer.status_code == 200) is valid, answer.get_json()
+
+
+def test_the_document_says_what_a_bot_turn_needs(api):
+    _, _, document, _ = api
+    turn = schema_of(document, {"$ref": "#/components/schemas/BotTurnRequest"})
+    assert turn.is_valid({"conversation_id": "0", "message": "Router"})
+    assert turn.is_valid({"conversation_id": "0", "feedback": "helpful"})
+    for refused in ({"conversation_id": "0"}, {"conversation_id": "0", "message": None},
+                    {"conversation_id": "0", "message": " ", "feedback": None}):
+        assert not turn.is_valid(refused), refused
+
+
+def test_the_document_lets_optional_query_parameters_be_empty(api):
+    _, _, document, _ = api
+    for path, name in ((SEARCH, "k"), (SEARCH, "lang"), (CALLBACKS, "status"),
+                       (CALLBACKS, "limit")):
+        assert query_parameter(document, path, name)["allowEmptyValue"] is True
+    assert "allowEmptyValue" not in query_parameter(document, SEARCH, "q")
+
+
+def test_the_document_describes_the_pages_as_lenient_and_the_forms_as_checked(api):
+    client, _, document, _ = api
+    for path, name in (("/", "ui"), ("/articles/{id}", "p"), ("/admin", "callbacks")):
+        assert query_parameter(document, path, name)["schema"]["type"] == "string"
+        assert {"enum", "minimum", "pattern"}.isdisjoint(query_parameter(document, path, name)[
+            "schema"]), (path, name)
+    assert query_parameter(document, "/suche/fragment", "q")["required"] is True
+    assert client.get("/?ui=AAA").status_code == 200
+    assert client.get("/suche/fragment").status_code == 400
+    login = document["paths"]["/admin/login"]["post"]
+    assert [p["in"] for p in login["parameters"]] == ["cookie"]
+    assert not form(document, "/admin/login").is_valid({"key": "", "csrf_token": ""})
+    callback = form(document, "/rueckruf")
+    good = {"name": "Erika", "phone": "+49 (30) 123-4567", "preferred_time": "asap",
+            "description": "Abschlag"}
+    assert callback.is_valid(good)
+    for name, value in (("phone", "Rückruf vereinbaren"), ("phone", "12345"),
+                        ("phone", "1" * 16), ("phone", "49+30 1234567"), ("name", " "),
+                        ("description", "\x00")):
+        assert not callback.is_valid({**good, name: value}), (name, value)
+        assert client.post("/rueckruf", data={**good, name: value}).status_code == 400

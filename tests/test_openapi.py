@@ -28,11 +28,16 @@ def document_of(tmp_path, **settings: Any) -> tuple[Any, dict[str, Any]]:
     return client, client.get("/api/v1/openapi.json").get_json()
 
 
-def parameter(document: dict[str, Any], path: str, name: str) -> dict[str, Any]:
-    """Return the schema of a query parameter of a GET route."""
+def query_parameter(document: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    """Return a query parameter of a GET route, as the document describes it."""
     found = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
     assert len(found) == 1, (path, name)
-    return found[0]["schema"]
+    return found[0]
+
+
+def parameter(document: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    """Return the schema of a query parameter of a GET route."""
+    return query_parameter(document, path, name)["schema"]
 
 
 def field(document: dict[str, Any], schema: str, name: str) -> dict[str, Any]:
@@ -86,7 +91,7 @@ ENUMS = [
     (lambda d: field(d, "Callback", "preferred_time")["enum"], TIME_SLOTS),
     (lambda d: field(d, "ArticleAnswer", "audience")["enum"], AUDIENCES),
     (lambda d: parameter(d, "/api/v1/callbacks", "status")["enum"], (*STATUSES, "all")),
-    (lambda d: parameter(d, "/", "ui")["enum"], UI_LANGUAGES),
+    (lambda d: parameter(d, "/", "ui")["examples"], UI_LANGUAGES),  # any other is ignored
     (lambda d: d["paths"]["/rueckruf"]["post"]["requestBody"]["content"][
         "application/x-www-form-urlencoded"]["schema"]["properties"]["preferred_time"]["enum"],
      TIME_SLOTS),

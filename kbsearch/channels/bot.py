@@ -31,7 +31,13 @@ from kbsearch.content.analysis import (
 )
 from kbsearch.content.snippets import short_answer
 from kbsearch.content.visibility import Caller
-from kbsearch.errors import ArticleNotFoundError, DuplicateFeedbackError, QueryError, StoreError
+from kbsearch.errors import (
+    ArticleNotFoundError,
+    DuplicateFeedbackError,
+    QueryError,
+    StoreError,
+    UnknownAnswerError,
+)
 from kbsearch.stores.callbacks import clean_text
 from kbsearch.stores.conversations import (
     Conversation,
@@ -343,7 +349,8 @@ class ChatBot:
     ) -> BotAnswer:
         """Record the feedback, answer the message and decide about a hand-off.
 
-        Raises QueryError naming the field for bad input. A message may be left out only
+        Raises QueryError naming the field for bad input, UnknownAnswerError for feedback on
+        an answer (or an article) the conversation does not have. A message may be left out only
         when feedback is given; negative feedback without a message offers the next article
         that was found before.
         """
@@ -417,13 +424,13 @@ class ChatBot:
                 now: float, caller: Caller | None) -> Conversation:
         last = next((t for t in reversed(conversation.turns) if t.offers), None)
         if last is None:
-            raise QueryError("feedback", "there is no answer in this conversation to give "
-                             "feedback on (it may have expired)")
+            raise UnknownAnswerError("feedback", "there is no answer in this conversation to "
+                                     "give feedback on (it may have expired)")
         article_id = verdict.article_id or last.offers[0].article_id
         offer = next((o for o in last.offers if o.article_id == article_id), None)
         if offer is None:
-            raise QueryError("feedback.article_id", f"{article_id!r} was not offered in the "
-                             "last answer")
+            raise UnknownAnswerError("feedback.article_id", f"{article_id!r} was not offered "
+                                     "in the last answer")
         if any(v.search_id == last.search_id and v.article_id == article_id
                and v.event == verdict.event for v in conversation.verdicts):
             return conversation  # a retried turn: counted once

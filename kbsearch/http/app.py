@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyRequests
+from werkzeug.exceptions import (
+    HTTPException,
+    RequestEntityTooLarge,
+    RequestURITooLarge,
+    TooManyRequests,
+)
 
 from kbsearch import __version__
 from kbsearch.config import Settings, load_settings
@@ -27,12 +32,18 @@ from kbsearch.errors import (
     ModelError,
     QueryError,
     SearchTimeoutError,
+    UnknownAnswerError,
     UnknownSearchError,
 )
 from kbsearch.http.admin import admin, admin_api
 from kbsearch.http.api import api, error
 from kbsearch.http.context import Components, service
-from kbsearch.http.contract import BODY_TOO_LARGE, ContractError
+from kbsearch.http.contract import (
+    BODY_TOO_LARGE,
+    URI_TOO_LONG,
+    ContractError,
+    check_query_string,
+)
 from kbsearch.http.openapi import docs
 from kbsearch.http.ratelimit import install_limits, trust_proxies
 from kbsearch.http.web import SECURITY_HEADERS, web
@@ -88,6 +99,18 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+def check_request_line() -> None:
+    """Refuse a query string that is too long (414) everywhere, or not UTF-8 (400) on the API.
+
+    The FAQ pages read a query string that is not UTF-8 with replacement characters.
+    """
+    try:
+        check_query_string(request.query_string)
+    except ContractError:
+        if _wants_json():
+            raise
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
@@ -106,9 +129,19 @@ def register_input_errors(app: Flask) -> None:
         limit = request.max_content_length
         return error(413, BODY_TOO_LARGE, f"body: larger than the {limit} bytes allowed")
 
+    @app.errorhandler(RequestURITooLarge)
+    def uri_too_long(exc: RequestURITooLarge) -> Any:
+        if not _wants_json():
+            return error_page(exc)
+        return error(414, URI_TOO_LONG, exc.description or "the address is too long")
+
     @app.errorhandler(QueryError)
     def query_error(exc: QueryError) -> Any:
         return error(400, "invalid_parameter", str(exc))
+
+    @app.errorhandler(UnknownAnswerError)
+    def unknown_answer(exc: UnknownAnswerError) -> Any:
+        return error(404, "unknown_answer", str(exc))
 
 
 def register_unavailable(app: Flask) -> None:
@@ -243,6 +276,7 @@ def create_app(
     components.init_app(app)
     # once a day, delete what is older than its retention (KBSEARCH_RETENTION_*)
     daily = DailyPurge(lambda: Components.of(app).stores(), components.settings)
+    app.before_request(check_request_line)
 
     @app.before_request
     def purge_daily() -> None:

@@ -11,13 +11,15 @@ Every way a request can break the contract is one :class:`ContractError` with on
     unknown_parameter  a query parameter or JSON field the route does not know
     invalid_parameter  a known parameter with a bad value (missing, wrong type, out of range)
 
-A body over the app's size limit is refused earlier, with 413 ``body_too_large``.
+A body over the app's size limit is refused earlier, with 413 ``body_too_large``, and a query
+string over MAX_QUERY_STRING_BYTES with 414 ``uri_too_long`` (:func:`check_query_string`).
 """
 
 import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import numpy as np
 from pydantic import (
@@ -31,13 +33,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestURITooLarge
 from werkzeug.wrappers import Request
 
 from kbsearch.channels.bot import CONVERSATION_ID, BotEvent
 from kbsearch.config import Settings
 from kbsearch.errors import KbsearchError
 from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
-from kbsearch.stores.callbacks import CallbackStatus
+from kbsearch.stores.callbacks import CallbackStatus, text_pattern
 from kbsearch.stores.feedback import Channel, Event
 
 INVALID_BODY = "invalid_body"
@@ -45,11 +48,16 @@ UNKNOWN_PARAMETER = "unknown_parameter"
 INVALID_PARAMETER = "invalid_parameter"
 BODY_TOO_LARGE = "body_too_large"
 MAX_JSON_DEPTH = 32
+# The query string's limit, in bytes as sent: room for a search of the longest query in any
+# script (9 bytes a character percent-encoded) with its other parameters, and below the
+# request-line limit of gunicorn (kbsearch.http.gunicorn_conf), so that the app answers it.
+MAX_QUERY_STRING_BYTES = 6144
+URI_TOO_LONG = "uri_too_long"
 CALLBACK_LIMIT = 1000
 CALLBACK_DEFAULT_LIMIT = 100
 CALLBACK_LISTS = (*CALLBACK_STATUSES, "all")
 RULE = "contract"  # the pydantic error type of the rules written here, worded for people
-ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}(?:\.0+)?")  # 7, and 7.0 as JSON Schema reads it
 SHOWN_CHARS = 60
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,7 +74,8 @@ class ContractError(KbsearchError):
 
 
 class QueryString(BaseModel):
-    """A query string: only its own parameters, each at most once, integers in ASCII digits.
+    """A query string: only its own parameters, each at most once, integers in ASCII digits
+    (a zero fraction, ``7.0``, allowed: JSON Schema's integer 7).
 
     An optional parameter sent empty (``k=``, as HTML forms do) counts as not sent.
     """
@@ -85,7 +94,11 @@ class QueryString(BaseModel):
 
 
 class JsonBody(BaseModel):
-    """A JSON request body: only its own fields, in strict JSON types (no true for 1, no 1.0)."""
+    """A JSON request body: only its own fields, in strict JSON types (no true for 1, no 2.5).
+
+    A whole number written with a fraction (``2.0``) is read as the integer, as JSON Schema
+    reads it (see :func:`json_object`).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -93,7 +106,7 @@ class JsonBody(BaseModel):
 def _ascii_integer(value: object) -> object:
     """Turn a query string's ASCII digits into an int; leave anything else to be refused."""
     if isinstance(value, str) and ASCII_INTEGER.fullmatch(value):
-        return int(value)
+        return int(value.split(".")[0])
     return value
 
 
@@ -103,12 +116,13 @@ QueryInt = Annotated[int, BeforeValidator(_ascii_integer)]
 def collapsed_text(max_chars: int, required: bool) -> Any:
     """Return a string type of at most ``max_chars`` once runs of white space are collapsed.
 
-    With ``required`` the text must have a character that is not white space.
+    With ``required`` the text must have a character that is neither white space nor a
+    control or formatting character (the document's ``pattern``, :func:`text_pattern`).
     """
 
     def check(value: str) -> str:
         length = len(" ".join(value.split()))
-        if required and not length:
+        if required and not re.search(text_pattern(), value):
             raise PydanticCustomError(RULE, "is empty; type a question or some words")
         if length > max_chars:
             raise PydanticCustomError(
@@ -116,7 +130,9 @@ def collapsed_text(max_chars: int, required: bool) -> Any:
                 {"length": length, "limit": max_chars})
         return value
 
-    limits: dict[str, Any] = {"maxLength": max_chars, **({"minLength": 1} if required else {})}
+    limits: dict[str, Any] = {"maxLength": max_chars}
+    if required:
+        limits.update(minLength=1, pattern=text_pattern())
     return Annotated[str, AfterValidator(check), Field(json_schema_extra=limits)]
 
 
@@ -209,6 +225,12 @@ def bot_turn_model(settings: Settings) -> type[BotTurnFields]:
     class BotTurnRequest(BotTurnFields):
         """One chatbot turn."""
 
+        model_config = ConfigDict(json_schema_extra={"anyOf": [  # the rule of ChatBot.turn
+            {"required": ["message"],
+             "properties": {"message": {"type": "string", "pattern": text_pattern()}}},
+            {"required": ["feedback"], "properties": {"feedback": {"not": {"type": "null"}}}},
+        ]})
+
         conversation_id: str = Field(pattern=f"^{CONVERSATION_ID.pattern}$")
         message: message_text | None = Field(  # type: ignore[valid-type]
             None, description="Required unless feedback is given.")
@@ -294,6 +316,21 @@ def read_query(model: type[M], args: MultiDict[str, str]) -> M:
     return validate(model, values, "parameter")
 
 
+def check_query_string(raw: bytes) -> None:
+    """Refuse a query string (as sent) over MAX_QUERY_STRING_BYTES, or not UTF-8 when decoded.
+
+    Raises werkzeug's RequestURITooLarge (414) or ContractError (invalid_parameter).
+    """
+    if len(raw) > MAX_QUERY_STRING_BYTES:
+        raise RequestURITooLarge(f"query string: {len(raw)} bytes; at most "
+                                 f"{MAX_QUERY_STRING_BYTES} are allowed")
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContractError(INVALID_PARAMETER, "query string", "is not UTF-8 once "
+                                                               "percent-decoded") from None
+
+
 def read_body(model: type[M], request: Request) -> M:
     """Return the request's JSON body as the model; raise ContractError.
 
@@ -319,12 +356,23 @@ def json_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
         raise ContractError(INVALID_BODY, "body", f"nests arrays and objects deeper than "
                                                   f"{max_depth} levels")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_float=_json_number, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ContractError(INVALID_BODY, "body", f"is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ContractError(INVALID_BODY, "body", f"must be a JSON object, not {shown(value)}")
     return value
+
+
+def _json_number(text: str) -> int | float:
+    """Read a JSON number with a fraction or exponent; a whole one (``52.0``, ``1e2``) as int.
+
+    JSON has one number type and JSON Schema's ``integer`` is any number without a fractional
+    part, so a whole number written with a fraction is the integer the document allows.
+    Too large a number becomes infinity, which no field accepts.
+    """
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _refuse_constant(name: str) -> None:

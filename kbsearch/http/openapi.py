@@ -21,12 +21,20 @@ from kbsearch import __version__
 from kbsearch.channels.faq import VOTE_EVENTS
 from kbsearch.config import Settings
 from kbsearch.http import responses
+from kbsearch.http.admin.auth import LOGIN_COOKIE
 from kbsearch.http.admin.views import FORM_MAX_BYTES as ADMIN_FORM_MAX_BYTES
 from kbsearch.http.context import authenticate, components
 from kbsearch.http.contract import CALLBACK_LISTS, MAX_JSON_DEPTH, Contract
 from kbsearch.http.web import FORM_MAX_BYTES
 from kbsearch.http.web.texts import UI_LANGUAGES
-from kbsearch.stores.callbacks import DESCRIPTION_MAX, NAME_MAX, REFERENCE, TIME_SLOTS
+from kbsearch.stores.callbacks import (
+    DESCRIPTION_MAX,
+    NAME_MAX,
+    PHONE_DIGITS,
+    REFERENCE,
+    TIME_SLOTS,
+    text_pattern,
+)
 from kbsearch.stores.callbacks import STATUSES as CALLBACK_STATUSES
 
 docs = Blueprint("docs", __name__, url_prefix="/api/v1")
@@ -39,10 +47,12 @@ ERRORS = {
          "invalid_parameter) or a rule of the service (invalid_parameter, invalid_feedback)",
     401: "No, unknown or revoked API key (invalid_api_key)",
     403: "The key's role may not use this route (forbidden)",
-    404: "Not found (not_found, unknown_search)",
+    404: "Not found (not_found, unknown_search; unknown_answer: the bot's feedback names an "
+         "answer or article the conversation does not have)",
     409: "Already recorded (duplicate_feedback), or a concurrent turn of the same "
          "conversation (conversation_conflict)",
     413: "The body is larger than the app accepts (body_too_large)",
+    414: "The query string is longer than the app accepts (uri_too_long)",
     503: "Index, model or a store unavailable (index_unavailable, model_unavailable, "
          "feedback_unavailable, conversations_unavailable, callbacks_unavailable), or the "
          "search ran past its time limit (search_timeout, with Retry-After)",
@@ -55,6 +65,9 @@ RATE_LIMITED = {
     "content": {"application/json": {"schema": ERROR}},
 }
 HTML = {"description": "HTML page", "content": {"text/html": {}}}
+PAGES = ("The pages are for people: a link whose optional parameters are mangled still shows "
+         "the page (a ui, p or partial value other than those listed is ignored, and so are "
+         "query parameters and form fields the page does not know).")
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,7 @@ class Operation:
 
 OPERATIONS = (
     Operation("/api/v1/search", "get", "Search published articles, ranked by probability",
-              responses.SearchResults, (400, 401, 503), query="search",
+              responses.SearchResults, (400, 401, 414, 503), query="search",
               description="Without an API key only public articles; with an agent or "
                           "editor key internal articles too."),
     Operation("/api/v1/feedback", "post", "Record feedback on one result of a search",
@@ -95,7 +108,7 @@ OPERATIONS = (
                           "repeat gets 409."),
     Operation("/api/v1/bot/turn", "post",
               "One chatbot turn: the best article and whether to hand off",
-              responses.BotAnswer, (400, 401, 403, 409, 413, 503), body="bot_turn",
+              responses.BotAnswer, (400, 401, 403, 404, 409, 413, 503), body="bot_turn",
               description="For keys with role bot, agent or editor. The conversation is "
                           "kept server-side per key and conversation_id and forgotten "
                           "after the configured idle time. feedback is the customer's "
@@ -113,7 +126,7 @@ OPERATIONS = (
                           "it (character offsets into the text sent)."),
     Operation("/api/v1/callbacks", "get",
               "Callback requests from the FAQ page, newest first (agent, editor)",
-              responses.CallbackList, (400, 401, 403, 503), query="callbacks"),
+              responses.CallbackList, (400, 401, 403, 414, 503), query="callbacks"),
     Operation("/api/v1/callbacks/{reference}", "post",
               "Mark a callback request done or open again (agent, editor)",
               responses.Callback, (400, 401, 403, 404, 413, 503), body="callback_update"),
@@ -174,7 +187,8 @@ def openapi_document(contract: Contract, settings: Settings, version: str) -> di
             "description": "Hybrid knowledge-base search for customer service. Every error "
                            "has the shape {\"error\": {\"code\", \"message\"}}; the message "
                            "starts with the parameter it is about. Bodies are JSON objects "
-                           f"nested at most {MAX_JSON_DEPTH} levels deep.",
+                           f"nested at most {MAX_JSON_DEPTH} levels deep; a whole number "
+                           "written with a fraction (2.0) is that integer. " + PAGES,
         },
         "paths": paths,
         "security": [{}, {"bearer": []}, {"apiKey": []}],
@@ -243,9 +257,12 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         value = dict(options[0])
         if "const" in value:  # a choice of one is still a list of choices
             value["enum"] = [value.pop("const")]
+        required = name in schema.get("required", ())
         parameters.append({
-            "name": name, "in": "query", "required": name in schema.get("required", ()),
+            "name": name, "in": "query", "required": required,
             "description": description, "schema": {**value, **default},
+            # QueryString: an optional parameter sent empty (k=) counts as not sent
+            **({} if required else {"allowEmptyValue": True}),
         })
     return parameters
 
@@ -256,15 +273,19 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 def faq_paths(settings: Settings) -> dict[str, Any]:
-    """Return the FAQ pages' routes (HTML), their parameters from the constants they use."""
-    ui = _query("ui", {"type": "string", "enum": list(UI_LANGUAGES)},
+    """Return the FAQ pages' routes (HTML), their parameters from the constants they use.
+
+    The pages ignore optional values they cannot use (see PAGES), so those are any string
+    here, the values they use given as ``examples`` (which allow, not restrict).
+    """
+    ui = _query("ui", {"type": "string", "examples": list(UI_LANGUAGES)},
                 "Interface language of the FAQ pages (remembered in a cookie)")
-    question = _query("q", {"type": "string"}, "The question")
+    question = _query("q", search_text(settings), "The question (without it, the page alone)")
+    typed = {**_query("q", search_text(settings), "The question"), "required": True}
     article = {"name": "id", "in": "path", "required": True, "schema": PATH_PARAMETERS["id"]}
     context = [_query("s", {"type": "string"}, "search_id of the search the article was "
                                                "opened from"),
-               _query("p", {"type": "integer", "minimum": 1, "maximum": settings.max_k},
-                      "Position (1-based) the article was shown at"),
+               _query("p", {"type": "string"}, position(settings)),
                _query("t", {"type": "string"}, "feedback token of that search (a click "
                                                "is recorded only with it)")]
     return {
@@ -282,7 +303,7 @@ def faq_paths(settings: Settings) -> dict[str, Any]:
         },
         "/suche/fragment": {"get": {
             "summary": "FAQ search results alone, for search as you type (HTML)",
-            "parameters": [question, ui],
+            "parameters": [typed, ui],
             "responses": {"200": HTML, "400": {"description": "Bad query"},
                           "503": {"description": "Search unavailable"}}}},
         "/themen/{category}": {"get": {
@@ -306,6 +327,18 @@ def faq_paths(settings: Settings) -> dict[str, Any]:
     }
 
 
+def search_text(settings: Settings) -> dict[str, Any]:
+    """Return the schema of a search typed into the FAQ page: some text, not too long."""
+    return {"type": "string", "pattern": text_pattern(), "maxLength": settings.max_query_chars,
+            "description": "Runs of white space count as one character."}
+
+
+def position(settings: Settings) -> str:
+    """Describe the position parameter of an article link or vote."""
+    return (f"Position the article was shown at, 1 to {settings.max_k}; another value "
+            "records the click or vote without a position")
+
+
 def _form(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
         "type": "object", "required": required, "properties": properties}}}}
@@ -319,11 +352,10 @@ def faq_vote(article: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "requestBody": _form(["vote"], {
             "vote": {"type": "string", "enum": list(VOTE_EVENTS)},
             "s": {"type": "string", "description": "search_id"},
-            "p": {"type": "integer", "minimum": 1, "maximum": settings.max_k,
-                  "description": "position shown"},
+            "p": {"type": "string", "description": position(settings)},
             "t": {"type": "string", "description": "feedback token of that search"},
-            "partial": {"type": "string", "enum": ["1"],
-                        "description": "Return the outcome alone"},
+            "partial": {"type": "string", "examples": ["1"],
+                        "description": "1: return the outcome alone"},
         }),
         "responses": {"200": HTML, "400": {"description": "No valid vote"},
                       "404": {"description": "Not found"},
@@ -337,10 +369,15 @@ def faq_callback() -> dict[str, Any]:
     return {
         "summary": "Store a callback request (form post)",
         "requestBody": _form(["name", "phone", "preferred_time", "description"], {
-            "name": {"type": "string", "maxLength": NAME_MAX},
-            "phone": {"type": "string"},
+            "name": {"type": "string", "pattern": text_pattern(), "maxLength": NAME_MAX},
+            "phone": {"type": "string", "allOf": [  # the rule of valid_phone
+                {"pattern": "^[ \\t\\r\\n]*\\+?[0-9 \\t\\r\\n()/.\\-]*$"},
+                {"pattern": f"^[^0-9]*([0-9][^0-9]*){{{PHONE_DIGITS[0]},{PHONE_DIGITS[1]}}}$"}],
+                      "description": f"{PHONE_DIGITS[0]} to {PHONE_DIGITS[1]} digits; spaces "
+                                     "and ( ) / . - between them, + before them"},
             "preferred_time": {"type": "string", "enum": list(TIME_SLOTS)},
-            "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
+            "description": {"type": "string", "pattern": text_pattern(),
+                            "maxLength": DESCRIPTION_MAX},
             "context": {"type": "string"},
         }),
         "responses": {"303": {"description": "To /rueckruf/danke"},
@@ -373,17 +410,22 @@ def admin_paths() -> dict[str, Any]:
     return {
         "/admin": {"get": {
             "summary": "Operators' dashboard (HTML, editor login)",
-            "parameters": [_query("callbacks", {"type": "string", "enum": list(CALLBACK_LISTS)},
-                                  "Which callback requests to list (default open)"),
+            "parameters": [_query("callbacks", {"type": "string", "examples": list(CALLBACK_LISTS)},
+                                  "Which callback requests to list (default, and for another "
+                                  "value: open)"),
                            _query("notice", {"type": "string"}, "A notice to show")],
             "responses": {"200": HTML, "303": to_login}}},
         "/admin/login": {
             "get": {"summary": "Dashboard login form (HTML)",
                     "responses": {"200": HTML, "302": {"description": "Logged in already"}}},
             "post": {"summary": "Log in with an editor API key (form post)",
+                     "parameters": [{
+                         "name": LOGIN_COOKIE, "in": "cookie", "required": True,
+                         "schema": {"type": "string", "minLength": 1},
+                         "description": "Set by the login form; csrf_token must equal it"}],
                      "requestBody": _form(["key", "csrf_token"], {
-                         "key": {"type": "string"},
-                         "csrf_token": {"type": "string",
+                         "key": {"type": "string", "pattern": text_pattern()},
+                         "csrf_token": {"type": "string", "minLength": 1,
                                         "description": "The token of the form's cookie"}}),
                      "responses": {
                          "303": {"description": "To /admin, with a session cookie"},

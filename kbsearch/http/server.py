@@ -10,7 +10,7 @@ from kbsearch.http import gunicorn_conf
 
 
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the app with gunicorn until interrupted."""
+    """Serve the app with gunicorn, under the settings of gunicorn_conf, until interrupted."""
     from gunicorn.app.base import BaseApplication
 
     class _Server(BaseApplication):
@@ -26,15 +26,9 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -
         def load(self) -> Flask:
             return self.application
 
+    settings = {name: value for name, value in vars(gunicorn_conf).items()
+                if not name.startswith("_")}  # the settings of the Docker image's command
     _Server(
         app,
-        {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            "threads": threads,
-            "worker_class": gunicorn_conf.worker_class,
-            "timeout": gunicorn_conf.timeout,
-            "accesslog": gunicorn_conf.accesslog,
-            "access_log_format": gunicorn_conf.access_log_format,
-        },
+        {**settings, "bind": f"{host}:{port}", "workers": workers, "threads": threads},
     ).run()

@@ -12,9 +12,11 @@ database (``KBSEARCH_CHANNELS_DB``, schema in :mod:`kbsearch.stores.channels_db`
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import secrets
 import sqlite3
+import sys
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -96,6 +98,36 @@ def clean_text(value: str, multiline: bool = False) -> str:
     lines = [" ".join(line.split()) for line in "".join(kept).split("\n")]
     text = "\n".join(lines).strip()
     return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def dropped(char: str) -> bool:
+    """Return whether clean_text drops a character or counts it as white space."""
+    return char.isspace() or (unicodedata.category(char) in ("Cc", "Cf")
+                              and char not in KEPT_FORMAT_CHARACTERS)
+
+
+@functools.cache
+def text_pattern() -> str:
+    """Return a regular expression that finds a character clean_text keeps, not white space.
+
+    ``re.search(text_pattern(), value)`` is true exactly when ``clean_text(value)`` is not
+    empty; in a JSON schema (``pattern``, which searches too) it says "has some text". The
+    expression is one character class of ``\\uXXXX`` ranges (``\\UXXXXXXXX`` above the
+    BMP is written as the characters themselves), which Python and ECMA-262 read alike.
+    """
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if dropped(chr(code)):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+
+    def written(code: int) -> str:
+        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+    return "[^" + "".join(written(low) if low == high else f"{written(low)}-{written(high)}"
+                          for low, high in ranges) + "]"
 
 
 def parse_callback(
