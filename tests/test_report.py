@@ -345,7 +345,8 @@ def run_searches(service, vote: bool = False) -> dict[str, str]:
         asked[response.search_id] = query
         if vote and query in unanswerable and response.results:
             service.record_feedback(response.search_id, response.results[0].article.id,
-                                    "not_helpful", 1, "faq", f"visitor-{n}")
+                                    "not_helpful", 1, "faq", f"visitor-{n}",
+                                    token=response.feedback_token)
     return asked
 
 
