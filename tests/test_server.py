@@ -1,5 +1,7 @@
 """The gunicorn settings keep the words of a search out of the access log."""
 
+import pytest
+
 from kbsearch.http import gunicorn_conf
 
 
@@ -23,3 +25,14 @@ def test_the_dockerfile_sets_up_and_serves_as_the_scripts_do():
     setup = (ROOT / "scripts" / "setup.sh").read_text("utf-8")
     assert "requirements.lock" in setup and "pyproject.toml" in setup
     assert {"pyproject.toml", "requirements.lock", "kbsearch", "scripts", "articles"} <= copied
+
+
+@pytest.mark.parametrize("name", [n for n in vars(gunicorn_conf) if not n.startswith("_")])
+def test_every_name_of_the_settings_module_is_a_gunicorn_setting(name):
+    from gunicorn.config import Config
+
+    Config().set(name, getattr(gunicorn_conf, name))  # raises for an unknown setting
+
+
+def test_no_two_servers_fight_over_one_control_socket():
+    assert gunicorn_conf.control_socket_disable is True
