@@ -312,7 +312,7 @@ def saturate(port: int, queries: Sequence[str], seconds: float) -> dict[str, flo
         connection.close()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(CLIENTS)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -446,6 +446,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark for the chosen sizes and print a table or JSON."""
     args = parse_args(argv)
+    # TERM unwinds like Ctrl-C: the server's process group is stopped, temporary files go
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     sizes = parse_sizes(args.sizes, args.synthetic_from)
     base = load_settings()
     sources = load_sources(base.articles, args.eval_dir)
