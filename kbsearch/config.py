@@ -95,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
         "max_query_chars", 1000, "Longest query accepted, in characters.", positive_int
     ),
     Setting(
+        "query_cache", 4096, "Query vectors a search service keeps (least recently used "
+        "go first), so a repeated query is not embedded again; 0 keeps none.",
+        non_negative_int,
+    ),
+    Setting(
         "search_time_limit", 10.0, "Seconds a search (also a bot turn or an agent-assist "
         "text) may take; past it the search is stopped and answered 503 search_timeout.",
         positive_float,
@@ -371,6 +376,7 @@ class Settings:
     default_k: int
     max_k: int
     max_query_chars: int
+    query_cache: int
     search_time_limit: float
     languages: tuple[str, ...]
     weights: str

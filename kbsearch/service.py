@@ -41,6 +41,7 @@ from kbsearch.index.retrieval import (
     SearchRequest,
     best_chunk_similarity,
 )
+from kbsearch.index.vector_cache import VectorCache
 from kbsearch.queries import check_search
 from kbsearch.ranking.memory import match_editor_questions
 from kbsearch.ranking.scoring import (
@@ -138,6 +139,7 @@ class SearchService:
         self.redactor = Redactor.with_patterns(
             [settings.redact_pattern] if settings.redact_pattern else [])
         self._embedder = embedder
+        self._query_vectors = VectorCache(settings.query_cache)
         self._embedder_factory = embedder_factory or default_embedder
         self._fixed_ranker: Ranker | None = None
         if ranking is not None:
@@ -202,6 +204,10 @@ class SearchService:
                 if self._embedder is None:
                     self._embedder = self._embedder_factory(self.settings)
         return self._embedder
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """Return a query's vector (read-only), embedded once while it stays in the cache."""
+        return self._query_vectors.get(text, lambda t: self.embedder.embed_queries([t])[0])
 
     def index(self) -> LoadedIndex:
         """Return the current build, switching to a newer one when it has been published."""
@@ -337,7 +343,7 @@ class SearchService:
             raise QueryError("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
         index = self.index()
         ranker = self.ranker()
-        query_vector = self.embedder.embed_queries([request.query])[0]
+        query_vector = self.query_vector(request.query)
         deadline.check("embedding")  # not stoppable, but as long as a query may be
         candidates = self.candidates(index, request, query_vector, ranker, deadline)
         hits = self.rank(candidates, request.mode, request.k, ranker)

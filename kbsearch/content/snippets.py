@@ -4,14 +4,19 @@ One scoring rule for every channel: a sentence scores one point per query term t
 its words starts with, compared folded (ä = ae, ß = ss, lower case) and by the term's
 beginning (all but its last two letters, at least four), so that "Zählerstände" finds
 "Zählerstand". The search results' snippets, the chatbot's short answers and the FAQ page's
-highlighting all use :func:`match_prefixes` and :func:`shared_terms`.
+highlighting all use :func:`match_prefixes` and :func:`shared_terms`. Search results
+score an article's sentences all at once from an index kept per text: its folded words,
+sorted, each with the set of sentences holding it, so a query word's beginning is found by
+bisection instead of being tried against every word of every sentence.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from kbsearch.content.analysis import fold, snippet_terms
 from kbsearch.content.articles import Article
@@ -27,7 +32,7 @@ SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n+")
 
 def match_prefixes(query: str) -> list[str]:
     """Return the folded word beginnings by which sentences match a query."""
-    return [w[: max(4, len(w) - 2)] for w in snippet_terms(query)]
+    return list(_prefixes(query))
 
 
 def shared_terms(sentence: str, prefixes: Sequence[str]) -> int:
@@ -39,13 +44,52 @@ def _shared(tokens: frozenset[str], prefixes: Sequence[str]) -> int:
     return sum(any(t.startswith(p) for t in tokens) for p in prefixes)
 
 
+class _Sentences(NamedTuple):
+    """A text's sentences, and for each word in them (folded, sorted) which sentences hold it.
+
+    ``masks[i]`` has bit ``j`` set when sentence ``j`` contains ``words[i]``.
+    """
+
+    sentences: tuple[str, ...]
+    words: tuple[str, ...]
+    masks: tuple[int, ...]
+
+    def scores(self, prefixes: Sequence[str]) -> list[int]:
+        """Return per sentence how many of the prefixes start one of its words.
+
+        The words starting with a prefix lie together in the sorted words, found by
+        bisection; the same count as :func:`shared_terms` gives each sentence.
+        """
+        counts = [0] * len(self.sentences)
+        for prefix in prefixes:
+            found = 0
+            i = bisect.bisect_left(self.words, prefix)
+            while i < len(self.words) and self.words[i].startswith(prefix):
+                found |= self.masks[i]
+                i += 1
+            while found:
+                lowest = found & -found
+                counts[lowest.bit_length() - 1] += 1
+                found ^= lowest
+        return counts
+
+
 @functools.lru_cache(maxsize=8192)
-def _sentences(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+def _sentences(text: str) -> _Sentences:
     """Return a text's sentences with their folded words (kept: articles are searched often)."""
-    return tuple(
-        (s, frozenset(fold(t) for t in WORD.findall(s)))
-        for s in (part.strip() for part in SENTENCE_END.split(text)) if s
-    )
+    sentences = tuple(s for s in (part.strip() for part in SENTENCE_END.split(text)) if s)
+    masks: dict[str, int] = {}
+    for number, sentence in enumerate(sentences):
+        for word in {fold(t) for t in WORD.findall(sentence)}:
+            masks[word] = masks.get(word, 0) | (1 << number)
+    words = tuple(sorted(masks))
+    return _Sentences(sentences, words, tuple(masks[w] for w in words))
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefixes(query: str) -> tuple[str, ...]:
+    """Return (kept for the other results of the same search) a query's word beginnings."""
+    return tuple(w[: max(4, len(w) - 2)] for w in snippet_terms(query))
 
 
 def shorten(text: str, length: int) -> str:
@@ -57,16 +101,17 @@ def shorten(text: str, length: int) -> str:
 
 
 def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPET_CHARS) -> str:
-    """Return the sentence of ``text`` that shares most words with the query, shortened."""
-    prefixes = match_prefixes(query)
-    sentences = _sentences(text)
+    """Return the sentence of ``text`` that shares most words with the query, shortened.
+
+    Of equal sentences the first; with no shared word, ``fallback`` or the first sentence.
+    """
+    index = _sentences(text)
     best, best_score = "", 0
-    for sentence, tokens in sentences:
-        score = _shared(tokens, prefixes)
+    for sentence, score in zip(index.sentences, index.scores(_prefixes(query)), strict=True):
         if score > best_score:
             best, best_score = sentence, score
     if not best:
-        best = fallback or (sentences[0][0] if sentences else "")
+        best = fallback or (index.sentences[0] if index.sentences else "")
     return shorten(" ".join(best.split()), length)
 
 

@@ -1,25 +1,31 @@
-"""The keyword index: Whoosh BM25F over title, tags and body, one field set per language."""
+"""The keyword index: Whoosh BM25F over title, tags and body, one field set per language.
+
+A search reads the postings of the query's terms once, through Whoosh's own postings and
+BM25F scorer, and adds up each document's total, title and body scores and the query terms
+it contains in that one pass (it used to run three Whoosh searches: all fields, title,
+body, then read the postings again for the term coverage). The scores are Whoosh's, added
+in the order its Or query adds them, with one deliberate difference: a synonym group
+scores its best term in the document, where Whoosh's DisjunctionMaxMatcher (2.7.5) also
+took the score of another document at which a second term's postings stood.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from whoosh import index as whoosh_index
 from whoosh import scoring
-from whoosh.collectors import FilterCollector
 from whoosh.fields import ID, TEXT, Schema
-from whoosh.query import DisjunctionMax, Or, Query, Term
-from whoosh.searching import Results
 
 from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_term_groups
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import SearchTimeoutError
-from kbsearch.index.deadline import Deadline, DeadlineCollector
+from kbsearch.index.deadline import Deadline
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
@@ -89,8 +95,8 @@ class KeywordIndex:
         self._lexicon = Lexicon(frozenset(words))
         synonyms = load_synonyms(folder / SYNONYMS_FILE)
         self._synonyms = {lang: synonyms.for_language(lang) for lang in LANGUAGES}
-        self._ix = whoosh_index.open_dir(str(folder), readonly=True,
-                                         schema=make_schema(self._lexicon, synonyms))
+        self._schema = make_schema(self._lexicon, synonyms)
+        self._ix = whoosh_index.open_dir(str(folder), readonly=True, schema=self._schema)
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
         self._lock = threading.Lock()
@@ -108,17 +114,58 @@ class KeywordIndex:
         return {lang: query_term_groups(query, lang, self._lexicon, self._synonyms[lang])
                 for lang in languages}
 
-    def _query(self, terms: dict[str, list[tuple[str, ...]]], fields: Sequence[str]) -> Or:
-        """Return the OR of every term in every field; a synonym group scores its best term."""
-        parts: list[Query] = []
+    def _parts(self, terms: dict[str, list[tuple[str, ...]]]) -> list[_Part]:
+        """Return the query's parts: per language, term group and field, its terms' postings.
+
+        A part scores a document by the group's best term in that field, with the field's
+        boost; the parts are in the order in which the total adds them. A term missing
+        from the index is left out.
+        """
+        reader = self._searcher.reader()
+        parts: list[_Part] = []
         for lang, groups in terms.items():
-            for group in groups:
-                for name in fields:
-                    field, boost = f"{name}_{lang}", FIELD_BOOSTS[name]
-                    alternatives = [Term(field, term, boost=boost) for term in group]
-                    parts.append(alternatives[0] if len(alternatives) == 1
-                                 else DisjunctionMax(alternatives))
-        return Or(parts)
+            for number, group in enumerate(groups):
+                for name in FIELDS:
+                    field_name = f"{name}_{lang}"
+                    encoded = (self._schema[field_name].to_bytes(t) for t in group)
+                    present = [t for t in encoded if (field_name, t) in reader]
+                    parts.append(_Part(name, (lang, number), tuple(present), field_name))
+        return parts
+
+    def _scores(self, parts: list[_Part], deadline: Deadline | None) -> dict[int, _DocScores]:
+        """Return every matching document's BM25F scores: all fields, title, body, groups.
+
+        One pass over the postings of the query's terms. A part's score is its best term's,
+        times the field's boost (as a boosted Whoosh Term); the total adds the parts in
+        order, as Whoosh's Or does for an index of up to 5,000 documents, so that scores
+        equal a Whoosh search's to the last bit (larger indexes: to rounding). The
+        deadline is checked before each posting is read.
+        """
+        docs: dict[int, _DocScores] = {}
+        for part in parts:
+            best: dict[int, float] = {}
+            boost = FIELD_BOOSTS[part.name]
+            for term in part.terms:
+                matcher = self._searcher.postings(part.field, term, weighting=self._weighting)
+                while matcher.is_active():
+                    if deadline is not None:
+                        deadline.check("keyword")
+                    docnum = matcher.id()
+                    score = matcher.score() * boost if boost != 1.0 else matcher.score()
+                    if score > best.get(docnum, -1.0):
+                        best[docnum] = score
+                    matcher.next()
+            for docnum, score in best.items():
+                doc = docs.get(docnum)
+                if doc is None:
+                    doc = docs[docnum] = _DocScores()
+                doc.total += score
+                if part.name == "title":
+                    doc.title += score
+                elif part.name == "body":
+                    doc.body += score
+                doc.groups.add(part.group)
+        return docs
 
     def search(
         self,
@@ -130,8 +177,9 @@ class KeywordIndex:
     ) -> tuple[list[str], dict[str, KeywordScores]]:
         """Return the top article ids by BM25F, and field scores and term coverage for them.
 
-        With a ``deadline``, raise SearchTimeoutError when it passes, also while waiting
-        for another search to finish with the searcher or between two matched documents.
+        Ties are broken by the order of the index, as Whoosh's top-N collector does. With a
+        ``deadline``, raise SearchTimeoutError when it passes, also while waiting for
+        another search to finish with the searcher or between two postings read.
         """
         terms = self.terms(query, languages)
         if not any(terms.values()):
@@ -144,67 +192,52 @@ class KeywordIndex:
         if not self._lock.acquire(timeout=deadline.remaining() if deadline else -1):
             raise SearchTimeoutError("keyword", deadline.limit if deadline else 0.0)
         try:
-            results = self._run(self._query(terms, FIELDS), limit, allow, deadline)
-            ranked = [(hit.docnum, hit.score) for hit in results]
-            if not ranked:
-                return [], {}
-            found = {docnum for docnum, _ in ranked}
-            title = self._field_scores(terms, ("title",), found, deadline)
-            body = self._field_scores(terms, ("body",), found, deadline)
-            coverage = self._coverage(terms, found)
+            docs = self._scores(self._parts(terms), deadline)
         finally:
             self._lock.release()
+        matched = [(docnum, doc) for docnum, doc in docs.items()
+                   if doc.total > 0 and (allow is None or docnum in allow)]
+        matched.sort(key=lambda item: (-item[1].total, item[0]))
+        ranked = matched[:limit]
+        sizes = {lang: len(groups) for lang, groups in terms.items()}
         scores = {
             self._ids[docnum]: KeywordScores(
-                total=float(score),
-                title=title.get(docnum, 0.0),
-                body=body.get(docnum, 0.0),
-                coverage=coverage.get(docnum, 0.0),
+                total=doc.total, title=doc.title, body=doc.body,
+                coverage=_coverage(doc.groups, sizes),
             )
-            for docnum, score in ranked
+            for docnum, doc in ranked
         }
         return [self._ids[docnum] for docnum, _ in ranked], scores
 
-    def _run(self, query: Query, limit: int | None, allow: set[int] | None,
-             deadline: Deadline | None) -> Results:
-        """Run a Whoosh query, stopped between two matched documents past the deadline."""
-        if deadline is None:
-            collector = self._searcher.collector(limit=limit, filter=allow)
-        else:  # the filter outermost, as Whoosh puts it: it asks for the matches
-            collector = DeadlineCollector(self._searcher.collector(limit=limit), deadline)
-            if allow is not None:
-                collector = FilterCollector(collector, allow)
-        self._searcher.search_with_collector(query, collector)
-        return collector.results()
 
-    def _field_scores(
-        self, terms: dict[str, list[tuple[str, ...]]], fields: Sequence[str], docnums: set[int],
-        deadline: Deadline | None,
-    ) -> dict[int, float]:
-        results = self._run(self._query(terms, fields), None, docnums, deadline)
-        return {hit.docnum: float(hit.score) for hit in results}
+@dataclass(frozen=True)
+class _Part:
+    """One part of a keyword query: a term group of one language in one field."""
 
-    def _coverage(
-        self, terms: dict[str, list[tuple[str, ...]]], docnums: set[int]
-    ) -> dict[int, float]:
-        """Return per document the best share of a language's query terms it contains.
+    name: str
+    group: tuple[str, int]
+    terms: tuple[bytes, ...]
+    field: str
 
-        A synonym group counts as one term, found when any of its terms is.
-        """
-        best: dict[int, float] = {}
-        for lang, words in terms.items():
-            if not words:
-                continue
-            counts: dict[int, int] = {}
-            reader = self._searcher.reader()
-            for group in words:
-                containing: set[int] = set()
-                for name, term in ((n, t) for n in FIELDS for t in group):
-                    field = f"{name}_{lang}"
-                    if (field, term) in reader:
-                        containing.update(reader.postings(field, term).all_ids())
-                for docnum in containing & docnums:
-                    counts[docnum] = counts.get(docnum, 0) + 1
-            for docnum, count in counts.items():
-                best[docnum] = max(best.get(docnum, 0.0), count / len(words))
-        return best
+
+@dataclass
+class _DocScores:
+    """A document's scores while the postings are read, and the term groups it contains."""
+
+    total: float = 0.0
+    title: float = 0.0
+    body: float = 0.0
+    groups: set[tuple[str, int]] = field(default_factory=set)
+
+
+def _coverage(groups: set[tuple[str, int]], sizes: dict[str, int]) -> float:
+    """Return the best share, over the languages, of a language's query term groups found.
+
+    A synonym group counts as one term, found when any of its terms is, in any field.
+    """
+    best = 0.0
+    for lang, size in sizes.items():
+        if size:
+            found = sum(1 for group_lang, _ in groups if group_lang == lang)
+            best = max(best, found / size)
+    return best

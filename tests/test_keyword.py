@@ -1,0 +1,81 @@
+"""The keyword index's one-pass search gives the scores of Whoosh's own searches."""
+
+from __future__ import annotations
+
+import pytest
+from whoosh.query import Or, Query, Term
+
+from kbsearch.index.builds import open_index
+from kbsearch.index.keyword import FIELD_BOOSTS, FIELDS, KeywordIndex
+
+# queries whose synonym groups have at most one term in any one field of the sample index
+QUERIES = [
+    "Wie melde ich meinen Zählerstand?", "Router blinkt rot", "Rechnung zu hoch",
+    "How do I submit my meter reading?", "Vertrag kündigen Strom", "pay by bank transfer",
+    "eSIM aktivieren", "Internet geht nicht", "Passwort vergessen", "Guthaben auszahlen",
+]
+
+
+def whoosh_scores(keyword: KeywordIndex, query: str, fields: tuple[str, ...]) -> dict[str, float]:
+    """Score a query with a Whoosh search: an Or of each term group's term in each field.
+
+    Each group must have at most one term in any one field (so that Whoosh's DisMax of
+    the group, which the search used to run, scores as that one term).
+    """
+    searcher = keyword._searcher
+    reader = searcher.reader()
+    parts: list[Query] = []
+    for lang, groups in keyword.terms(query, ("de", "en")).items():
+        for group in groups:
+            for name in fields:
+                present = [t for t in group if (f"{name}_{lang}", t) in reader]
+                assert len(present) <= 1, (query, name, group)
+                parts += [Term(f"{name}_{lang}", t, boost=FIELD_BOOSTS[name]) for t in present]
+    return {keyword._ids[hit.docnum]: hit.score
+            for hit in searcher.search(Or(parts), limit=None)}
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_one_pass_gives_the_scores_and_order_of_whoosh_searches(sample_index, query):
+    keyword = open_index(sample_index).keyword
+    ids, scores = keyword.search(query, 100)
+    total = whoosh_scores(keyword, query, FIELDS)
+    assert ids == sorted(total, key=lambda a: (-total[a], keyword._docnums[a]))
+    title = whoosh_scores(keyword, query, ("title",))
+    body = whoosh_scores(keyword, query, ("body",))
+    for article_id in ids:
+        assert scores[article_id].total == total[article_id]  # to the last bit
+        assert scores[article_id].title == title.get(article_id, 0.0)
+        assert scores[article_id].body == body.get(article_id, 0.0)
+    assert keyword.search(query, 3)[0] == ids[:3]
+
+
+def test_coverage_is_the_share_of_query_terms_an_article_contains(sample_index):
+    keyword = open_index(sample_index).keyword
+    # German groups: zählerstand (and its synonyms), zähl, stand (its parts), xyzzyquux
+    ids, scores = keyword.search("Zählerstand xyzzyquux", 10, languages=("de",))
+    assert len(keyword.terms("Zählerstand xyzzyquux", ("de",))["de"]) == 4
+    assert scores["zaehlerstand-melden"].coverage == 0.75
+    # the best language counts: English has two groups, zaehlerstand and xyzzyquux
+    ids, scores = keyword.search("Zählerstand xyzzyquux", 10)
+    assert scores["zaehlerstand-melden"].coverage == 0.75
+    ids, scores = keyword.search("Router xyzzyquux", 10, languages=("en",))
+    assert all(scores[a].coverage == 0.5 for a in ids)
+
+
+def test_a_synonym_group_scores_its_best_term_in_that_article(sample_index):
+    keyword = open_index(sample_index).keyword
+    query = "teuer"  # a synonym group: preis, teuer, teurer, ... (articles/synonyms.txt)
+    groups = keyword.terms(query, ("de",))["de"]
+    assert len(groups) == 1 and len(groups[0]) > 1
+    ids, scores = keyword.search(query, 100, languages=("de",))
+    assert ids
+    searcher = keyword._searcher
+    for article_id in ids:
+        expected = 0.0
+        for name in FIELDS:
+            per_term = [{keyword._ids[h.docnum]: h.score for h in searcher.search(
+                Term(f"{name}_de", term, boost=FIELD_BOOSTS[name]), limit=None)}
+                .get(article_id, 0.0) for term in groups[0]]
+            expected += max(per_term)
+        assert scores[article_id].total == pytest.approx(expected, rel=1e-12)
