@@ -82,3 +82,20 @@ def test_analyzer_rejects_unknown_language():
 )
 def test_language_detection(text, language):
     assert detect_language(text) == language
+
+
+def test_each_lexicon_caches_its_own_splits_and_pickles_as_its_words():
+    import pickle
+
+    from kbsearch.content.analysis import Lexicon
+
+    words = frozenset({"strom", "zaehler", "stand", "umzug", "kosten"})
+    first, again = Lexicon(words), Lexicon(frozenset(set(words)))
+    assert first.split("zaehlerstand") == ("zaehler", "stand")
+    # an equal lexicon built again (a reindex, a reload) must not look up, and compare its
+    # whole word set against, the first one's cache entries: that made reindexes slow
+    assert again._segments.cache_info().currsize == 0
+    assert again.split("stromkosten") == ("strom", "kosten")
+    copy = pickle.loads(pickle.dumps(first))  # Whoosh keeps the analyser in the index
+    assert copy == first and copy.split("umzugskosten") == ("umzug", "kosten")
+    assert copy._segments.cache_info().currsize > 0

@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import Stemmer
@@ -32,6 +32,7 @@ LINKS = ("", "s", "es", "n", "en", "e", "er")
 MIN_PART = 3
 MIN_COMPOUND = 7
 MAX_PARTS = 4
+SEGMENT_CACHE = 65536  # segmentations cached per lexicon
 LANGUAGES = ("de", "en")
 STEMMER_NAMES = {"de": "german", "en": "english"}
 
@@ -81,9 +82,27 @@ def words(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Lexicon:
-    """Known German words of a knowledge base, used to split compounds into parts."""
+    """Known German words of a knowledge base, used to split compounds into parts.
+
+    Each lexicon keeps its own cache of segmentations (``SEGMENT_CACHE`` words). A cache
+    shared by all lexicons and keyed by the word set would compare two equal sets element
+    by element on every look-up once a reindex or a reload has built an equal lexicon
+    again: that made an incremental build five times slower than the first, and worse
+    the larger the vocabulary.
+    """
 
     words: frozenset[str]
+    _segments: Callable[[str, bool], tuple[str, ...] | None] = field(
+        init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        """Give this lexicon its own bounded cache of segmentations."""
+        object.__setattr__(self, "_segments",
+                           functools.lru_cache(maxsize=SEGMENT_CACHE)(self._segment))
+
+    def __reduce__(self) -> tuple[type[Lexicon], tuple[frozenset[str]]]:
+        """Pickle the words only (Whoosh stores the analyser, lexicon included, in the index)."""
+        return (Lexicon, (self.words,))
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> Lexicon:
@@ -113,44 +132,42 @@ class Lexicon:
         """Return the parts of a compound (all levels), or () when it is no compound."""
         if len(word) < MIN_COMPOUND or not word.isalpha():
             return ()
-        return _split(word, self.words)
+        return self._split(word)
 
+    def _segment(self, word: str, whole_ok: bool) -> tuple[str, ...] | None:
+        """Split a word into the fewest lexicon parts, longest first part on ties.
 
-@functools.lru_cache(maxsize=65536)
-def _segment(word: str, lexicon: frozenset[str], whole_ok: bool) -> tuple[str, ...] | None:
-    """Split a word into the fewest lexicon parts, longest first part on ties.
+        With ``whole_ok`` a word found in the lexicon is its own one-part segmentation.
+        """
+        lexicon = self.words
+        if whole_ok and word in lexicon:
+            return (word,)
+        best: tuple[str, ...] | None = None
+        for end in range(len(word) - MIN_PART, MIN_PART - 1, -1):
+            head = word[:end]
+            for link in LINKS:
+                if not head.endswith(link):
+                    continue
+                part = head[: len(head) - len(link)]
+                if len(part) < MIN_PART or part not in lexicon:
+                    continue
+                rest = self._segments(word[end:], True)
+                if rest is None:
+                    continue
+                candidate = (part, *rest)
+                if len(candidate) <= MAX_PARTS and (best is None or len(candidate) < len(best)):
+                    best = candidate
+            if best is not None and len(best) == 2:
+                break
+        return best
 
-    With ``whole_ok`` a word found in the lexicon is its own one-part segmentation.
-    """
-    if whole_ok and word in lexicon:
-        return (word,)
-    best: tuple[str, ...] | None = None
-    for end in range(len(word) - MIN_PART, MIN_PART - 1, -1):
-        head = word[:end]
-        for link in LINKS:
-            if not head.endswith(link):
-                continue
-            part = head[: len(head) - len(link)]
-            if len(part) < MIN_PART or part not in lexicon:
-                continue
-            rest = _segment(word[end:], lexicon, True)
-            if rest is None:
-                continue
-            candidate = (part, *rest)
-            if len(candidate) <= MAX_PARTS and (best is None or len(candidate) < len(best)):
-                best = candidate
-        if best is not None and len(best) == 2:
-            break
-    return best
-
-
-def _split(word: str, lexicon: frozenset[str]) -> tuple[str, ...]:
-    parts: list[str] = []
-    for part in _segment(word, lexicon, False) or ():
-        parts.append(part)
-        if len(part) >= MIN_COMPOUND:
-            parts.extend(_split(part, lexicon))
-    return tuple(dict.fromkeys(parts))
+    def _split(self, word: str) -> tuple[str, ...]:
+        parts: list[str] = []
+        for part in self._segments(word, False) or ():
+            parts.append(part)
+            if len(part) >= MIN_COMPOUND:
+                parts.extend(self._split(part))
+        return tuple(dict.fromkeys(parts))
 
 
 EMPTY_LEXICON = Lexicon(frozenset())
