@@ -201,3 +201,61 @@ def test_the_keyword_index_opens_without_unpickling_kbsearch_classes(
     reader = open_index(tmp_path / "index")
     assert reader.keyword.search("Zählerstand", 10)[0][0] == "zaehlerstand-melden"
     assert (report.path / "keyword" / "lexicon.txt").read_text("utf-8").split()
+
+
+def test_an_unchanged_article_is_not_cut_into_chunks_again(small_kb, tmp_path, fake_embedder):
+    """A rebuild takes the chunks of unchanged articles from the current build (no token
+    counting); a changed chunk budget cuts every article again, into the same chunks."""
+    index_dir = tmp_path / "index"
+    first = build_index(small_kb, index_dir, fake_embedder)
+    counted: list[str] = []
+
+    class Counting(CountingEmbedder):
+        def count_tokens(self, text):
+            counted.append(text)
+            return super().count_tokens(text)
+
+    path = small_kb / "abschlag-anpassen.md"
+    path.write_text(path.read_text("utf-8") + "\nNeuer Absatz über Abschläge im Winter.\n")
+    second = build_index(small_kb, index_dir, Counting(fake_embedder))
+    assert counted and all("Abschlag" in text or "Abschläge" in text for text in counted)
+    assert second.chunks >= first.chunks
+    counted.clear()
+    third = build_index(small_kb, index_dir, Counting(fake_embedder), chunk_tokens=255)
+    assert {text.split("\n")[0] for text in counted} >= {"Wie melde ich meinen Zählerstand?"}
+    rows = [json.loads(line) for line in (second.path / "chunks.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (third.path / "chunks.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in again] == [r["text"] for r in rows]
+
+
+def test_a_rebuild_parses_only_new_changed_or_moved_files(
+    small_kb, tmp_path, fake_embedder, monkeypatch
+):
+    """Unchanged files are taken from the current build, parsed no more; a changed or
+    moved file is parsed, and a language no longer configured still fails its article."""
+    from kbsearch.content import articles as articles_module
+
+    index_dir = tmp_path / "index"
+    build_index(small_kb, index_dir, fake_embedder)
+    parsed: list[str] = []
+    real_parse = articles_module.parse_article
+
+    def counting_parse(path, raw, languages=("de", "en"), relative_to=None):
+        parsed.append(path.name)
+        return real_parse(path, raw, languages, relative_to)
+
+    monkeypatch.setattr(articles_module, "parse_article", counting_parse)
+    path = small_kb / "abschlag-anpassen.md"
+    path.write_text(path.read_text("utf-8") + "\nNeuer Absatz.\n")
+    (small_kb / "telekom").mkdir()
+    (small_kb / "router-stoerung-en.md").rename(small_kb / "telekom" / "router-stoerung-en.md")
+    report = build_index(small_kb, index_dir, fake_embedder)
+    assert sorted(parsed) == ["abschlag-anpassen.md", "router-stoerung-en.md"]
+    assert report.changed == ("abschlag-anpassen",)  # moved, its content is unchanged
+    reader = open_index(index_dir)
+    moved = next(a for a in reader.articles if a.id == "router-stoerung-en")
+    assert moved.path == "telekom/router-stoerung-en.md"
+    parsed.clear()
+    report = build_index(small_kb, index_dir, fake_embedder, languages=("de",))
+    assert parsed == ["router-stoerung-en.md"]
+    assert [str(e.path) for e in report.errors] == ["telekom/router-stoerung-en.md"]

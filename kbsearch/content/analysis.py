@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -33,6 +32,9 @@ MIN_PART = 3
 MIN_COMPOUND = 7
 MAX_PARTS = 4
 SEGMENT_CACHE = 65536  # segmentations cached per lexicon
+WORD_TERMS_CACHE = 65536  # a word's stem and compound parts, cached per lexicon
+STEM_CACHE = 131072  # stems of (word, language)
+JOINERS = re.compile(r"[-'’]")
 LANGUAGES = ("de", "en")
 STEMMER_NAMES = {"de": "german", "en": "english"}
 
@@ -61,6 +63,7 @@ def _stemmer(language: str) -> Stemmer.Stemmer:
     return Stemmer.Stemmer(STEMMER_NAMES[language])
 
 
+@functools.lru_cache(maxsize=STEM_CACHE)
 def stem(word: str, language: str) -> str:
     """Return the Snowball stem of a folded word."""
     return _stemmer(language).stemWord(word)
@@ -71,12 +74,12 @@ def words(text: str) -> list[str]:
     out: list[str] = []
     for match in WORD.finditer(text):
         token = fold(match.group())
-        pieces = re.split(r"[-'’]", token)
-        if len(pieces) > 1:
-            out.append(token.replace("-", "").replace("'", ""))
-            out.extend(piece for piece in pieces if piece)
-        else:
+        if "-" not in token and "'" not in token:
             out.append(token)
+            continue
+        pieces = JOINERS.split(token)
+        out.append(token.replace("-", "").replace("'", ""))
+        out.extend(piece for piece in pieces if piece)
     return out
 
 
@@ -94,11 +97,26 @@ class Lexicon:
     words: frozenset[str]
     _segments: Callable[[str, bool], tuple[str, ...] | None] = field(
         init=False, repr=False, compare=False, hash=False)
+    _word_terms: Callable[[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        """Give this lexicon its own bounded cache of segmentations."""
+        """Give this lexicon its own bounded caches of segmentations and word terms."""
         object.__setattr__(self, "_segments",
                            functools.lru_cache(maxsize=SEGMENT_CACHE)(self._segment))
+        object.__setattr__(self, "_word_terms",
+                           functools.lru_cache(maxsize=WORD_TERMS_CACHE)(self._terms_of))
+
+    def word_terms(self, word: str, language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return a folded word's stem (as a 1-tuple) and the stems of its compound parts.
+
+        Cached: an article's words repeat, and analysing them was most of an index build.
+        """
+        return self._word_terms(word, language)
+
+    def _terms_of(self, word: str, language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        parts = self.split(word) if language == "de" else ()
+        return (stem(word, language),), tuple(stem(part, language) for part in parts)
 
     def __reduce__(self) -> tuple[type[Lexicon], tuple[frozenset[str]]]:
         """Pickle the words only (Whoosh stores the analyser, lexicon included, in the index)."""
@@ -107,22 +125,23 @@ class Lexicon:
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> Lexicon:
         """Collect the vocabulary (folded, no stop words) of German texts."""
-        counts: Counter[str] = Counter()
-        capitalised: set[str] = set()
+        tokens: set[str] = set()
         for text in texts:
-            for match in WORD.finditer(text):
-                token = match.group()
-                for piece in re.split(r"[-'’]", token):
-                    if not piece.isalpha():
-                        continue
-                    folded = fold(piece)
-                    counts[folded] += 1
-                    if piece[0].isupper():
-                        capitalised.add(folded)
+            tokens.update(WORD.findall(text))
+        seen: set[str] = set()
+        capitalised: set[str] = set()
+        for token in tokens:  # each distinct spelling once
+            for piece in JOINERS.split(token):
+                if not piece.isalpha():
+                    continue
+                folded = fold(piece)
+                seen.add(folded)
+                if piece[0].isupper():
+                    capitalised.add(folded)
         stop = stopwords("de")
         known = {
             word
-            for word in counts
+            for word in seen
             if word not in stop
             and (len(word) >= MIN_PART + 1 or (len(word) == MIN_PART and word in capitalised))
         }
@@ -235,6 +254,9 @@ class Slot(NamedTuple):
 def _word_slot(start: int, words_: Sequence[str], language: str, lexicon: Lexicon,
                added: Sequence[str] = ()) -> Slot:
     """Return the slot of words and the words a synonym rule adds in their place."""
+    if len(words_) == 1 and not added:
+        alternatives, parts_ = lexicon.word_terms(words_[0], language)
+        return Slot(start, alternatives, parts_)
     stems = [stem(word, language) for word in (*words_, *added)]
     parts = [stem(part, language) for word in words_
              for part in (lexicon.split(word) if language == "de" else ())]

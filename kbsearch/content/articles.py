@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -348,14 +348,29 @@ def article_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.md") if p.is_file())
 
 
-def load_articles(folder: Path, languages: Sequence[str] = ("de", "en")) -> LoadResult:
-    """Parse every article below a folder; collect one error per bad file, skip duplicates."""
+def load_articles(
+    folder: Path, languages: Sequence[str] = ("de", "en"),
+    parsed: Mapping[tuple[str, str], Article] | None = None,
+) -> LoadResult:
+    """Parse every article below a folder; collect one error per bad file, skip duplicates.
+
+    ``parsed`` holds articles parsed before (an index build's), by path relative to the
+    folder and content hash: a file with the same path and bytes, in a language still
+    configured, is taken from it instead of being parsed again (parsing depends on
+    nothing else).
+    """
     articles: list[Article] = []
     errors: list[ArticleError] = []
     seen: dict[str, Article] = {}
+    parsed = parsed or {}
     for path in article_files(folder):
         try:
-            article = parse_article(path, path.read_bytes(), languages, relative_to=folder)
+            raw = path.read_bytes()
+            known = parsed.get((str(path.relative_to(folder)), hashlib.sha256(raw).hexdigest()))
+            if known is not None and known.language in languages:
+                article = known
+            else:
+                article = parse_article(path, raw, languages, relative_to=folder)
         except ArticleError as exc:
             errors.append(exc)
             continue

@@ -22,8 +22,11 @@ is CURRENT replaced (``os.replace`` is atomic). A failed build removes its stagi
 leaves CURRENT as it was. Old builds are renamed to ``.removing-*`` before they are deleted;
 what a killed build left (those, staging folders, CURRENT's temporary files) goes with the
 next build, under the build lock. Unchanged chunks, titles and questions are copied from the
-current build instead of being embedded again; the keyword index is written anew every time,
-so a changed synonyms file (``articles/synonyms.txt``) takes effect with the next build.
+current build instead of being embedded again (:mod:`kbsearch.index.previous`). The keyword
+index is copied from the current build and updated when few articles changed (at most
+``KEYWORD_UPDATE_SHARE`` of them, the synonyms file ``articles/synonyms.txt`` unchanged),
+and written anew otherwise and every ``KEYWORD_UPDATES`` builds, so that the compounds of
+unchanged articles are split again by the current lexicon.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,7 @@ import numpy as np
 from kbsearch import __version__
 from kbsearch.content.analysis import Lexicon
 from kbsearch.content.articles import Article, load_articles
-from kbsearch.content.chunking import Chunk, chunk_article
+from kbsearch.content.chunking import Chunk
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import (
     ArticleError,
@@ -58,7 +61,22 @@ from kbsearch.errors import (
 from kbsearch.fileio import atomic_write_text, remove_temp_files, remove_tree
 from kbsearch.index.dense import build_faiss, index_kind, load_faiss, save_faiss
 from kbsearch.index.embedding import Embedder
-from kbsearch.index.keyword import BM25_B, BM25_K1, FIELD_BOOSTS, KeywordIndex, build_keyword_index
+from kbsearch.index.keyword import (
+    BM25_B,
+    BM25_K1,
+    FIELD_BOOSTS,
+    KeywordIndex,
+    build_keyword_index,
+    update_keyword_index,
+)
+from kbsearch.index.previous import (
+    PreviousBuild,
+    chunks_of,
+    embed_missing,
+    read_jsonl,
+    text_key,
+    title_text,
+)
 
 # The build format this kbsearch writes and reads. Bump it whenever a build's files change
 # meaning or layout (format 3: the keyword index's lexicon in lexicon.txt, its schema made
@@ -68,6 +86,8 @@ FORMAT = 4
 CURRENT = "CURRENT"
 BUILDS = "builds"
 REMOVING = ".removing-"  # the name prefix of an old build while it is deleted
+KEYWORD_UPDATE_SHARE = 0.1  # the keyword index is updated when at most this share changed ...
+KEYWORD_UPDATES = 20  # ... and written anew at least every this many builds
 
 
 @dataclass(frozen=True)
@@ -87,10 +107,6 @@ class BuildReport:
     seconds: float
     questions: int = 0
     synonyms_changed: bool = False
-
-
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def current_version(index_dir: Path) -> str | None:
@@ -144,38 +160,6 @@ def _prune(index_dir: Path, keep: int) -> None:
         remove_tree(index_dir / BUILDS / name, REMOVING)
 
 
-class _VectorCache:
-    """Vectors of the current build, by text hash, for reuse in the next build."""
-
-    def __init__(self, index_dir: Path, model: dict[str, object]) -> None:
-        self.chunks: dict[str, np.ndarray] = {}
-        self.titles: dict[str, np.ndarray] = {}
-        self.questions: dict[str, np.ndarray] = {}
-        self.hashes: dict[str, str] = {}
-        self.synonyms: str | None = None
-        version = current_version(index_dir)
-        if version is None:
-            return
-        folder = index_dir / BUILDS / version
-        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
-        self.hashes = dict(manifest.get("content_hashes", {}))
-        self.synonyms = manifest.get("synonyms", {}).get("sha256")
-        same_model = manifest["model"] == model
-        if not same_model or manifest.get("format") != FORMAT:
-            return
-        vectors = np.load(folder / "chunk_vectors.npy")
-        for row, line in enumerate(_read_jsonl(folder / "chunks.jsonl")):
-            self.chunks[line["text_key"]] = vectors[row]
-        titles = np.load(folder / "title_vectors.npy")
-        records = list(_read_jsonl(folder / "articles.jsonl"))
-        for row, line in enumerate(records):
-            self.titles[_text_key(title_text(line["title"], line["body"]))] = titles[row]
-        questions = np.load(folder / "question_vectors.npy")
-        texts = [q for line in records for q in line["questions"]]
-        for row, text in enumerate(texts):
-            self.questions[_text_key(text)] = questions[row]
-
-
 def model_description(embedder: Embedder) -> dict[str, object]:
     """Describe the embedding model; vectors are reused only under an equal description."""
     return {
@@ -184,38 +168,6 @@ def model_description(embedder: Embedder) -> dict[str, object]:
         "query_prompt": embedder.query_prompt,
         "passage_prompt": embedder.passage_prompt,
     }
-
-
-def title_text(title: str, body: str) -> str:
-    """Return the text embedded as an article's title: the title, or the body's opening."""
-    return title if title.strip() else " ".join(body.split()[:24])
-
-
-def _read_jsonl(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _embed_missing(
-    texts: Sequence[str],
-    cache: dict[str, np.ndarray],
-    embed: Callable[[Sequence[str]], np.ndarray],
-    dimension: int,
-) -> tuple[np.ndarray, int]:
-    """Return vectors for texts, embedding only those not in the cache."""
-    keys = [_text_key(t) for t in texts]
-    missing = [i for i, key in enumerate(keys) if key not in cache]
-    out = np.zeros((len(texts), dimension), dtype=np.float32)
-    if missing:
-        fresh = embed([texts[i] for i in missing])
-        for i, vector in zip(missing, fresh, strict=True):
-            out[i] = vector
-    for i, key in enumerate(keys):
-        if key in cache:
-            out[i] = cache[key]
-    return out, len(missing)
 
 
 def build_index(
@@ -235,7 +187,7 @@ def build_index(
     synonyms file, or any failure while building); the current build then stays as it was.
     """
     started = time.perf_counter()
-    loaded = load_articles(articles_dir, languages)
+    loaded = load_articles(articles_dir, languages, current_articles(index_dir))
     try:
         synonyms = load_synonyms(articles_dir / SYNONYMS_FILE)
     except SynonymsError as exc:
@@ -275,7 +227,9 @@ def build_from_articles(
         for dead in [*builds.glob(".staging-*"), *builds.glob(REMOVING + "*")]:  # from kills
             shutil.rmtree(dead, ignore_errors=True)
         remove_temp_files(index_dir / CURRENT)
-        cache = _VectorCache(index_dir, model_description(embedder))
+        version = current_version(index_dir)
+        cache = PreviousBuild(None if version is None else builds / version,
+                              model_description(embedder), FORMAT)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=builds))
         try:
             report = _write_build(
@@ -310,20 +264,20 @@ def _write_records(staging: Path, articles: Sequence[Article], chunks: Sequence[
                 "article_id": chunk.article_id,
                 "ordinal": chunk.ordinal,
                 "heading": chunk.heading,
-                "text_key": _text_key(chunk.text),
+                "text_key": text_key(chunk.text),
                 "text": chunk.text,
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _write_questions(
-    staging: Path, articles: Sequence[Article], embedder: Embedder, cache: _VectorCache
+    staging: Path, articles: Sequence[Article], embedder: Embedder, cache: PreviousBuild
 ) -> tuple[int, int]:
     """Embed the editors' questions as queries (new ones only) and save them.
 
     Returns how many questions the build has and how many of them were embedded.
     """
-    vectors, embedded = _embed_missing(
+    vectors, embedded = embed_missing(
         [q for a in articles for q in a.questions], cache.questions,
         embedder.embed_queries, embedder.dimension,
     )
@@ -331,13 +285,33 @@ def _write_questions(
     return len(vectors), embedded
 
 
-def _write_keyword(staging: Path, articles: Sequence[Article], synonyms: Synonyms) -> Lexicon:
-    """Write the keyword index with the German articles' lexicon and the synonyms."""
+def _write_keyword(
+    staging: Path, articles: Sequence[Article], synonyms: Synonyms, cache: PreviousBuild,
+    touched: set[str],
+) -> tuple[Lexicon, dict[str, object]]:
+    """Write the keyword index with the German articles' lexicon and the synonyms.
+
+    The current build's index is updated (``touched``, the ids of added, changed and
+    removed articles, deleted and the current ones of them added) when it has the same
+    synonyms, at most KEYWORD_UPDATE_SHARE of the articles were touched and it has had
+    fewer than KEYWORD_UPDATES updates since it was written anew; otherwise the index
+    is written anew. Returns the lexicon and the manifest's description of the index.
+    """
     lexicon = Lexicon.from_texts(
         f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
     )
-    build_keyword_index(staging / "keyword", articles, lexicon, synonyms)
-    return lexicon
+    folder = staging / "keyword"
+    if (
+        cache.keyword is not None
+        and cache.synonyms == synonyms.digest()
+        and len(touched) <= KEYWORD_UPDATE_SHARE * len(articles)
+        and cache.keyword_updates + 1 < KEYWORD_UPDATES
+    ):
+        update_keyword_index(cache.keyword, folder, sorted(touched),
+                             [a for a in articles if a.id in touched], lexicon, synonyms)
+        return lexicon, {"written": "updated", "updates": cache.keyword_updates + 1}
+    build_keyword_index(folder, articles, lexicon, synonyms)
+    return lexicon, {"written": "anew", "updates": 0}
 
 
 def _write_build(
@@ -345,7 +319,7 @@ def _write_build(
     articles: list[Article],
     errors: Sequence[ArticleError],
     embedder: Embedder,
-    cache: _VectorCache,
+    cache: PreviousBuild,
     chunk_tokens: int,
     exact_limit: int,
     progress: bool,
@@ -356,16 +330,14 @@ def _write_build(
     budget = min(chunk_tokens, embedder.max_tokens)
     chunks: list[Chunk] = []
     for article in articles:
-        chunks.extend(
-            chunk_article(article.id, article.title, article.body, embedder.count_tokens, budget)
-        )
-    chunk_vectors, embedded = _embed_missing(
+        chunks.extend(chunks_of(cache, article, budget, embedder.count_tokens))
+    chunk_vectors, embedded = embed_missing(
         [c.text for c in chunks],
         cache.chunks,
         lambda texts: embedder.embed_passages(texts, progress=progress),
         embedder.dimension,
     )
-    title_vectors, _ = _embed_missing(
+    title_vectors, _ = embed_missing(
         [title_text(a.title, a.body) for a in articles], cache.titles,
         embedder.embed_passages, embedder.dimension,
     )
@@ -374,14 +346,14 @@ def _write_build(
     np.save(staging / "title_vectors.npy", title_vectors)
     faiss_index = build_faiss(chunk_vectors, exact_limit)
     save_faiss(faiss_index, staging / "dense.faiss")
-    lexicon = _write_keyword(staging, articles, synonyms)
-    _write_records(staging, articles, chunks)
-
     hashes = {a.id: a.content_hash for a in articles}
     old = cache.hashes
     added = tuple(sorted(set(hashes) - set(old)))
     removed = tuple(sorted(set(old) - set(hashes)))
     changed = tuple(sorted(a for a in hashes if a in old and old[a] != hashes[a]))
+    lexicon, keyword = _write_keyword(staging, articles, synonyms, cache,
+                                      {*added, *removed, *changed})
+    _write_records(staging, articles, chunks)
     version = _new_version(articles)
     seconds = time.perf_counter() - started
     manifest = {
@@ -393,6 +365,7 @@ def _write_build(
         "articles": len(articles),
         "chunks": len(chunks),
         "dense_index": index_kind(faiss_index),
+        "keyword_index": keyword,
         "parameters": {
             "chunk_tokens": budget,
             "exact_limit": exact_limit,
@@ -458,6 +431,25 @@ def check_format(manifest: dict, version: str) -> None:
         )
 
 
+def current_articles(index_dir: Path) -> dict[tuple[str, str], Article]:
+    """Return the current build's articles by path and content hash, so that a new build
+    does not parse unchanged files again: none without a current build, or when another
+    kbsearch version (whose checks may differ) or build format wrote it."""
+    version = current_version(index_dir)
+    if version is None:
+        return {}
+    folder = index_dir / BUILDS / version
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+        if (manifest.get("format"), manifest.get("kbsearch_version")) != (FORMAT, __version__):
+            return {}
+        records = list(read_jsonl(folder / "articles.jsonl"))
+        articles = [Article.from_metadata(record, record["body"]) for record in records]
+    except (OSError, ValueError, KeyError, TypeError):  # pruned meanwhile, or another format
+        return {}
+    return {(article.path, article.content_hash): article for article in articles}
+
+
 def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
     """Open the current build (or a named one); raise IndexNotFoundError if there is none."""
     version = version or current_version(index_dir)
@@ -472,10 +464,10 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
     check_format(manifest, version)
     articles = tuple(
         Article.from_metadata(record, record["body"])
-        for record in _read_jsonl(folder / "articles.jsonl")
+        for record in read_jsonl(folder / "articles.jsonl")
     )
     positions = {article.id: i for i, article in enumerate(articles)}
-    chunk_rows = list(_read_jsonl(folder / "chunks.jsonl"))
+    chunk_rows = list(read_jsonl(folder / "chunks.jsonl"))
     chunk_article = np.array([positions[c["article_id"]] for c in chunk_rows], dtype=np.int64)
     if np.any(np.diff(chunk_article) < 0):
         raise IndexNotFoundError(f"index build {version} is damaged: chunks out of order")

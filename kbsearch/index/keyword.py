@@ -11,6 +11,7 @@ took the score of another document at which a second term's postings stood.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -65,21 +66,55 @@ def build_keyword_index(
     analysed as the articles were, and no kbsearch class is ever unpickled from a build).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / LEXICON_FILE).write_text("".join(f"{w}\n" for w in sorted(lexicon.words)), "utf-8")
-    (folder / SYNONYMS_FILE).write_text(synonyms.text, "utf-8")
+    _write_analysis(folder, lexicon, synonyms)
     ix = whoosh_index.create_in(str(folder), make_schema(lexicon, synonyms))
     writer = ix.writer(limitmb=128)
     for article in articles:
-        lang = article.language
-        writer.add_document(
-            id=article.id,
-            **{
-                f"title_{lang}": article.title,
-                f"tags_{lang}": " ".join(article.tags),
-                f"body_{lang}": plain_text(article.body),
-            },
-        )
+        writer.add_document(**_document(article))
     writer.commit()
+
+
+def update_keyword_index(
+    previous: Path, folder: Path, remove: Iterable[str], add: Iterable[Article],
+    lexicon: Lexicon, synonyms: Synonyms,
+) -> None:
+    """Write into ``folder`` a copy of the keyword index in ``previous``, changed.
+
+    The articles with the ids in ``remove`` are deleted and those in ``add`` added,
+    analysed with ``lexicon`` and ``synonyms``, which are stored as the index's own. The
+    other articles keep the terms they were indexed with: their compounds stay split by
+    the lexicon of the build that last indexed them (``synonyms`` must be the ones they
+    were indexed with). Whoosh writes the additions as a new segment, merges small
+    segments and drops deleted documents from the segments it merges; a deleted
+    document is never found, but counts in the term statistics of BM25 until then.
+    ``previous`` is only read.
+    """
+    shutil.copytree(previous, folder)
+    _write_analysis(folder, lexicon, synonyms)
+    ix = whoosh_index.open_dir(str(folder), schema=make_schema(lexicon, synonyms))
+    writer = ix.writer(limitmb=128)
+    for article_id in remove:
+        writer.delete_by_term("id", article_id)
+    for article in add:
+        writer.add_document(**_document(article))
+    writer.commit()
+
+
+def _write_analysis(folder: Path, lexicon: Lexicon, synonyms: Synonyms) -> None:
+    """Store the lexicon (one word a line) and the synonyms file beside the index."""
+    (folder / LEXICON_FILE).write_text("".join(f"{w}\n" for w in sorted(lexicon.words)), "utf-8")
+    (folder / SYNONYMS_FILE).write_text(synonyms.text, "utf-8")
+
+
+def _document(article: Article) -> dict[str, str]:
+    """Return an article's fields for Whoosh: its id, and title, tags, body of its language."""
+    lang = article.language
+    return {
+        "id": article.id,
+        f"title_{lang}": article.title,
+        f"tags_{lang}": " ".join(article.tags),
+        f"body_{lang}": plain_text(article.body),
+    }
 
 
 class KeywordIndex:

@@ -40,7 +40,7 @@ from kbsearch.content.articles import Article, load_articles
 from kbsearch.content.chunking import chunk_article
 from kbsearch.errors import ArticleError, IndexBuildError, KbsearchError
 from kbsearch.fileio import atomic_write_text
-from kbsearch.index.builds import BuildReport, build_from_articles
+from kbsearch.index.builds import BuildReport, build_from_articles, current_articles
 from kbsearch.index.embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,7 @@ def build(plan: ReindexPlan, strict: bool, embedder: Callable[[], Embedder],
     called, which may load the model. Raises IndexBuildError with strict and invalid
     articles, or without a valid article.
     """
-    loaded = load_articles(plan.articles_dir, plan.languages)
+    loaded = load_articles(plan.articles_dir, plan.languages, current_articles(plan.index_dir))
     if strict and loaded.errors:
         raise IndexBuildError(
             f"{len(loaded.errors)} invalid article(s), nothing built (strict):\n"
