@@ -259,3 +259,4 @@ def test_a_rebuild_parses_only_new_changed_or_moved_files(
     report = build_index(small_kb, index_dir, fake_embedder, languages=("de",))
     assert parsed == ["router-stoerung-en.md"]
     assert [str(e.path) for e in report.errors] == ["telekom/router-stoerung-en.md"]
+

@@ -131,3 +131,19 @@ def test_the_keyword_index_is_written_anew_every_so_many_builds(
         written.append(tuple(keyword_index(build_index(kb, index, fake_embedder)).values()))
     assert written == [("anew", 0), ("updated", 1), ("updated", 2), ("anew", 0),
                        ("updated", 1)]
+
+
+def test_a_build_of_another_kbsearch_version_is_not_updated(
+    kb: Path, tmp_path: Path, fake_embedder
+) -> None:
+    """Another kbsearch version may analyse words or cut chunks otherwise: its keyword
+    index is written anew and its articles parsed and cut again (vectors still reused)."""
+    index = tmp_path / "index"
+    first = build_index(kb, index, fake_embedder)
+    manifest_path = first.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    manifest_path.write_text(json.dumps({**manifest, "kbsearch_version": "0.0.1"}), "utf-8")
+    append(article(kb, "umzug-melden"), "Ein neuer Satz.")
+    second = build_index(kb, index, fake_embedder)
+    assert keyword_index(second) == {"written": "anew", "updates": 0}
+    assert second.changed == ("umzug-melden",) and 1 <= second.embedded <= 2

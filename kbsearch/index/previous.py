@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kbsearch import __version__
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import Chunk, chunk_article
 
@@ -44,10 +45,11 @@ class PreviousBuild:
     ``hashes`` are its articles' content hashes and ``synonyms`` its synonyms file's
     digest, whatever its model; ``chunks``, ``titles`` and ``questions`` map text keys to
     vectors only when it was made with the same model and build format. ``keyword``
-    is its keyword index folder when its format is the one written now, and
-    ``keyword_updates`` how many updates that index has had since it was written anew.
-    ``article_chunks`` holds each article's content hash and chunks (same model only),
-    cut to ``chunk_budget`` tokens: an unchanged article is not cut again.
+    is its keyword index folder when the same kbsearch version wrote it in the same
+    format, and ``keyword_updates`` how many updates that index has had since it was
+    written anew. ``article_chunks`` holds each article's content hash and chunks (same
+    model and kbsearch version only), cut to ``chunk_budget`` tokens: an unchanged
+    article is not cut again.
     """
 
     def __init__(self, folder: Path | None, model: dict[str, object], build_format: int) -> None:
@@ -68,8 +70,10 @@ class PreviousBuild:
         self.synonyms = manifest.get("synonyms", {}).get("sha256")
         if manifest.get("format") != build_format:
             return
-        self.keyword = folder / "keyword"
-        self.keyword_updates = int(manifest.get("keyword_index", {}).get("updates", 0))
+        same_release = manifest.get("kbsearch_version") == __version__
+        if same_release:  # another release may analyse words or cut chunks otherwise
+            self.keyword = folder / "keyword"
+            self.keyword_updates = int(manifest.get("keyword_index", {}).get("updates", 0))
         if manifest["model"] != model:
             return
         vectors = np.load(folder / "chunk_vectors.npy")
@@ -78,11 +82,12 @@ class PreviousBuild:
             self.chunks[line["text_key"]] = vectors[row]
             by_article.setdefault(line["article_id"], []).append(
                 Chunk(line["article_id"], line["ordinal"], line["heading"], line["text"]))
-        self.chunk_budget = int(manifest.get("parameters", {}).get("chunk_tokens", 0))
-        self.article_chunks = {
-            article_id: (self.hashes.get(article_id, ""), tuple(chunks))
-            for article_id, chunks in by_article.items()
-        }
+        if same_release:
+            self.chunk_budget = int(manifest.get("parameters", {}).get("chunk_tokens", 0))
+            self.article_chunks = {
+                article_id: (self.hashes.get(article_id, ""), tuple(chunks))
+                for article_id, chunks in by_article.items()
+            }
         titles = np.load(folder / "title_vectors.npy")
         records = list(read_jsonl(folder / "articles.jsonl"))
         for row, line in enumerate(records):

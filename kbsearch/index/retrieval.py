@@ -115,9 +115,12 @@ class KeywordRetriever:
 def best_chunk_similarity(
     index: LoadedIndex, positions: list[int], vector: np.ndarray
 ) -> np.ndarray:
-    """Return each article's best chunk cosine with a query vector."""
-    return np.array([
-        float(np.max(index.chunk_vectors[index.chunk_starts[a]: index.chunk_starts[a + 1]]
-                     @ vector))
-        for a in positions
-    ])
+    """Return each article's best chunk cosine with a query vector (one product for all)."""
+    if not positions:
+        return np.zeros(0)
+    starts = index.chunk_starts[positions]
+    counts = index.chunk_starts[np.asarray(positions) + 1] - starts
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rows = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
+    similarities = index.chunk_vectors[rows] @ vector
+    return np.maximum.reduceat(similarities, offsets).astype(np.float64)
