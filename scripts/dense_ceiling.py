@@ -71,7 +71,8 @@ def main() -> int:
     args = parser.parse_args()
 
     dataset = load_dataset(args.dataset)
-    embedder = default_embedder(load_settings())
+    # the token vectors are read from sentence-transformers' model
+    embedder = default_embedder(load_settings().replace(inference="sentence-transformers"))
     doc_ids = [d.id for d in dataset.documents]
     query_ids = sorted(q for q in dataset.queries if dataset.qrels.get(q))
     qrels = {q: dataset.qrels[q] for q in query_ids}

