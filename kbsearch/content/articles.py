@@ -362,11 +362,12 @@ def load_articles(
     articles: list[Article] = []
     errors: list[ArticleError] = []
     seen: dict[str, Article] = {}
-    parsed = parsed or {}
     for path in article_files(folder):
         try:
             raw = path.read_bytes()
-            known = parsed.get((str(path.relative_to(folder)), hashlib.sha256(raw).hexdigest()))
+            known = parsed.get(
+                (str(path.relative_to(folder)), hashlib.sha256(raw).hexdigest())
+            ) if parsed else None
             if known is not None and known.language in languages:
                 article = known
             else:

@@ -181,7 +181,7 @@ class KeywordIndex:
     def _postings(self, field_name: str, term: bytes, deadline: Deadline | None) -> _Postings:
         """Return a term's postings in a field with their BM25F scores (call under the lock).
 
-        Read through Whoosh's matcher and scorer the first time, then kept: a build never
+        Read through Whoosh's matcher the first time, then kept: a build never
         changes, so neither do its scores. At most POSTINGS_CACHE postings are kept, the
         least recently used going first.
         """
@@ -192,7 +192,7 @@ class KeywordIndex:
             return cached
         docnums: list[int] = []
         weights: list[float] = []
-        matcher = self._searcher.postings(field_name, term, weighting=self._weighting)
+        matcher = self._searcher.reader().postings(field_name, term)  # scored below
         while matcher.is_active():
             if deadline is not None:
                 deadline.check("keyword")
