@@ -153,7 +153,7 @@ def dense_recall(build: Path, query_vectors: np.ndarray, k: int = 10) -> tuple[s
     _, truth = exact.search(np.ascontiguousarray(query_vectors, dtype=np.float32), k)
     found = []
     for row, vector in enumerate(query_vectors):
-        got = set(search(index, vector, k).rows.tolist())
+        got = set(search(index, vectors, vector, k).rows.tolist())
         wanted = {int(r) for r in truth[row] if r >= 0}
         found.append(len(got & wanted) / max(1, len(wanted)))
     kind = "flat" if isinstance(index, faiss.IndexFlat) else type(index).__name__

@@ -79,3 +79,20 @@ def test_a_synonym_group_scores_its_best_term_in_that_article(sample_index):
                 .get(article_id, 0.0) for term in groups[0]]
             expected += max(per_term)
         assert scores[article_id].total == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_term_missing_from_the_index_is_kept_as_no_postings_and_counts_once(
+        sample_index, monkeypatch):
+    from kbsearch.index import keyword as keyword_module
+
+    keyword = open_index(sample_index).keyword
+    assert keyword.search("xyzzyquux", 10, languages=("de",)) == ([], {})
+    missing = {key: postings for key, postings in keyword._cache.items()
+               if key[1] == b"xyzzyquux"}
+    assert set(missing) == {(f"{name}_de", b"xyzzyquux") for name in FIELDS}
+    assert all(len(p.docnums) == 0 for p in missing.values())
+    assert keyword._cached == len(keyword._cache)
+    monkeypatch.setattr(keyword_module, "POSTINGS_CACHE", 5)
+    for word in ("quuxa", "quuxb", "quuxc"):
+        keyword.search(word, 10, languages=("de",))
+    assert len(keyword._cache) == keyword._cached <= 5

@@ -170,3 +170,12 @@ def test_warming_up_loads_what_a_first_request_would_wait_for(sample_service):
     sample_service.warm_up()
     assert analysis._identifier.cache_info().currsize == 1  # the bot's language detector
     assert sample_service._index is not None
+
+
+def test_warming_up_keeps_numpy_blas_on_one_thread(sample_service):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):  # put back afterwards
+        sample_service.warm_up()
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 1 for pool in blas)

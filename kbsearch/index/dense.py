@@ -1,4 +1,10 @@
-"""The dense index: FAISS inner product over L2-normalised chunk vectors."""
+"""The dense index: inner product over L2-normalised chunk vectors.
+
+Up to the exact limit the index is FAISS's flat index, and a search scans the build's chunk
+vectors with one BLAS matrix-vector product instead: FAISS scans a single query on one thread,
+numpy's BLAS on every core, which halves the scan at 10k articles (9 ms to 4.5 ms, 32k
+chunks, 2 cores). Above the limit, FAISS's HNSW graph is searched.
+"""
 
 from __future__ import annotations
 
@@ -49,24 +55,52 @@ def load_faiss(path: Path) -> faiss.Index:
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
 
-def search(
-    index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+def _empty() -> DenseHits:
+    return DenseHits(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
+def exact_search(
+    vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None = None
 ) -> DenseHits:
-    """Return the top-k chunk rows for one query vector, optionally only ``allowed`` rows."""
-    if index.ntotal == 0 or k <= 0:
-        return DenseHits(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-    query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-    params = None
+    """Return the top-k rows of ``vectors`` by inner product, only rows where ``allowed``."""
+    if len(vectors) == 0 or k <= 0:
+        return _empty()
+    scores = np.asarray(vectors) @ np.asarray(query, dtype=np.float32).reshape(-1)
     if allowed is not None:
-        if len(allowed) == 0:
-            return DenseHits(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        if isinstance(index, faiss.IndexHNSWFlat):
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
-        else:
-            params = faiss.SearchParameters(sel=selector)
-    elif isinstance(index, faiss.IndexHNSWFlat):
-        params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))
+        scores = np.where(allowed, scores, -np.inf).astype(np.float32)
+        k = min(k, int(np.count_nonzero(allowed)))
+        if k == 0:
+            return _empty()
+    k = min(k, len(scores))
+    top = np.argpartition(scores, len(scores) - k)[len(scores) - k:]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return DenseHits(top.astype(np.int64), scores[top])
+
+
+def search(
+    index: faiss.Index,
+    vectors: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None = None,
+) -> DenseHits:
+    """Return the top-k chunk rows for one query vector, only rows where ``allowed`` (a mask).
+
+    ``vectors`` are the chunk vectors the index was built from: a flat index is searched
+    through them (:func:`exact_search`), an HNSW index through FAISS.
+    """
+    if not isinstance(index, faiss.IndexHNSWFlat):
+        return exact_search(vectors, query, k, allowed)
+    if index.ntotal == 0 or k <= 0:
+        return _empty()
+    query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    selector = None
+    if allowed is not None:
+        if not allowed.any():
+            return _empty()
+        bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+    params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
     scores, rows = index.search(query, min(k, index.ntotal), params=params)
     keep = rows[0] >= 0
     return DenseHits(rows[0][keep].astype(np.int64), scores[0][keep])

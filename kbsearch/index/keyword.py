@@ -27,6 +27,8 @@ import numpy as np
 from whoosh import index as whoosh_index
 from whoosh import scoring
 from whoosh.fields import ID, TEXT, Schema
+from whoosh.matching import NullMatcher
+from whoosh.reading import TermNotFound
 
 from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_term_groups
 from kbsearch.content.articles import Article
@@ -165,25 +167,24 @@ class KeywordIndex:
 
         A part scores a document by the group's best term in that field, with the field's
         boost; the parts are in the order in which the total adds them. A term missing
-        from the index is left out.
+        from the index has no postings (:meth:`_postings`).
         """
-        reader = self._searcher.reader()
         parts: list[_Part] = []
         for lang, groups in terms.items():
             for number, group in enumerate(groups):
                 for name in FIELDS:
                     field_name = f"{name}_{lang}"
-                    encoded = (self._schema[field_name].to_bytes(t) for t in group)
-                    present = [t for t in encoded if (field_name, t) in reader]
-                    parts.append(_Part(name, (lang, number), tuple(present), field_name))
+                    encoded = tuple(self._schema[field_name].to_bytes(t) for t in group)
+                    parts.append(_Part(name, (lang, number), encoded, field_name))
         return parts
 
     def _postings(self, field_name: str, term: bytes, deadline: Deadline | None) -> _Postings:
         """Return a term's postings in a field with their BM25F scores (call under the lock).
 
         Read through Whoosh's matcher the first time, then kept: a build never
-        changes, so neither do its scores. At most POSTINGS_CACHE postings are kept, the
-        least recently used going first.
+        changes, so neither do its scores. A term missing from the field has none, which is
+        kept too. At most POSTINGS_CACHE postings are kept (a missing term counts as one),
+        the least recently used going first.
         """
         key = (field_name, term)
         cached = self._cache.get(key)
@@ -192,7 +193,10 @@ class KeywordIndex:
             return cached
         docnums: list[int] = []
         weights: list[float] = []
-        matcher = self._searcher.reader().postings(field_name, term)  # scored below
+        try:
+            matcher = self._searcher.reader().postings(field_name, term)  # scored below
+        except TermNotFound:
+            matcher = NullMatcher()
         while matcher.is_active():
             if deadline is not None:
                 deadline.check("keyword")
@@ -202,10 +206,10 @@ class KeywordIndex:
         ids = np.array(docnums, dtype=np.int64)
         postings = _Postings(ids, self._bm25(field_name, term, np.array(weights), ids))
         self._cache[key] = postings
-        self._cached += len(docnums)
+        self._cached += max(1, len(docnums))
         while self._cached > POSTINGS_CACHE and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
-            self._cached -= len(dropped.docnums)
+            self._cached -= max(1, len(dropped.docnums))
         return postings
 
     def _bm25(self, field_name: str, term: bytes, tf: np.ndarray, docnums: np.ndarray
@@ -255,18 +259,18 @@ class KeywordIndex:
             boost = FIELD_BOOSTS[part.name]
             if len(lists) == 1:
                 docs, scores = lists[0].docnums, lists[0].scores
-            else:
-                docs, inverse = np.unique(np.concatenate([p.docnums for p in lists]),
-                                          return_inverse=True)
+            else:  # a synonym group: each document's best term
+                docs, position = self._union(p.docnums for p in lists)
                 scores = np.full(len(docs), -np.inf)
-                np.maximum.at(scores, inverse, np.concatenate([p.scores for p in lists]))
+                for p in lists:
+                    np.maximum.at(scores, position[p.docnums], p.scores)
             found.append((docs, scores * boost if boost != 1.0 else scores))
-        docnums = np.unique(np.concatenate([docs for docs, _ in found] or [_NO_DOCS]))
+        docnums, position = self._union(docs for docs, _ in found)
         matches = _Matches(docnums)
         for part, (docs, scores) in zip(parts, found, strict=True):
             if not len(docs):
                 continue
-            rows = np.searchsorted(docnums, docs)
+            rows = position[docs]
             matches.total[rows] += scores
             if part.name == "title":
                 matches.title[rows] += scores
@@ -274,6 +278,20 @@ class KeywordIndex:
                 matches.body[rows] += scores
             matches.groups.setdefault(part.group, np.zeros(len(docnums), dtype=bool))[rows] = True
         return matches
+
+    def _union(self, lists: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Return the distinct document numbers of some postings, ascending, and a map.
+
+        The map takes a document number to its row in the union. A mark per document of the
+        index, not a sort: the postings are many, the documents few enough to mark.
+        """
+        seen = np.zeros(len(self._ids), dtype=bool)
+        for docs in lists:
+            seen[docs] = True
+        union = np.flatnonzero(seen)
+        position = np.zeros(len(self._ids), dtype=np.int64)
+        position[union] = np.arange(len(union))
+        return union, position
 
     def search(
         self,
@@ -311,13 +329,13 @@ class KeywordIndex:
         rows = rows[np.lexsort((matches.docnums[rows], -matches.total[rows]))][:limit]
         sizes = {lang: len(groups) for lang, groups in terms.items()}
         ids = [self._ids[int(docnum)] for docnum in matches.docnums[rows]]
+        coverage = _coverage(matches.groups, sizes, rows)
         scores = {
             article_id: KeywordScores(
                 total=float(matches.total[row]), title=float(matches.title[row]),
-                body=float(matches.body[row]),
-                coverage=_coverage({g for g, has in matches.groups.items() if has[row]}, sizes),
+                body=float(matches.body[row]), coverage=float(share),
             )
-            for article_id, row in zip(ids, rows, strict=True)
+            for article_id, row, share in zip(ids, rows, coverage, strict=True)
         }
         return ids, scores
 
@@ -355,14 +373,20 @@ _NO_DOCS = np.zeros(0, dtype=np.int64)
 _NO_SCORES = np.zeros(0, dtype=np.float64)
 
 
-def _coverage(groups: set[tuple[str, int]], sizes: dict[str, int]) -> float:
-    """Return the best share, over the languages, of a language's query term groups found.
+def _coverage(
+    groups: dict[tuple[str, int], np.ndarray], sizes: dict[str, int], rows: np.ndarray
+) -> np.ndarray:
+    """Return, for the matches at ``rows``, the best share over the languages of a language's
+    query term groups found.
 
     A synonym group counts as one term, found when any of its terms is, in any field.
     """
-    best = 0.0
+    best = np.zeros(len(rows))
     for lang, size in sizes.items():
         if size:
-            found = sum(1 for group_lang, _ in groups if group_lang == lang)
-            best = max(best, found / size)
+            found = np.zeros(len(rows))
+            for (group_lang, _), has in groups.items():
+                if group_lang == lang:
+                    found += has[rows]
+            best = np.maximum(best, found / size)
     return best

@@ -80,15 +80,16 @@ class DenseRetriever:
 
     def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
         """Search chunks (enough to fill ``n`` distinct articles) and keep each article once."""
-        chunk_rows = (None if query.everything
-                      else np.nonzero(query.allowed[index.chunk_article])[0])
+        chunk_mask = None if query.everything else query.allowed[index.chunk_article]
         per_article = max(1, int(np.ceil(len(index.chunk_article) / max(1, len(query.allowed)))))
-        found = dense.search(index.dense, query.vector, n * per_article * 2, chunk_rows)
-        best: dict[int, float] = {}
-        for row, score in zip(index.chunk_article[found.rows], found.scores, strict=True):
-            best.setdefault(int(row), float(score))
-        order = tuple(best)[:n]
-        return Retrieved(order, {a: {"dense": best[a]} for a in order})
+        found = dense.search(index.dense, index.chunk_vectors, query.vector,
+                             n * per_article * 2, chunk_mask)
+        articles = index.chunk_article[found.rows]
+        _, first = np.unique(articles, return_index=True)  # each article's best chunk
+        first = np.sort(first)[:n]
+        order = tuple(articles[first].tolist())
+        scores = found.scores[first].tolist()
+        return Retrieved(order, {a: {"dense": s} for a, s in zip(order, scores, strict=True)})
 
 
 class KeywordRetriever:

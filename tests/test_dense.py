@@ -1,0 +1,61 @@
+"""The dense index's search: exact through the chunk vectors, HNSW through FAISS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kbsearch.index import dense
+
+
+@pytest.fixture
+def vectors() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(500, 16)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def brute_force(vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray) -> list[int]:
+    scores = vectors @ query
+    order = [int(r) for r in np.argsort(-scores, kind="stable") if allowed[r]]
+    return order[:k]
+
+
+def test_exact_search_is_the_brute_force_order_with_its_scores(vectors):
+    query = vectors[3] + 0.1 * vectors[9]
+    everything = np.ones(len(vectors), dtype=bool)
+    found = dense.search(dense.build_faiss(vectors, exact_limit=1000), vectors, query, 20)
+    assert found.rows.tolist() == brute_force(vectors, query, 20, everything)
+    assert found.rows[0] == 3
+    np.testing.assert_allclose(found.scores, vectors[found.rows] @ query, rtol=1e-6)
+    assert np.all(np.diff(found.scores) <= 0)
+
+
+def test_exact_search_keeps_only_allowed_rows(vectors):
+    allowed = np.zeros(len(vectors), dtype=bool)
+    allowed[::7] = True
+    query = vectors[3]  # not allowed: 3 is no multiple of 7
+    found = dense.exact_search(vectors, query, 10, allowed)
+    assert found.rows.tolist() == brute_force(vectors, query, 10, allowed)
+    assert 3 not in found.rows.tolist() and np.isfinite(found.scores).all()
+
+
+def test_exact_search_asks_for_more_rows_than_are_allowed(vectors):
+    allowed = np.zeros(len(vectors), dtype=bool)
+    allowed[[5, 50]] = True
+    assert sorted(dense.exact_search(vectors, vectors[0], 10, allowed).rows.tolist()) == [5, 50]
+    assert len(dense.exact_search(vectors, vectors[0], 10, ~np.ones(500, bool)).rows) == 0
+    assert len(dense.exact_search(vectors[:0], vectors[0], 10).rows) == 0
+
+
+def test_hnsw_search_finds_the_exact_neighbours_and_respects_the_mask(vectors):
+    index = dense.build_faiss(vectors, exact_limit=10)
+    assert dense.index_kind(index) == "hnsw"
+    allowed = np.arange(len(vectors)) % 2 == 0
+    for row in (0, 10, 400):
+        query = vectors[row] + 0.05 * vectors[row + 1]
+        found = dense.search(index, vectors, query, 10, allowed)
+        assert set(found.rows.tolist()) <= set(np.nonzero(allowed)[0].tolist())
+        wanted = brute_force(vectors, query, 10, allowed)
+        assert len(set(found.rows.tolist()) & set(wanted)) >= 9
+    assert len(dense.search(index, vectors, vectors[0], 10, np.zeros(500, bool)).rows) == 0
