@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from kbsearch import BLAS_THREADS_SLEEP
 from kbsearch.config import Settings
 from kbsearch.content.analysis import LANGUAGES, detect_language
 from kbsearch.content.articles import Article, article_url
@@ -226,13 +227,12 @@ class SearchService:
         """Load the model, the index and the language detector now, not on a first request.
 
         ``kbsearch serve`` calls it before gunicorn forks, so every worker, a replaced one
-        too, starts with them loaded. It also keeps numpy's BLAS on the calling thread:
-        a search's matrix products are small, and BLAS worker threads, spinning after
-        each, took the cores that the next query's embedding needs (a search at 10k
-        articles, mostly one product over 32,000 chunk vectors, took 10 ms longer with
-        two BLAS threads than with one).
+        too, starts with them loaded. Where numpy's BLAS threads spin after each product
+        (numpy was imported before kbsearch, see ``kbsearch/__init__.py``), it keeps BLAS on
+        the calling thread, so that they do not take the cores of the next embedding.
         """
-        threadpool_limits(limits=1, user_api="blas")
+        if not BLAS_THREADS_SLEEP:
+            threadpool_limits(limits=1, user_api="blas")
         self.index()
         self.embedder.embed_queries(["warm-up"])
         detect_language("warm up the language detector")

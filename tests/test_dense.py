@@ -59,3 +59,22 @@ def test_hnsw_search_finds_the_exact_neighbours_and_respects_the_mask(vectors):
         wanted = brute_force(vectors, query, 10, allowed)
         assert len(set(found.rows.tolist()) & set(wanted)) >= 9
     assert len(dense.search(index, vectors, vectors[0], 10, np.zeros(500, bool)).rows) == 0
+
+
+def test_numpy_blas_threads_sleep_after_a_product_once_kbsearch_is_imported():
+    """Importing kbsearch first lets OpenBLAS's workers sleep instead of spinning ~0.1 s."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, time, kbsearch, numpy as np\n"
+        "a = np.random.default_rng(0).random((1500, 1500))\n"
+        "for _ in range(3): a @ a\n"
+        "started = time.process_time(); time.sleep(0.5)\n"
+        "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], time.process_time() - started)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out[0] == "4"
+    assert float(out[1]) < 0.03  # the default spin costs about 0.1 s of CPU here

@@ -172,10 +172,19 @@ def test_warming_up_loads_what_a_first_request_would_wait_for(sample_service):
     assert sample_service._index is not None
 
 
-def test_warming_up_keeps_numpy_blas_on_one_thread(sample_service):
+
+def test_warming_up_keeps_spinning_blas_on_one_thread(sample_service, monkeypatch):
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    from kbsearch import service as service_module
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
     with threadpool_limits(limits=2, user_api="blas"):  # put back afterwards
+        monkeypatch.setattr(service_module, "BLAS_THREADS_SLEEP", True)
         sample_service.warm_up()
-        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
-        assert blas and all(pool["num_threads"] == 1 for pool in blas)
+        assert 2 in blas_threads()
+        monkeypatch.setattr(service_module, "BLAS_THREADS_SLEEP", False)  # numpy came first
+        sample_service.warm_up()
+        assert blas_threads() and set(blas_threads()) == {1}
