@@ -54,7 +54,7 @@ from bench_kb import (  # noqa: E402 - the sibling module, found through the pat
 
 from kbsearch.config import Settings, load_settings  # noqa: E402
 from kbsearch.index.builds import BUILDS, build_index, current_version  # noqa: E402
-from kbsearch.index.dense import load_faiss, search  # noqa: E402
+from kbsearch.index.dense import DENSE_FILE, load_faiss, search  # noqa: E402
 from kbsearch.index.embedding import Embedder  # noqa: E402
 from kbsearch.service import SearchService, default_embedder  # noqa: E402
 
@@ -145,7 +145,8 @@ def folder_mb(folder: Path) -> float:
 
 def dense_recall(build: Path, query_vectors: np.ndarray, k: int = 10) -> tuple[str, float]:
     """Return the FAISS index's kind and its recall@k against exact search of its vectors."""
-    index = load_faiss(build / "dense.faiss")
+    path = build / DENSE_FILE
+    index = load_faiss(path) if path.exists() else None  # none: exact search
     vectors = np.load(build / "chunk_vectors.npy", mmap_mode="r")
     exact = faiss.IndexFlatIP(vectors.shape[1])
     for start in range(0, len(vectors), 100_000):
@@ -156,7 +157,7 @@ def dense_recall(build: Path, query_vectors: np.ndarray, k: int = 10) -> tuple[s
         got = set(search(index, vectors, vector, k).rows.tolist())
         wanted = {int(r) for r in truth[row] if r >= 0}
         found.append(len(got & wanted) / max(1, len(wanted)))
-    kind = "flat" if isinstance(index, faiss.IndexFlat) else type(index).__name__
+    kind = "flat" if index is None else type(index).__name__
     return kind, round(float(np.mean(found)), 4)
 
 

@@ -180,3 +180,18 @@ def test_snippets_are_plain_text_without_script():
     assert "Kundenportal" in snippet and "Zählerstand" in snippet
     for markup in ("<", "alert", "steal", "evil.example", "&lt;"):
         assert markup not in snippet, markup
+
+
+def test_article_files_come_in_path_order_folder_by_folder(tmp_path):
+    from kbsearch.content.articles import article_files
+
+    for name in ("a-b/x.md", "a/x.md", "a/b/y.md", "b.md", "a.md/not-a-file.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "linked.md").symlink_to(tmp_path / "b.md")  # a linked file counts
+    (tmp_path / "c").symlink_to(tmp_path / "a", target_is_directory=True)  # not entered
+    (tmp_path / "broken.md").symlink_to(tmp_path / "nowhere.md")
+    found = [str(p.relative_to(tmp_path)) for p in article_files(tmp_path)]
+    assert found == ["a/b/y.md", "a/x.md", "a-b/x.md", "b.md", "linked.md"]
+    assert found == [str(p.relative_to(tmp_path)) for p in sorted(
+        p for p in tmp_path.rglob("*.md") if p.is_file())]

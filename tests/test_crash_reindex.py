@@ -69,7 +69,7 @@ SEARCHES_PER_SECOND = 12
 QUERY = "Zählerstand melden"
 # The files and folders of a complete build (the layout in kbsearch/index/builds.py).
 BUILD_FILES = {"manifest.json", "articles.jsonl", "chunks.jsonl", "chunk_vectors.npy",
-               "title_vectors.npy", "question_vectors.npy", "dense.faiss", "keyword"}
+               "title_vectors.npy", "question_vectors.npy", "keyword"}  # flat: no dense.faiss
 
 def _add_article(articles: Path, n: int) -> str:
     """Write article number ``n`` with a word of its own; return its id."""
@@ -141,7 +141,7 @@ def _assert_complete(index: Path) -> tuple[str, set[str]]:
         assert len(loaded.articles) == manifest["articles"]
         assert {a.id for a in loaded.articles} == set(manifest["content_hashes"])
         assert loaded.chunk_vectors.shape[0] == manifest["chunks"] == len(loaded.chunk_texts)
-        assert loaded.dense.ntotal == manifest["chunks"]
+        assert manifest["dense_index"] == "flat" and loaded.dense is None
         assert loaded.title_vectors.shape[0] == manifest["articles"]
         assert loaded.question_vectors.shape[0] == manifest["questions"]
         assert loaded.keyword.search(QUERY, 5)[0]

@@ -260,3 +260,43 @@ def test_a_rebuild_parses_only_new_changed_or_moved_files(
     assert parsed == ["router-stoerung-en.md"]
     assert [str(e.path) for e in report.errors] == ["telekom/router-stoerung-en.md"]
 
+
+
+def test_an_incremental_build_equals_a_fresh_one_record_for_record(small_kb, tmp_path,
+                                                                     fake_embedder):
+    """Kept chunks (their records copied as lines, their vectors as rows) and new ones
+    make the same chunks.jsonl and vectors as a build from scratch."""
+    index_dir = tmp_path / "index"
+    build_index(small_kb, index_dir, fake_embedder)
+    path = small_kb / "abschlag-anpassen.md"
+    path.write_text(path.read_text("utf-8") + "\n## Winter\n\nNeuer Absatz im Winter.\n")
+    (small_kb / "router-stoerung-en.md").unlink()
+    updated = build_index(small_kb, index_dir, fake_embedder)
+    assert updated.reused > 0 and updated.embedded > 0
+    fresh = build_index(small_kb, tmp_path / "fresh", fake_embedder)
+    for name in ("chunks.jsonl", "articles.jsonl"):
+        assert (updated.path / name).read_bytes() == (fresh.path / name).read_bytes()
+    np.testing.assert_array_equal(np.load(updated.path / "chunk_vectors.npy"),
+                                  np.load(fresh.path / "chunk_vectors.npy"))
+
+
+@pytest.mark.parametrize("heading", [
+    "Plain", 'Quoted "text_key": "x" heading', 'Backslash \\ and "quotes"', "Ümläut ✓",
+])
+def test_a_chunk_line_gives_its_article_and_text_key_without_decoding(heading):
+    from kbsearch.index.previous import chunk_line_keys, text_key
+
+    record = {"article_id": "a-1", "ordinal": 0, "heading": heading,
+              "text_key": text_key("body"), "text": f'{heading} "text_key": "body'}
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    assert chunk_line_keys(line) == ("a-1", text_key("body"))
+    reordered = json.dumps({"text_key": text_key("x"), "article_id": "b"})  # another shape
+    assert chunk_line_keys(reordered) == ("b", text_key("x"))
+
+
+def test_kept_chunk_blocks_leave_out_an_article_whose_rows_are_split():
+    from kbsearch.index.previous import KeptChunks, _blocks
+
+    blocks = _blocks(["a", "a", "b", "c", "c", "c", "b"], {"a": "h1", "c": "h3"})
+    assert blocks == {"a": ("h1", KeptChunks(0, 2)), "c": ("h3", KeptChunks(3, 6))}
+    assert _blocks([], {}) == {}

@@ -147,3 +147,34 @@ def test_a_build_of_another_kbsearch_version_is_not_updated(
     second = build_index(kb, index, fake_embedder)
     assert keyword_index(second) == {"written": "anew", "updates": 0}
     assert second.changed == ("umzug-melden",) and 1 <= second.embedded <= 2
+
+
+def test_an_updated_index_keeps_the_lexicon_and_adds_the_touched_articles_words(
+    kb: Path, tmp_path: Path, fake_embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update adds the changed article's words to the current lexicon (a superset of
+    what a fresh build collects); a removed article's words go when the index is written
+    anew."""
+    from kbsearch.content.analysis import Lexicon
+    from kbsearch.index.keyword import read_lexicon
+
+    index = tmp_path / "index"
+    before = read_lexicon(build_index(kb, index, fake_embedder).path / "keyword")
+    sentence = f"Neu: die {NEW_WORD} für Abschläge im Winter."
+    append(article(kb, "abschlag-anpassen"), sentence)
+    updated = build_index(kb, index, fake_embedder)
+    assert keyword_index(updated)["written"] == "updated"
+    words = read_lexicon(updated.path / "keyword")
+    assert "quokkaversicherung" in words and before < words
+    assert words - before <= Lexicon.from_texts([sentence]).words
+    fresh = build_index(kb, tmp_path / "fresh", fake_embedder)
+    assert read_lexicon(fresh.path / "keyword") == words  # nothing was removed
+
+    article(kb, "abschlag-anpassen").unlink()
+    assert "quokkaversicherung" in read_lexicon(
+        build_index(kb, index, fake_embedder).path / "keyword")
+    monkeypatch.setattr(builds, "KEYWORD_UPDATES", 1)  # the next build writes anew
+    append(article(kb, "umzug-melden"), "Ein Satz.")
+    anew = build_index(kb, index, fake_embedder)
+    assert keyword_index(anew)["written"] == "anew"
+    assert "quokkaversicherung" not in read_lexicon(anew.path / "keyword")

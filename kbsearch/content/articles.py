@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -345,7 +346,25 @@ def article_files(folder: Path) -> list[Path]:
         raise ArticlesNotFoundError(f"articles folder {folder} does not exist")
     if not folder.is_dir():
         raise ArticlesNotFoundError(f"articles folder {folder} is not a folder")
-    return sorted(p for p in folder.rglob("*.md") if p.is_file())
+    # sorted by parts, the order of Path comparisons (a/x.md before a-b/x.md), without them
+    return sorted(_markdown_files(folder), key=lambda p: p.parts)
+
+
+def _markdown_files(folder: Path) -> Iterator[Path]:
+    """Yield every ``*.md`` file below a folder as ``rglob`` finds them: symbolic links
+    to files included, linked folders not entered, unreadable folders skipped.
+
+    One ``scandir`` per folder; ``rglob`` and ``is_file`` took a sixth of a reindex.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except PermissionError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _markdown_files(folder / entry.name)
+        elif entry.name.endswith(".md") and entry.is_file():
+            yield folder / entry.name
 
 
 def load_articles(
@@ -362,11 +381,12 @@ def load_articles(
     articles: list[Article] = []
     errors: list[ArticleError] = []
     seen: dict[str, Article] = {}
+    depth = len(folder.parts)
     for path in article_files(folder):
         try:
             raw = path.read_bytes()
             known = parsed.get(
-                (str(path.relative_to(folder)), hashlib.sha256(raw).hexdigest())
+                ("/".join(path.parts[depth:]), hashlib.sha256(raw).hexdigest())
             ) if parsed else None
             if known is not None and known.language in languages:
                 article = known

@@ -14,7 +14,8 @@ Layout of the index folder::
         question_vectors.npy  float32 (n_questions, dim): the editors' questions of the
                             articles (front matter ``questions``), in the order of
                             articles.jsonl, embedded as queries are
-        dense.faiss         FAISS index over chunk_vectors
+        dense.faiss         FAISS HNSW index over chunk_vectors, above the exact limit
+                            only (up to it, chunk_vectors.npy is searched as it is)
         keyword/            Whoosh index, its lexicon.txt and the synonyms.txt it was built with
 
 A build is written to a staging folder and renamed into ``builds/`` when complete; only then
@@ -49,7 +50,6 @@ import numpy as np
 from kbsearch import __version__
 from kbsearch.content.analysis import Lexicon
 from kbsearch.content.articles import Article, load_articles
-from kbsearch.content.chunking import Chunk
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import (
     ArticleError,
@@ -59,7 +59,7 @@ from kbsearch.errors import (
     SynonymsError,
 )
 from kbsearch.fileio import atomic_write_text, remove_temp_files, remove_tree
-from kbsearch.index.dense import build_faiss, index_kind, load_faiss, save_faiss
+from kbsearch.index.dense import DENSE_FILE, build_faiss, load_faiss, save_faiss
 from kbsearch.index.embedding import Embedder
 from kbsearch.index.keyword import (
     BM25_B,
@@ -67,15 +67,19 @@ from kbsearch.index.keyword import (
     FIELD_BOOSTS,
     KeywordIndex,
     build_keyword_index,
+    read_lexicon,
     update_keyword_index,
 )
 from kbsearch.index.previous import (
+    CurrentArticles,
     PreviousBuild,
+    chunk_vectors_of,
     chunks_of,
     embed_missing,
+    read_current_articles,
     read_jsonl,
-    text_key,
     title_text,
+    write_records,
 )
 
 # The build format this kbsearch writes and reads. Bump it whenever a build's files change
@@ -187,7 +191,8 @@ def build_index(
     synonyms file, or any failure while building); the current build then stays as it was.
     """
     started = time.perf_counter()
-    loaded = load_articles(articles_dir, languages, current_articles(index_dir))
+    current = current_articles(index_dir)
+    loaded = load_articles(articles_dir, languages, current.by_file())
     try:
         synonyms = load_synonyms(articles_dir / SYNONYMS_FILE)
     except SynonymsError as exc:
@@ -203,7 +208,7 @@ def build_index(
     return build_from_articles(
         list(loaded.articles), index_dir, embedder, chunk_tokens=chunk_tokens,
         exact_limit=exact_limit, errors=loaded.errors, keep_builds=keep_builds,
-        progress=progress, started=started, synonyms=synonyms,
+        progress=progress, started=started, synonyms=synonyms, current=current,
     )
 
 
@@ -218,8 +223,13 @@ def build_from_articles(
     progress: bool = False,
     started: float | None = None,
     synonyms: Synonyms = NO_RULES,
+    current: CurrentArticles | None = None,
 ) -> BuildReport:
-    """Build a new index version from parsed articles (and synonyms) and make it current."""
+    """Build a new index version from parsed articles (and synonyms) and make it current.
+
+    ``current`` is the current build's articles as read before (:func:`current_articles`);
+    they spare reading them again while that build is still the current one.
+    """
     started = time.perf_counter() if started is None else started
     with _build_lock(index_dir):
         builds = index_dir / BUILDS
@@ -229,7 +239,7 @@ def build_from_articles(
         remove_temp_files(index_dir / CURRENT)
         version = current_version(index_dir)
         cache = PreviousBuild(None if version is None else builds / version,
-                              model_description(embedder), FORMAT)
+                              model_description(embedder), FORMAT, current)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=builds))
         try:
             report = _write_build(
@@ -252,24 +262,6 @@ def build_from_articles(
     return dataclasses.replace(report, path=final)
 
 
-def _write_records(staging: Path, articles: Sequence[Article], chunks: Sequence[Chunk]) -> None:
-    """Write the articles and chunks of a build as JSON lines (the readable part of a build)."""
-    with (staging / "articles.jsonl").open("w", encoding="utf-8") as handle:
-        for article in articles:
-            record = {**article.to_metadata(), "body": article.body}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
-        for chunk in chunks:
-            record = {
-                "article_id": chunk.article_id,
-                "ordinal": chunk.ordinal,
-                "heading": chunk.heading,
-                "text_key": text_key(chunk.text),
-                "text": chunk.text,
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
 def _write_questions(
     staging: Path, articles: Sequence[Article], embedder: Embedder, cache: PreviousBuild
 ) -> tuple[int, int]:
@@ -278,7 +270,7 @@ def _write_questions(
     Returns how many questions the build has and how many of them were embedded.
     """
     vectors, embedded = embed_missing(
-        [q for a in articles for q in a.questions], cache.questions,
+        [q for a in articles for q in a.questions], cache.questions.get,
         embedder.embed_queries, embedder.dimension,
     )
     np.save(staging / "question_vectors.npy", vectors)
@@ -296,10 +288,11 @@ def _write_keyword(
     synonyms, at most KEYWORD_UPDATE_SHARE of the articles were touched and it has had
     fewer than KEYWORD_UPDATES updates since it was written anew; otherwise the index
     is written anew. Returns the lexicon and the manifest's description of the index.
+
+    An updated index keeps the current lexicon and adds the words of the touched articles
+    (the lexicon of all articles took most of a reindex at 10k articles); words that only
+    a changed or removed article had stay until the index is written anew.
     """
-    lexicon = Lexicon.from_texts(
-        f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
-    )
     folder = staging / "keyword"
     if (
         cache.keyword is not None
@@ -307,11 +300,21 @@ def _write_keyword(
         and len(touched) <= KEYWORD_UPDATE_SHARE * len(articles)
         and cache.keyword_updates + 1 < KEYWORD_UPDATES
     ):
-        update_keyword_index(cache.keyword, folder, sorted(touched),
-                             [a for a in articles if a.id in touched], lexicon, synonyms)
+        changed = [a for a in articles if a.id in touched]
+        lexicon = Lexicon(read_lexicon(cache.keyword) | _lexicon(changed).words)
+        update_keyword_index(cache.keyword, folder, sorted(touched), changed, lexicon,
+                             synonyms)
         return lexicon, {"written": "updated", "updates": cache.keyword_updates + 1}
+    lexicon = _lexicon(articles)
     build_keyword_index(folder, articles, lexicon, synonyms)
     return lexicon, {"written": "anew", "updates": 0}
+
+
+def _lexicon(articles: Sequence[Article]) -> Lexicon:
+    """Return the vocabulary of the German articles' titles, tags and bodies."""
+    return Lexicon.from_texts(
+        f"{a.title}\n{' '.join(a.tags)}\n{a.body}" for a in articles if a.language == "de"
+    )
 
 
 def _write_build(
@@ -328,24 +331,20 @@ def _write_build(
 ) -> BuildReport:
     """Embed what is new, write every file of a build into ``staging``; return its report."""
     budget = min(chunk_tokens, embedder.max_tokens)
-    chunks: list[Chunk] = []
-    for article in articles:
-        chunks.extend(chunks_of(cache, article, budget, embedder.count_tokens))
-    chunk_vectors, embedded = embed_missing(
-        [c.text for c in chunks],
-        cache.chunks,
-        lambda texts: embedder.embed_passages(texts, progress=progress),
-        embedder.dimension,
-    )
+    chunks = [chunks_of(cache, article, budget, embedder.count_tokens) for article in articles]
+    chunk_vectors, embedded = chunk_vectors_of(
+        chunks, cache, lambda texts: embedder.embed_passages(texts, progress=progress),
+        embedder.dimension)
     title_vectors, _ = embed_missing(
-        [title_text(a.title, a.body) for a in articles], cache.titles,
+        [title_text(a.title, a.body) for a in articles], cache.titles.get,
         embedder.embed_passages, embedder.dimension,
     )
     questions, embedded_questions = _write_questions(staging, articles, embedder, cache)
     np.save(staging / "chunk_vectors.npy", chunk_vectors)
     np.save(staging / "title_vectors.npy", title_vectors)
-    faiss_index = build_faiss(chunk_vectors, exact_limit)
-    save_faiss(faiss_index, staging / "dense.faiss")
+    dense_index = "hnsw" if len(chunk_vectors) > exact_limit else "flat"
+    if dense_index == "hnsw":  # a flat index is searched through chunk_vectors.npy
+        save_faiss(build_faiss(chunk_vectors, exact_limit), staging / DENSE_FILE)
     hashes = {a.id: a.content_hash for a in articles}
     old = cache.hashes
     added = tuple(sorted(set(hashes) - set(old)))
@@ -353,7 +352,7 @@ def _write_build(
     changed = tuple(sorted(a for a in hashes if a in old and old[a] != hashes[a]))
     lexicon, keyword = _write_keyword(staging, articles, synonyms, cache,
                                       {*added, *removed, *changed})
-    _write_records(staging, articles, chunks)
+    write_records(staging, articles, chunks, cache)
     version = _new_version(articles)
     seconds = time.perf_counter() - started
     manifest = {
@@ -363,8 +362,8 @@ def _write_build(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": model_description(embedder),
         "articles": len(articles),
-        "chunks": len(chunks),
-        "dense_index": index_kind(faiss_index),
+        "chunks": len(chunk_vectors),
+        "dense_index": dense_index,
         "keyword_index": keyword,
         "parameters": {
             "chunk_tokens": budget,
@@ -375,7 +374,7 @@ def _write_build(
             "lexicon_words": len(lexicon.words),
         },
         "embedded_chunks": embedded,
-        "reused_chunks": len(chunks) - embedded,
+        "reused_chunks": len(chunk_vectors) - embedded,
         "questions": questions,
         "embedded_questions": embedded_questions,
         "synonyms": {"rules": len(synonyms.rules), "sha256": synonyms.digest()},
@@ -387,8 +386,8 @@ def _write_build(
         json.dumps(manifest, indent=2, ensure_ascii=False), "utf-8"
     )
     return BuildReport(
-        version=version, path=staging, articles=len(articles), chunks=len(chunks),
-        embedded=embedded, reused=len(chunks) - embedded, added=added, changed=changed,
+        version=version, path=staging, articles=len(articles), chunks=len(chunk_vectors),
+        embedded=embedded, reused=len(chunk_vectors) - embedded, added=added, changed=changed,
         removed=removed, errors=tuple(errors), seconds=seconds,
         questions=questions,
         synonyms_changed=cache.synonyms is not None and cache.synonyms != synonyms.digest(),
@@ -431,23 +430,12 @@ def check_format(manifest: dict, version: str) -> None:
         )
 
 
-def current_articles(index_dir: Path) -> dict[tuple[str, str], Article]:
-    """Return the current build's articles by path and content hash, so that a new build
-    does not parse unchanged files again: none without a current build, or when another
-    kbsearch version (whose checks may differ) or build format wrote it."""
+def current_articles(index_dir: Path) -> CurrentArticles:
+    """Return the current build's articles and their records, so that a new build does not
+    parse unchanged files or encode their records again (see :class:`CurrentArticles`)."""
     version = current_version(index_dir)
-    if version is None:
-        return {}
-    folder = index_dir / BUILDS / version
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
-        if (manifest.get("format"), manifest.get("kbsearch_version")) != (FORMAT, __version__):
-            return {}
-        records = list(read_jsonl(folder / "articles.jsonl"))
-        articles = [Article.from_metadata(record, record["body"]) for record in records]
-    except (OSError, ValueError, KeyError, TypeError):  # pruned meanwhile, or another format
-        return {}
-    return {(article.path, article.content_hash): article for article in articles}
+    return read_current_articles(None if version is None else index_dir / BUILDS / version,
+                                 FORMAT)
 
 
 def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
@@ -486,6 +474,6 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
             [p for p, article in enumerate(articles) for _ in article.questions], dtype=np.int64
         ),
         question_vectors=np.load(folder / "question_vectors.npy"),
-        dense=load_faiss(folder / "dense.faiss"),
+        dense=load_faiss(folder / DENSE_FILE) if manifest.get("dense_index") == "hnsw" else None,
         keyword=KeywordIndex(folder / "keyword"),
     )

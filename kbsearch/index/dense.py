@@ -1,9 +1,10 @@
 """The dense index: inner product over L2-normalised chunk vectors.
 
-Up to the exact limit the index is FAISS's flat index, and a search scans the build's chunk
-vectors with one BLAS matrix-vector product instead: FAISS scans a single query on one thread,
-numpy's BLAS on every core, which halves the scan at 10k articles (9 ms to 4.5 ms, 32k
-chunks, 2 cores). Above the limit, FAISS's HNSW graph is searched.
+Up to the exact limit a search scans the build's chunk vectors with one BLAS
+matrix-vector product, and a build writes no FAISS file: FAISS's flat index scans a single
+query on one thread, numpy's BLAS on every core, which halves the scan at 10k articles
+(9 ms to 4.5 ms, 32k chunks, 2 cores), and its file was a second copy of the vectors.
+Above the limit, FAISS's HNSW graph is searched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+DENSE_FILE = "dense.faiss"  # in a build, HNSW only
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 256
@@ -78,7 +80,7 @@ def exact_search(
 
 
 def search(
-    index: faiss.Index,
+    index: faiss.Index | None,
     vectors: np.ndarray,
     query: np.ndarray,
     k: int,
@@ -86,8 +88,8 @@ def search(
 ) -> DenseHits:
     """Return the top-k chunk rows for one query vector, only rows where ``allowed`` (a mask).
 
-    ``vectors`` are the chunk vectors the index was built from: a flat index is searched
-    through them (:func:`exact_search`), an HNSW index through FAISS.
+    ``vectors`` are the chunk vectors the index was built from: without an HNSW index
+    (None, or a flat one) they are searched exactly (:func:`exact_search`).
     """
     if not isinstance(index, faiss.IndexHNSWFlat):
         return exact_search(vectors, query, k, allowed)

@@ -110,6 +110,11 @@ def update_keyword_index(
     writer.commit()
 
 
+def read_lexicon(folder: Path) -> frozenset[str]:
+    """Return the words of the lexicon stored beside a keyword index."""
+    return frozenset((folder / LEXICON_FILE).read_text("utf-8").split())
+
+
 def _write_analysis(folder: Path, lexicon: Lexicon, synonyms: Synonyms) -> None:
     """Store the lexicon (one word a line) and the synonyms file beside the index."""
     (folder / LEXICON_FILE).write_text("".join(f"{w}\n" for w in sorted(lexicon.words)), "utf-8")
@@ -136,8 +141,7 @@ class KeywordIndex:
         The schema is made here from the stored lexicon and handed to Whoosh, which then
         skips the schema it pickled at build time (whose analyzer names a module path).
         """
-        words = (folder / LEXICON_FILE).read_text("utf-8").split()
-        self._lexicon = Lexicon(frozenset(words))
+        self._lexicon = Lexicon(read_lexicon(folder))
         synonyms = load_synonyms(folder / SYNONYMS_FILE)
         self._synonyms = {lang: synonyms.for_language(lang) for lang in LANGUAGES}
         self._schema = make_schema(self._lexicon, synonyms)

@@ -1,7 +1,9 @@
 """What a new build takes from the current one: vectors by text, and its keyword index.
 
 An unchanged chunk, title or editors' question keeps the vector it has in the current
-build (found by the SHA-256 of its text), so only new text is embedded. The keyword index
+build (found by the SHA-256 of its text), so only new text is embedded. An unchanged
+article keeps its chunks, their vectors and their records as rows of the current build,
+copied without being cut, looked up or encoded again. The keyword index
 of the current build is updated in place of a fresh one when few articles changed (see
 :func:`kbsearch.index.keyword.update_keyword_index`); this module says what the current
 build holds, the build decides.
@@ -10,8 +12,10 @@ build holds, the build decides.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,22 +43,100 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+CHUNK_LINE_START = '{"article_id": "'
+TEXT_KEY_MARK = '"text_key": "'
+
+
+def chunk_line_keys(line: str) -> tuple[str, str]:
+    """Return the article id and text key of a chunks.jsonl line without decoding all of it.
+
+    The build writes each line as ``json.dumps`` of article_id, ordinal, heading, text_key
+    and text, in that order: the id (a slug, nothing escaped) opens the line, and
+    ``"text_key": "`` cannot occur inside a JSON string (``json.dumps`` escapes every
+    quote in one), so the 64 hex digits after its first occurrence are the key. Decoding
+    the chunk texts of every line took a quarter of a reindex at 10k articles. A line of
+    any other shape is decoded whole.
+    """
+    if line.startswith(CHUNK_LINE_START):
+        end = line.find('"', len(CHUNK_LINE_START))
+        at = line.find(TEXT_KEY_MARK) + len(TEXT_KEY_MARK)
+        key = line[at:at + 64]
+        if end > 0 and at >= len(TEXT_KEY_MARK) and line[at + 64:at + 65] == '"':
+            return line[len(CHUNK_LINE_START):end], key
+    record = json.loads(line)
+    return str(record["article_id"]), str(record["text_key"])
+
+
+@dataclass(frozen=True)
+class CurrentArticles:
+    """The current build's articles, parsed, and their lines of its articles.jsonl.
+
+    Read before a new build parses the articles folder: an unchanged file (same path and
+    bytes) is taken from here instead of being parsed again, and its line is written into
+    the new build as it is. Empty without a current build, or when another kbsearch
+    version (whose checks may differ) or build format wrote it.
+    """
+
+    folder: Path | None = None
+    articles: tuple[Article, ...] = ()
+    lines: tuple[str, ...] = ()
+
+    def by_file(self) -> dict[tuple[str, str], Article]:
+        """Return the articles by path (relative to the articles folder) and content hash."""
+        return {(a.path, a.content_hash): a for a in self.articles}
+
+
+def read_current_articles(folder: Path | None, build_format: int) -> CurrentArticles:
+    """Read the articles of the build in ``folder`` (see :class:`CurrentArticles`)."""
+    if folder is None:
+        return CurrentArticles()
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+        if (manifest.get("format"), manifest.get("kbsearch_version")) != (build_format,
+                                                                           __version__):
+            return CurrentArticles()
+        lines = tuple(line for line in _lines(folder / "articles.jsonl") if line.strip())
+        articles = tuple(Article.from_metadata(record, record["body"])
+                         for record in map(json.loads, lines))
+    except (OSError, ValueError, KeyError, TypeError):  # pruned meanwhile, or another format
+        return CurrentArticles()
+    return CurrentArticles(folder, articles, lines)
+
+
+@dataclass(frozen=True)
+class KeptChunks:
+    """An unchanged article's chunks: rows ``start`` to ``end`` of the current build."""
+
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
 class PreviousBuild:
     """The current build as the next one reuses it (empty when there is none).
 
     ``hashes`` are its articles' content hashes and ``synonyms`` its synonyms file's
-    digest, whatever its model; ``chunks``, ``titles`` and ``questions`` map text keys to
-    vectors only when it was made with the same model and build format. ``keyword``
-    is its keyword index folder when the same kbsearch version wrote it in the same
-    format, and ``keyword_updates`` how many updates that index has had since it was
-    written anew. ``article_chunks`` holds each article's content hash and chunks (same
-    model and kbsearch version only), cut to ``chunk_budget`` tokens: an unchanged
-    article is not cut again.
+    digest, whatever its model; ``chunk_vector``, ``titles`` and ``questions`` give the
+    vectors of texts it embedded, only when it was made with the same model and build
+    format. ``keyword`` is its keyword index folder when the same kbsearch version wrote
+    it in the same format, and ``keyword_updates`` how many updates that index has had
+    since it was written anew. ``kept`` says where each article's chunks are (same model
+    and kbsearch version only), cut to ``chunk_budget`` tokens, and ``chunk_lines`` are
+    their records: an unchanged article is not cut, embedded or written out again.
     """
 
-    def __init__(self, folder: Path | None, model: dict[str, object], build_format: int) -> None:
-        """Read what can be reused from the build in ``folder`` (None: no build yet)."""
-        self.chunks: dict[str, np.ndarray] = {}
+    def __init__(self, folder: Path | None, model: dict[str, object], build_format: int,
+                 current: CurrentArticles | None = None) -> None:
+        """Read what can be reused from the build in ``folder`` (None: no build yet).
+
+        ``current`` holds that build's articles when they were read before (they are used
+        only when they are of this very build).
+        """
+        self.vectors = np.zeros((0, 0), dtype=np.float32)
+        self.chunk_rows: dict[str, int] = {}
+        self.chunk_lines: list[str] = []
         self.titles: dict[str, np.ndarray] = {}
         self.questions: dict[str, np.ndarray] = {}
         self.hashes: dict[str, str] = {}
@@ -62,9 +144,13 @@ class PreviousBuild:
         self.keyword: Path | None = None
         self.keyword_updates = 0
         self.chunk_budget = 0
-        self.article_chunks: dict[str, tuple[str, tuple[Chunk, ...]]] = {}
+        self.kept: dict[str, tuple[str, KeptChunks]] = {}
+        self._lines: dict[str, tuple[Article, str]] = {}
         if folder is None:
             return
+        if current is not None and current.folder == folder:
+            self._lines = {a.id: (a, line) for a, line in zip(current.articles, current.lines,
+                                                              strict=True)}
         manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
         self.hashes = dict(manifest.get("content_hashes", {}))
         self.synonyms = manifest.get("synonyms", {}).get("sha256")
@@ -76,34 +162,71 @@ class PreviousBuild:
             self.keyword_updates = int(manifest.get("keyword_index", {}).get("updates", 0))
         if manifest["model"] != model:
             return
-        vectors = np.load(folder / "chunk_vectors.npy")
-        by_article: dict[str, list[Chunk]] = {}
-        for row, line in enumerate(read_jsonl(folder / "chunks.jsonl")):
-            self.chunks[line["text_key"]] = vectors[row]
-            by_article.setdefault(line["article_id"], []).append(
-                Chunk(line["article_id"], line["ordinal"], line["heading"], line["text"]))
+        self.vectors = np.load(folder / "chunk_vectors.npy", mmap_mode="r")
+        self.chunk_lines = [line for line in _lines(folder / "chunks.jsonl") if line.strip()]
+        pairs = [chunk_line_keys(line) for line in self.chunk_lines]
+        ids = [article_id for article_id, _ in pairs]
+        self.chunk_rows = {key: row for row, (_, key) in enumerate(pairs)}
         if same_release:
             self.chunk_budget = int(manifest.get("parameters", {}).get("chunk_tokens", 0))
-            self.article_chunks = {
-                article_id: (self.hashes.get(article_id, ""), tuple(chunks))
-                for article_id, chunks in by_article.items()
-            }
+            self.kept = _blocks(ids, self.hashes)
         titles = np.load(folder / "title_vectors.npy")
-        records = list(read_jsonl(folder / "articles.jsonl"))
-        for row, line in enumerate(records):
-            self.titles[text_key(title_text(line["title"], line["body"]))] = titles[row]
         questions = np.load(folder / "question_vectors.npy")
-        texts = [q for line in records for q in line["questions"]]
+        if self._lines:
+            records = [(a.title, a.body, a.questions) for a, _ in self._lines.values()]
+        else:
+            records = [(r["title"], r["body"], r["questions"])
+                       for r in read_jsonl(folder / "articles.jsonl")]
+        for row, (title, body, _) in enumerate(records):
+            self.titles[text_key(title_text(title, body))] = titles[row]
+        texts = [q for _, _, article_questions in records for q in article_questions]
         for row, text in enumerate(texts):
             self.questions[text_key(text)] = questions[row]
+
+    def article_line(self, article: Article) -> str | None:
+        """Return the current build's articles.jsonl line of an article taken from it
+        unparsed (the very object), or None."""
+        kept = self._lines.get(article.id)
+        return kept[1] if kept is not None and kept[0] is article else None
+
+    def chunk_vector(self, key: str) -> np.ndarray | None:
+        """Return the vector of a chunk text (by its key), or None when it has none."""
+        row = self.chunk_rows.get(key)
+        return None if row is None else np.asarray(self.vectors[row])
+
+
+def _blocks(ids: Sequence[str], hashes: dict[str, str]) -> dict[str, tuple[str, KeptChunks]]:
+    """Return each article's content hash and rows, from the article id of every row.
+
+    A build writes an article's chunks one after another; an article whose rows are not
+    (which no build writes) is left out, and so cut again.
+    """
+    blocks: dict[str, tuple[str, KeptChunks]] = {}
+    split: set[str] = set()
+    start = 0
+    for article_id, rows in itertools.groupby(ids):
+        end = start + sum(1 for _ in rows)
+        if article_id in blocks:
+            split.add(article_id)
+        blocks[article_id] = (hashes.get(article_id, ""), KeptChunks(start, end))
+        start = end
+    for article_id in split:
+        del blocks[article_id]
+    return blocks
+
+
+def _lines(path: Path) -> list[str]:
+    """Return the lines of a UTF-8 text file, line ends kept."""
+    with path.open(encoding="utf-8") as handle:
+        return handle.readlines()
 
 
 def chunks_of(
     previous: PreviousBuild, article: Article, budget: int, count_tokens: Callable[[str], int]
-) -> tuple[Chunk, ...]:
-    """Return an article's chunks: the previous build's when its file is unchanged and it
-    was cut to the same budget by the same model, or cut now."""
-    kept = previous.article_chunks.get(article.id)
+) -> KeptChunks | tuple[Chunk, ...]:
+    """Return an article's chunks: where the previous build has them when its file is
+    unchanged and it was cut to the same budget by the same model, or cut now."""
+    kept = previous.kept.get(article.id)
     if kept is not None and previous.chunk_budget == budget and kept[0] == article.content_hash:
         return kept[1]
     return tuple(chunk_article(article.id, article.title, article.body, count_tokens, budget))
@@ -111,19 +234,77 @@ def chunks_of(
 
 def embed_missing(
     texts: Sequence[str],
-    cache: dict[str, np.ndarray],
+    cached: Callable[[str], np.ndarray | None],
     embed: Callable[[Sequence[str]], np.ndarray],
     dimension: int,
 ) -> tuple[np.ndarray, int]:
-    """Return vectors for texts, embedding only those not in the cache."""
-    keys = [text_key(t) for t in texts]
-    missing = [i for i, key in enumerate(keys) if key not in cache]
+    """Return vectors for texts, embedding only those ``cached`` has none for (by text key)."""
+    found = [cached(text_key(t)) for t in texts]
+    missing = [i for i, vector in enumerate(found) if vector is None]
     out = np.zeros((len(texts), dimension), dtype=np.float32)
     if missing:
         fresh = embed([texts[i] for i in missing])
         for i, vector in zip(missing, fresh, strict=True):
             out[i] = vector
-    for i, key in enumerate(keys):
-        if key in cache:
-            out[i] = cache[key]
+    for i, vector in enumerate(found):
+        if vector is not None:
+            out[i] = vector
     return out, len(missing)
+
+
+def chunk_vectors_of(
+    chunks: Sequence[KeptChunks | tuple[Chunk, ...]], previous: PreviousBuild,
+    embed: Callable[[Sequence[str]], np.ndarray], dimension: int,
+) -> tuple[np.ndarray, int]:
+    """Return the vectors of all chunks, article after article, and how many were embedded.
+
+    Kept chunks are copied from the current build's rows; new chunks take the vector of
+    the same text where the current build has one, and are embedded otherwise.
+    """
+    new = [c for article_chunks in chunks if isinstance(article_chunks, tuple)
+           for c in article_chunks]
+    fresh, embedded = embed_missing([c.text for c in new], previous.chunk_vector, embed,
+                                    dimension)
+    out = np.zeros((sum(len(c) for c in chunks), dimension), dtype=np.float32)
+    row = taken = 0
+    for article_chunks in chunks:
+        count = len(article_chunks)
+        if isinstance(article_chunks, KeptChunks):
+            out[row:row + count] = previous.vectors[article_chunks.start:article_chunks.end]
+        else:
+            out[row:row + count] = fresh[taken:taken + count]
+            taken += count
+        row += count
+    return out, embedded
+
+
+def write_records(
+    staging: Path, articles: Sequence[Article], chunks: Sequence[KeptChunks | tuple[Chunk, ...]],
+    previous: PreviousBuild,
+) -> None:
+    """Write the articles and chunks of a build as JSON lines (the readable part of a build).
+
+    The current build's lines of kept chunks, and of articles taken from it unparsed, are
+    copied as they are.
+    """
+    with (staging / "articles.jsonl").open("w", encoding="utf-8") as handle:
+        for article in articles:
+            line = previous.article_line(article)
+            if line is None:
+                record = {**article.to_metadata(), "body": article.body}
+                line = json.dumps(record, ensure_ascii=False) + "\n"
+            handle.write(line)
+    with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
+        for article_chunks in chunks:
+            if isinstance(article_chunks, KeptChunks):
+                handle.writelines(previous.chunk_lines[article_chunks.start:article_chunks.end])
+                continue
+            for chunk in article_chunks:
+                record = {
+                    "article_id": chunk.article_id,
+                    "ordinal": chunk.ordinal,
+                    "heading": chunk.heading,
+                    "text_key": text_key(chunk.text),
+                    "text": chunk.text,
+                }
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")

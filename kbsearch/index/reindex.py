@@ -352,7 +352,8 @@ def build(plan: ReindexPlan, strict: bool, embedder: Callable[[], Embedder],
     called, which may load the model. Raises IndexBuildError with strict and invalid
     articles, or without a valid article.
     """
-    loaded = load_articles(plan.articles_dir, plan.languages, current_articles(plan.index_dir))
+    current = current_articles(plan.index_dir)
+    loaded = load_articles(plan.articles_dir, plan.languages, current.by_file())
     if strict and loaded.errors:
         raise IndexBuildError(
             f"{len(loaded.errors)} invalid article(s), nothing built (strict):\n"
@@ -366,5 +367,6 @@ def build(plan: ReindexPlan, strict: bool, embedder: Callable[[], Embedder],
                                on_done)
     report = build_from_articles(articles, plan.index_dir, tracked,
                                  chunk_tokens=plan.chunk_tokens, exact_limit=plan.exact_limit,
-                                 errors=loaded.errors, keep_builds=plan.keep_builds)
+                                 errors=loaded.errors, keep_builds=plan.keep_builds,
+                                 current=current)
     return ReindexResult.of(report)
