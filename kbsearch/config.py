@@ -84,7 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "exact_limit",
         50_000,
-        "Up to this many chunks the dense index is exact (flat); above it, HNSW.",
+        "Up to this many chunks the dense search is exact; above it, FAISS IVF.",
         positive_int,
     ),
     Setting(

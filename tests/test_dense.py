@@ -1,4 +1,4 @@
-"""The dense index's search: exact through the chunk vectors, HNSW through FAISS."""
+"""The dense index: exact search through the chunk vectors, FAISS IVF above the limit."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def brute_force(vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndar
 def test_exact_search_is_the_brute_force_order_with_its_scores(vectors):
     query = vectors[3] + 0.1 * vectors[9]
     everything = np.ones(len(vectors), dtype=bool)
-    found = dense.search(dense.build_faiss(vectors, exact_limit=1000), vectors, query, 20)
+    found = dense.search(None, vectors, query, 20)
     assert found.rows.tolist() == brute_force(vectors, query, 20, everything)
     assert found.rows[0] == 3
     np.testing.assert_allclose(found.scores, vectors[found.rows] @ query, rtol=1e-6)
@@ -48,9 +48,14 @@ def test_exact_search_asks_for_more_rows_than_are_allowed(vectors):
     assert len(dense.exact_search(vectors[:0], vectors[0], 10).rows) == 0
 
 
-def test_hnsw_search_finds_the_exact_neighbours_and_respects_the_mask(vectors):
-    index = dense.build_faiss(vectors, exact_limit=10)
-    assert dense.index_kind(index) == "hnsw"
+def test_ivf_search_finds_the_exact_neighbours_and_respects_the_mask(vectors, tmp_path):
+    described = dense.write_dense(tmp_path, vectors, exact_limit=10)
+    assert described == {"kind": "ivf", "lists": dense.list_count(500), "centroids": "trained",
+                         "nprobe": dense.nprobe_for(dense.list_count(500))}
+    index = dense.load_faiss(tmp_path / dense.DENSE_FILE)
+    lists = np.load(tmp_path / dense.LISTS_FILE)
+    centroids = np.load(tmp_path / dense.CENTROIDS_FILE)
+    assert lists.tolist() == np.argmax(vectors @ centroids.T, axis=1).tolist()
     allowed = np.arange(len(vectors)) % 2 == 0
     for row in (0, 10, 400):
         query = vectors[row] + 0.05 * vectors[row + 1]
@@ -58,7 +63,35 @@ def test_hnsw_search_finds_the_exact_neighbours_and_respects_the_mask(vectors):
         assert set(found.rows.tolist()) <= set(np.nonzero(allowed)[0].tolist())
         wanted = brute_force(vectors, query, 10, allowed)
         assert len(set(found.rows.tolist()) & set(wanted)) >= 9
+        np.testing.assert_allclose(found.scores, vectors[found.rows] @ query, rtol=1e-5)
     assert len(dense.search(index, vectors, vectors[0], 10, np.zeros(500, bool)).rows) == 0
+
+
+def test_kept_centroids_assign_only_the_new_rows(vectors, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    dense.write_dense(first, vectors, exact_limit=10)
+    centroids = np.load(first / dense.CENTROIDS_FILE)
+    kept = np.load(first / dense.LISTS_FILE)
+    kept[::5] = 7  # not where these rows belong: kept rows keep their list as it is
+    kept[::3] = -1  # new rows
+    described = dense.write_dense(second, vectors, 10, centroids, kept)
+    assert described["centroids"] == "kept"
+    lists = np.load(second / dense.LISTS_FILE)
+    nearest = np.argmax(vectors @ centroids.T, axis=1)
+    assert lists[::3].tolist() == nearest[::3].tolist()
+    assert lists[5::15].tolist() == [7] * len(lists[5::15])
+    index = dense.load_faiss(second / dense.DENSE_FILE)
+    assert index.ntotal == len(vectors)
+    grown = np.concatenate([vectors] * 5)  # five times the rows: about twice the lists
+    described = dense.write_dense(second, grown, 10, centroids, np.zeros(len(grown), int))
+    assert described["centroids"] == "trained" and described["lists"] > len(centroids) * 2 - 5
+
+
+def test_nothing_is_written_up_to_the_exact_limit(vectors, tmp_path):
+    assert dense.write_dense(tmp_path, vectors, exact_limit=500) == {"kind": "flat"}
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_numpy_blas_threads_sleep_after_a_product_once_kbsearch_is_imported():

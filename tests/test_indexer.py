@@ -134,10 +134,32 @@ def test_a_killed_builds_staging_folder_goes_with_the_next_build(small_kb, tmp_p
     assert not list((index_dir / "builds").glob(".staging-*"))
 
 
-def test_hnsw_above_the_exact_limit(small_kb, tmp_path, fake_embedder):
-    report = build_index(small_kb, tmp_path / "index", fake_embedder, exact_limit=2)
+def test_ivf_above_the_exact_limit_keeps_its_centroids_and_lists(small_kb, tmp_path,
+                                                                   fake_embedder):
+    """Above the exact limit the dense index is IVF; a reindex keeps the centroids and the
+    lists of kept chunks, assigns the new ones, and searches find what exact search finds."""
+    index_dir = tmp_path / "index"
+    report = build_index(small_kb, index_dir, fake_embedder, exact_limit=2)
     manifest = json.loads((report.path / "manifest.json").read_text())
-    assert manifest["dense_index"] == "hnsw"
+    assert manifest["dense_index"] == "ivf" and manifest["dense"]["centroids"] == "trained"
+    path = small_kb / "abschlag-anpassen.md"
+    path.write_text(path.read_text("utf-8") + "\n## Winter\n\nNeuer Absatz im Winter.\n")
+    second = build_index(small_kb, index_dir, fake_embedder, exact_limit=2)
+    manifest = json.loads((second.path / "manifest.json").read_text())
+    assert manifest["dense"]["centroids"] == "kept"
+    centroids = np.load(second.path / "dense_centroids.npy")
+    vectors = np.load(second.path / "chunk_vectors.npy")
+    lists = np.load(second.path / "dense_lists.npy")
+    assert lists.tolist() == np.argmax(vectors @ centroids.T, axis=1).tolist()
+    loaded = open_index(index_dir)
+    try:
+        from kbsearch.index import dense
+
+        for row in range(len(vectors)):
+            found = dense.search(loaded.dense, loaded.chunk_vectors, vectors[row], 3)
+            assert found.rows[0] == row or np.isclose(found.scores[0], 1.0)
+    finally:
+        loaded.close()
 
 
 def test_open_without_index_is_a_clear_error(tmp_path):

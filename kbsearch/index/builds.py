@@ -14,8 +14,10 @@ Layout of the index folder::
         question_vectors.npy  float32 (n_questions, dim): the editors' questions of the
                             articles (front matter ``questions``), in the order of
                             articles.jsonl, embedded as queries are
-        dense.faiss         FAISS HNSW index over chunk_vectors, above the exact limit
-                            only (up to it, chunk_vectors.npy is searched as it is)
+        dense.faiss         above the exact limit only (up to it, chunk_vectors.npy is
+                            searched as it is): FAISS IVF index over chunk_vectors,
+        dense_centroids.npy   with its centroids (n_lists, dim)
+        dense_lists.npy       and each chunk's list, int64 (n_chunks,)
         keyword/            Whoosh index, its lexicon.txt and the synonyms.txt it was built with
 
 A build is written to a staging folder and renamed into ``builds/`` when complete; only then
@@ -59,7 +61,7 @@ from kbsearch.errors import (
     SynonymsError,
 )
 from kbsearch.fileio import atomic_write_text, remove_temp_files, remove_tree
-from kbsearch.index.dense import DENSE_FILE, build_faiss, load_faiss, save_faiss
+from kbsearch.index.dense import DENSE_FILE, load_faiss, write_dense
 from kbsearch.index.embedding import Embedder
 from kbsearch.index.keyword import (
     BM25_B,
@@ -332,7 +334,7 @@ def _write_build(
     """Embed what is new, write every file of a build into ``staging``; return its report."""
     budget = min(chunk_tokens, embedder.max_tokens)
     chunks = [chunks_of(cache, article, budget, embedder.count_tokens) for article in articles]
-    chunk_vectors, embedded = chunk_vectors_of(
+    chunk_vectors, embedded, source = chunk_vectors_of(
         chunks, cache, lambda texts: embedder.embed_passages(texts, progress=progress),
         embedder.dimension)
     title_vectors, _ = embed_missing(
@@ -342,9 +344,9 @@ def _write_build(
     questions, embedded_questions = _write_questions(staging, articles, embedder, cache)
     np.save(staging / "chunk_vectors.npy", chunk_vectors)
     np.save(staging / "title_vectors.npy", title_vectors)
-    dense_index = "hnsw" if len(chunk_vectors) > exact_limit else "flat"
-    if dense_index == "hnsw":  # a flat index is searched through chunk_vectors.npy
-        save_faiss(build_faiss(chunk_vectors, exact_limit), staging / DENSE_FILE)
+    lists = None if cache.lists is None else np.where(
+        source >= 0, np.asarray(cache.lists)[np.maximum(source, 0)], -1)
+    dense = write_dense(staging, chunk_vectors, exact_limit, cache.centroids, lists)
     hashes = {a.id: a.content_hash for a in articles}
     old = cache.hashes
     added = tuple(sorted(set(hashes) - set(old)))
@@ -363,7 +365,8 @@ def _write_build(
         "model": model_description(embedder),
         "articles": len(articles),
         "chunks": len(chunk_vectors),
-        "dense_index": dense_index,
+        "dense_index": dense.pop("kind"),
+        "dense": dense,
         "keyword_index": keyword,
         "parameters": {
             "chunk_tokens": budget,
@@ -474,6 +477,7 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
             [p for p, article in enumerate(articles) for _ in article.questions], dtype=np.int64
         ),
         question_vectors=np.load(folder / "question_vectors.npy"),
-        dense=load_faiss(folder / DENSE_FILE) if manifest.get("dense_index") == "hnsw" else None,
+        dense=(load_faiss(folder / DENSE_FILE)
+               if manifest.get("dense_index") in ("hnsw", "ivf") else None),
         keyword=KeywordIndex(folder / "keyword"),
     )

@@ -23,6 +23,7 @@ import numpy as np
 from kbsearch import __version__
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import Chunk, chunk_article
+from kbsearch.index.dense import CENTROIDS_FILE, LISTS_FILE
 
 
 def text_key(text: str) -> str:
@@ -122,9 +123,11 @@ class PreviousBuild:
     vectors of texts it embedded, only when it was made with the same model and build
     format. ``keyword`` is its keyword index folder when the same kbsearch version wrote
     it in the same format, and ``keyword_updates`` how many updates that index has had
-    since it was written anew. ``kept`` says where each article's chunks are (same model
-    and kbsearch version only), cut to ``chunk_budget`` tokens, and ``chunk_lines`` are
-    their records: an unchanged article is not cut, embedded or written out again.
+    since it was written anew. ``centroids`` and ``lists`` are its IVF index's centroids
+    and each chunk's list, where it has one. ``kept`` says where each article's chunks
+    are (same model and kbsearch version only), cut to ``chunk_budget`` tokens, and
+    ``chunk_lines`` are their records: an unchanged article is not cut, embedded or
+    written out again.
     """
 
     def __init__(self, folder: Path | None, model: dict[str, object], build_format: int,
@@ -135,6 +138,8 @@ class PreviousBuild:
         only when they are of this very build).
         """
         self.vectors = np.zeros((0, 0), dtype=np.float32)
+        self.centroids: np.ndarray | None = None
+        self.lists: np.ndarray | None = None
         self.chunk_rows: dict[str, int] = {}
         self.chunk_lines: list[str] = []
         self.titles: dict[str, np.ndarray] = {}
@@ -163,6 +168,9 @@ class PreviousBuild:
         if manifest["model"] != model:
             return
         self.vectors = np.load(folder / "chunk_vectors.npy", mmap_mode="r")
+        if (folder / LISTS_FILE).exists():  # an IVF index: its centroids and lists
+            self.centroids = np.load(folder / CENTROIDS_FILE)
+            self.lists = np.load(folder / LISTS_FILE, mmap_mode="r")
         self.chunk_lines = [line for line in _lines(folder / "chunks.jsonl") if line.strip()]
         pairs = [chunk_line_keys(line) for line in self.chunk_lines]
         ids = [article_id for article_id, _ in pairs]
@@ -255,8 +263,9 @@ def embed_missing(
 def chunk_vectors_of(
     chunks: Sequence[KeptChunks | tuple[Chunk, ...]], previous: PreviousBuild,
     embed: Callable[[Sequence[str]], np.ndarray], dimension: int,
-) -> tuple[np.ndarray, int]:
-    """Return the vectors of all chunks, article after article, and how many were embedded.
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Return the vectors of all chunks, article after article, how many were embedded,
+    and each row's row in the current build (-1 for a new chunk).
 
     Kept chunks are copied from the current build's rows; new chunks take the vector of
     the same text where the current build has one, and are embedded otherwise.
@@ -265,17 +274,20 @@ def chunk_vectors_of(
            for c in article_chunks]
     fresh, embedded = embed_missing([c.text for c in new], previous.chunk_vector, embed,
                                     dimension)
-    out = np.zeros((sum(len(c) for c in chunks), dimension), dtype=np.float32)
+    total = sum(len(c) for c in chunks)
+    out = np.zeros((total, dimension), dtype=np.float32)
+    source = np.full(total, -1, dtype=np.int64)
     row = taken = 0
     for article_chunks in chunks:
         count = len(article_chunks)
         if isinstance(article_chunks, KeptChunks):
             out[row:row + count] = previous.vectors[article_chunks.start:article_chunks.end]
+            source[row:row + count] = np.arange(article_chunks.start, article_chunks.end)
         else:
             out[row:row + count] = fresh[taken:taken + count]
             taken += count
         row += count
-    return out, embedded
+    return out, embedded, source
 
 
 def write_records(
