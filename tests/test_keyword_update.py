@@ -178,3 +178,23 @@ def test_an_updated_index_keeps_the_lexicon_and_adds_the_touched_articles_words(
     anew = build_index(kb, index, fake_embedder)
     assert keyword_index(anew)["written"] == "anew"
     assert "quokkaversicherung" not in read_lexicon(anew.path / "keyword")
+
+
+def test_an_update_shares_the_unchanged_index_files_with_the_current_build(
+    kb: Path, tmp_path: Path, fake_embedder
+) -> None:
+    """The copy is made of hard links (Whoosh never rewrites a file), and neither Whoosh
+    nor the lexicon and synonyms files written anew change the current build's files."""
+    index = tmp_path / "index"
+    first = build_index(kb, index, fake_embedder)
+    before = folder_digest(first.path / "keyword")
+    append(article(kb, "abschlag-anpassen"), f"Neu: die {NEW_WORD}.")
+    second = build_index(kb, index, fake_embedder)
+    assert keyword_index(second)["written"] == "updated"
+    assert folder_digest(first.path / "keyword") == before
+    old = {p.name: p.stat().st_ino for p in (first.path / "keyword").iterdir()}
+    new = {p.name: p.stat().st_ino for p in (second.path / "keyword").iterdir()}
+    shared = {name for name in old if new.get(name) == old[name]}
+    assert any(name.endswith(".seg") for name in shared)
+    assert not shared & {"lexicon.txt", "synonyms.txt"}
+    assert top_ids(index, NEW_WORD) == ["abschlag-anpassen"]
