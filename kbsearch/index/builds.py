@@ -344,9 +344,8 @@ def _write_build(
     questions, embedded_questions = _write_questions(staging, articles, embedder, cache)
     np.save(staging / "chunk_vectors.npy", chunk_vectors)
     np.save(staging / "title_vectors.npy", title_vectors)
-    lists = None if cache.lists is None else np.where(
-        source >= 0, np.asarray(cache.lists)[np.maximum(source, 0)], -1)
-    dense = write_dense(staging, chunk_vectors, exact_limit, cache.centroids, lists)
+    dense = write_dense(staging, chunk_vectors, exact_limit, cache.centroids,
+                        cache.lists_of(source))
     hashes = {a.id: a.content_hash for a in articles}
     old = cache.hashes
     added = tuple(sorted(set(hashes) - set(old)))

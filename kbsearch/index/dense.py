@@ -65,10 +65,16 @@ def train_centroids(vectors: np.ndarray, lists: int, seed: int = 1) -> np.ndarra
     return np.asarray(kmeans.centroids, dtype=np.float32)
 
 
-def assign(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Return each row's list: the position of its nearest centroid (inner product)."""
+def _quantizer(centroids: np.ndarray) -> faiss.IndexFlatIP:
+    """Return the exact index of the centroids that picks a vector's list."""
     quantizer = faiss.IndexFlatIP(centroids.shape[1])
     quantizer.add(centroids)
+    return quantizer
+
+
+def assign(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Return each row's list: the position of its nearest centroid (inner product)."""
+    quantizer = _quantizer(centroids)
     out = np.zeros(len(vectors), dtype=np.int64)
     for start in range(0, len(vectors), BATCH):
         batch = np.ascontiguousarray(vectors[start:start + BATCH], dtype=np.float32)
@@ -79,9 +85,8 @@ def assign(centroids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 def build_ivf(vectors: np.ndarray, centroids: np.ndarray, lists: np.ndarray) -> faiss.Index:
     """Return the IVF index of the rows in the given lists (ids: row numbers)."""
     dim = centroids.shape[1]
-    quantizer = faiss.IndexFlatIP(dim)
-    quantizer.add(centroids)
-    index = faiss.IndexIVFFlat(quantizer, dim, len(centroids), faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFFlat(_quantizer(centroids), dim, len(centroids),
+                               faiss.METRIC_INNER_PRODUCT)
     index.is_trained = True  # the quantizer holds the centroids
     for start in range(0, len(vectors), BATCH):
         batch = np.ascontiguousarray(vectors[start:start + BATCH], dtype=np.float32)

@@ -197,6 +197,13 @@ class PreviousBuild:
         kept = self._lines.get(article.id)
         return kept[1] if kept is not None and kept[0] is article else None
 
+    def lists_of(self, source: np.ndarray) -> np.ndarray | None:
+        """Return the IVF list of each new row whose row here is ``source`` (-1: a new
+        chunk, which gets -1 too), or None without IVF lists."""
+        if self.lists is None:
+            return None
+        return np.where(source >= 0, np.asarray(self.lists)[np.maximum(source, 0)], -1)
+
     def chunk_vector(self, key: str) -> np.ndarray | None:
         """Return the vector of a chunk text (by its key), or None when it has none."""
         row = self.chunk_rows.get(key)
