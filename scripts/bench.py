@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark kbsearch on generated knowledge bases of 1k to 1M articles.
 
-Usage: scripts/bench.py [--sizes sample,1k,10k,100k,1M] [--seed 1] [--json]
+Usage: scripts/bench.py [--sizes sample,1k,10k,100k,1M] [--seed 1] [--json] [--workdir DIR]
 
 For each size, a seeded knowledge base of real, recombined German and English text is
 written into a temporary folder (scripts/bench_kb.py; ``sample`` is the bundled one), and:
@@ -18,6 +18,7 @@ throughput is left out (null) and the figure without embedding given beside it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -32,7 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ SIZE_NAMES = {"sample": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000, "1M": 1_
 KEYS = ("build_docs_per_s", "incremental_1_s", "inproc_p50_ms", "http_p50_ms",
         "http_p99_ms", "qps", "rss_mb_per_worker", "index_mb", "recall@10")
 CLIENTS = 8
+BUILD_FIGURES = "build-figures.json"  # in a --workdir size folder: its base is built
 STARTUP_SECONDS = 600  # a 1M index takes minutes to open
 SERVE_FAKE = """
 import sys
@@ -350,6 +352,36 @@ def prepare_kb(size: Size, folder: Path, sources: Sources, seed: int,
     return size.count
 
 
+@contextlib.contextmanager
+def size_folder(size: Size, workdir: Path | None) -> Iterator[Path]:
+    """Yield the folder of one size: temporary, or ``workdir/<size>`` kept for later runs."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix=f"kbsearch-bench-{size.key}-") as tmp:
+            yield Path(tmp)
+        return
+    folder = workdir / size.key
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+
+
+def kept_build_figures(folder: Path, made_with: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the build figures of a base kept in ``folder`` by an earlier run, if any.
+
+    Only a base that finished building with the same seed and vectors is reused (its
+    figures file is written last); anything else in the folder is written anew.
+    """
+    path = folder / BUILD_FIGURES
+    if not path.exists():
+        for leftover in ("articles", "index", "data"):
+            shutil.rmtree(folder / leftover, ignore_errors=True)
+        return None
+    figures = json.loads(path.read_text("utf-8"))
+    if figures.pop("made_with", None) != made_with:
+        path.unlink()
+        return kept_build_figures(folder, made_with)
+    return {**figures, "build_reused": True}
+
+
 def build_figures(size: Size, settings: Settings, embedder: Embedder, seed: int,
                   articles: int) -> dict[str, Any]:
     """Build from scratch, then after changing 1 and 100 articles; return the figures."""
@@ -382,12 +414,17 @@ def measure_size(size: Size, base: Settings, model: Embedder, floor: Callable[[s
     The floor is measured again just before this size's latencies, under the same load.
     """
     fake_seed = args.seed if args.fake_model else None
-    with tempfile.TemporaryDirectory(prefix=f"kbsearch-bench-{size.key}-") as tmp:
-        folder = Path(tmp)
+    with size_folder(size, args.workdir) as folder:
         settings = size_settings(base, folder)
-        articles = prepare_kb(size, folder, sources, args.seed, base.articles)
         builder = ClusteredEmbedder(seed=args.seed) if size.synthetic else model
-        figures = build_figures(size, settings, builder, args.seed, articles)
+        made_with = {"seed": args.seed, "synthetic": size.synthetic}
+        figures = kept_build_figures(folder, made_with)
+        if figures is None:
+            articles = prepare_kb(size, folder, sources, args.seed, base.articles)
+            figures = build_figures(size, settings, builder, args.seed, articles)
+            if args.workdir is not None:
+                (folder / BUILD_FIGURES).write_text(
+                    json.dumps({"made_with": made_with, **figures}), "utf-8")
         build = settings.index / BUILDS / str(current_version(settings.index))
         manifest = json.loads((build / "manifest.json").read_text("utf-8"))
         figures["chunks"] = manifest["chunks"]
@@ -439,6 +476,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="from this many articles, synthetic vectors for the dense part")
     parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval",
                         help="the evaluation sets whose text and queries are used")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep each size's knowledge base and index in WORKDIR/<size> "
+                             "and reuse them in later runs (no build figures measured then)")
     # test hook: the synthetic embedder stands in for the model everywhere (no torch)
     parser.add_argument("--fake-model", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

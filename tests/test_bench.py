@@ -107,13 +107,23 @@ def test_sizes_are_parsed_with_the_synthetic_threshold():
 def test_the_script_prints_the_documented_json(tmp_path):
     if not (SHARED_EVAL / "stackfaq_en").exists():
         pytest.skip("no evaluation sets in ../shared/eval")
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--sizes", "40", "--fake-model",
-         "--queries", "20", "--load-seconds", "2", "--json"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "KBSEARCH_HOME": str(ROOT)})
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    def bench(*extra: str) -> dict:
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "bench.py"), "--sizes", "40",
+             "--fake-model", "--queries", "20", "--load-seconds", "2", "--json", *extra],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "KBSEARCH_HOME": str(ROOT)})
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(run.stdout)
+
+    result = bench("--workdir", str(tmp_path / "kept"))
+    assert (tmp_path / "kept" / "40" / "index").is_dir()  # kept for later runs
+    again = bench("--workdir", str(tmp_path / "kept"))["sizes"]["40"]
+    assert again["build_reused"] is True and "build_reused" not in result["sizes"]["40"]
+    assert again["build_s"] == result["sizes"]["40"]["build_s"]  # the first run's figures
+    assert again["http_p50_ms"] > 0 and again["chunks"] == result["sizes"]["40"]["chunks"]
+    reseeded = bench("--workdir", str(tmp_path / "kept"), "--seed", "2")["sizes"]["40"]
+    assert "build_reused" not in reseeded  # another seed: generated and built anew
     assert result["floor_ms"] >= 0
     figures = result["sizes"]["40"]
     for key in DESIGN_KEYS:
