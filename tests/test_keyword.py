@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from whoosh.query import Or, Query, Term
 
@@ -96,3 +97,30 @@ def test_a_term_missing_from_the_index_is_kept_as_no_postings_and_counts_once(
     for word in ("quuxa", "quuxb", "quuxc"):
         keyword.search(word, 10, languages=("de",))
     assert len(keyword._cache) == keyword._cached <= 5
+
+
+def test_a_filtered_search_returns_only_the_allowed_documents(sample_index):
+    loaded = open_index(sample_index)
+    keyword = loaded.keyword
+    query = "Vertrag kündigen Zähler Strom Router Rechnung"
+    ids, scores = keyword.search(query, 100)
+    allowed = ids[1::3]
+    docnums = keyword.docnums_of([*allowed, "no-such-article"])
+    assert docnums[-1] == -1  # an id the index does not have
+    filtered, filtered_scores = keyword.search(query, 100, docnums)
+    assert filtered == allowed  # the same order, the others left out
+    assert all(filtered_scores[a] == scores[a] for a in filtered)
+    assert keyword.search(query, 100, keyword.docnums_of(["no-such-article"])) == ([], {})
+    # the build maps each article position to its document number once
+    assert [keyword._ids[n] for n in loaded.keyword_docnums] == [a.id for a in loaded.articles]
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2, 3, 4, 6, 10])
+def test_the_top_rows_are_the_best_totals_with_ties_in_index_order(limit):
+    from kbsearch.index.keyword import _Matches, _top
+
+    matches = _Matches(np.array([2, 5, 7, 9, 11, 12, 20]))
+    matches.total[:] = [1.0, 3.0, 2.0, 3.0, 0.5, 3.0, 2.0]
+    rows = np.array([0, 1, 2, 3, 5, 6])  # row 4 is not allowed
+    expected = sorted(rows.tolist(), key=lambda r: (-matches.total[r], matches.docnums[r]))
+    assert _top(rows, matches, limit).tolist() == expected[:limit]

@@ -222,12 +222,13 @@ def test_the_keyword_stage_is_stopped_between_two_documents(sample_index):
     generous = Deadline(limit=1e6, expires=1e6, clock=lambda: float(next(reads)))
     assert keyword.search(query, 100, deadline=generous)[0] == ids
     allowed = set(ids[::2])  # a filtered search (visibility, language) keeps its filter
-    filtered = keyword.search(query, 100, allowed)[0]
-    assert set(filtered) == allowed and keyword.search(query, 100, allowed,
+    docnums = keyword.docnums_of(allowed)
+    filtered = keyword.search(query, 100, docnums)[0]
+    assert set(filtered) == allowed and keyword.search(query, 100, docnums,
                                                        deadline=generous)[0] == filtered
     short = Deadline(limit=5.0, expires=next(reads) + 5.0, clock=lambda: float(next(reads)))
     with pytest.raises(SearchTimeoutError):
-        keyword.search(query, 100, allowed, deadline=short)
+        keyword.search(query, 100, docnums, deadline=short)
 
 
 @pytest.mark.parametrize("slow", ["embedding", "keyword"])

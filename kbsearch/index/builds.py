@@ -414,6 +414,7 @@ class LoadedIndex:
     question_vectors: np.ndarray
     dense: object
     keyword: KeywordIndex
+    keyword_docnums: np.ndarray  # each article's document number in the keyword index
 
     def close(self) -> None:
         """Release the keyword index's files."""
@@ -461,6 +462,7 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
     chunk_article = np.array([positions[c["article_id"]] for c in chunk_rows], dtype=np.int64)
     if np.any(np.diff(chunk_article) < 0):
         raise IndexNotFoundError(f"index build {version} is damaged: chunks out of order")
+    keyword = KeywordIndex(folder / "keyword")
     return LoadedIndex(
         version=version,
         path=folder,
@@ -478,5 +480,6 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         question_vectors=np.load(folder / "question_vectors.npy"),
         dense=(load_faiss(folder / DENSE_FILE)
                if manifest.get("dense_index") in ("hnsw", "ivf") else None),
-        keyword=KeywordIndex(folder / "keyword"),
+        keyword=keyword,
+        keyword_docnums=keyword.docnums_of(a.id for a in articles),
     )

@@ -22,14 +22,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from whoosh import index as whoosh_index
 from whoosh import scoring
 from whoosh.fields import ID, TEXT, Schema
-from whoosh.matching import NullMatcher
-from whoosh.reading import TermNotFound
 
 from kbsearch.content.analysis import LANGUAGES, KbAnalyzer, Lexicon, query_term_groups
 from kbsearch.content.articles import Article
@@ -37,6 +36,7 @@ from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import SearchTimeoutError
 from kbsearch.index.deadline import Deadline
+from kbsearch.index.postings import PostingsReader
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
@@ -165,6 +165,7 @@ class KeywordIndex:
         self._ix = whoosh_index.open_dir(str(folder), readonly=True, schema=self._schema)
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
+        self._postings_reader = PostingsReader(self._searcher.reader())
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, bytes], _Postings] = OrderedDict()
         self._cached = 0  # postings in the cache
@@ -177,6 +178,14 @@ class KeywordIndex:
     def close(self) -> None:
         """Release the searcher's files."""
         self._searcher.close()
+
+    def docnums_of(self, article_ids: Iterable[str]) -> np.ndarray:
+        """Return the index's document number of each article id, -1 for one not in it.
+
+        A build maps its article positions once, so that a filtered search hands
+        :meth:`search` document numbers, not a set of ids to look up per query.
+        """
+        return np.array([self._docnums.get(a, -1) for a in article_ids], dtype=np.int64)
 
     def terms(self, query: str, languages: Sequence[str]) -> dict[str, list[tuple[str, ...]]]:
         """Return the analysed query terms per language, a word's synonyms in one group."""
@@ -202,7 +211,8 @@ class KeywordIndex:
     def _postings(self, field_name: str, term: bytes, deadline: Deadline | None) -> _Postings:
         """Return a term's postings in a field with their BM25F scores (call under the lock).
 
-        Read through Whoosh's matcher the first time, then kept: a build never
+        Read from Whoosh's postings the first time (:class:`PostingsReader`, a block at a
+        time), then kept: a build never
         changes, so neither do its scores. A term missing from the field has none, which is
         kept too. At most POSTINGS_CACHE postings are kept (a missing term counts as one),
         the least recently used going first.
@@ -212,22 +222,11 @@ class KeywordIndex:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        docnums: list[int] = []
-        weights: list[float] = []
-        try:
-            matcher = self._searcher.reader().postings(field_name, term)  # scored below
-        except TermNotFound:
-            matcher = NullMatcher()
-        while matcher.is_active():
-            if deadline is not None:
-                deadline.check("keyword")
-            docnums.append(matcher.id())
-            weights.append(matcher.weight())
-            matcher.next()
-        ids = np.array(docnums, dtype=np.int64)
-        postings = _Postings(ids, self._bm25(field_name, term, np.array(weights), ids))
+        check = None if deadline is None else partial(deadline.check, "keyword")
+        ids, weights = self._postings_reader.read(field_name, term, check)
+        postings = _Postings(ids, self._bm25(field_name, term, weights, ids))
         self._cache[key] = postings
-        self._cached += max(1, len(docnums))
+        self._cached += max(1, len(ids))
         while self._cached > POSTINGS_CACHE and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
             self._cached -= max(1, len(dropped.docnums))
@@ -266,7 +265,7 @@ class KeywordIndex:
         best term's, times the field's boost (as a boosted Whoosh Term); the total adds the
         parts in order, as Whoosh's Or does for an index of up to 5,000 documents, so that
         scores equal a Whoosh search's to the last bit (larger indexes: to rounding). The
-        deadline is checked before each part and each posting read from the index.
+        deadline is checked before each part and each block of postings read from the index.
         """
         found = []  # per part: its documents (sorted, distinct) and their best term's score
         for part in parts:
@@ -318,23 +317,26 @@ class KeywordIndex:
         self,
         query: str,
         limit: int,
-        allowed: set[str] | None = None,
+        allowed: np.ndarray | None = None,
         languages: Sequence[str] = LANGUAGES,
         deadline: Deadline | None = None,
     ) -> tuple[list[str], dict[str, KeywordScores]]:
         """Return the top article ids by BM25F, and field scores and term coverage for them.
 
-        Ties are broken by the order of the index, as Whoosh's top-N collector does. With a
-        ``deadline``, raise SearchTimeoutError when it passes, also while waiting for
-        another search to finish with the searcher or between two postings read.
+        ``allowed``, when given, holds the document numbers that may be returned
+        (:meth:`docnums_of`; -1 is ignored). Ties are broken by the order of the index, as
+        Whoosh's top-N collector does. With a ``deadline``, raise SearchTimeoutError when
+        it passes, also while waiting for another search to finish with the searcher or
+        between two blocks of postings read.
         """
         terms = self.terms(query, languages)
         if not any(terms.values()):
             return [], {}
         allow = None
         if allowed is not None:
-            allow = {self._docnums[a] for a in allowed if a in self._docnums}
-            if not allow:
+            allow = np.zeros(len(self._ids), dtype=bool)
+            allow[allowed[allowed >= 0]] = True
+            if not allow.any():
                 return [], {}
         if not self._lock.acquire(timeout=deadline.remaining() if deadline else -1):
             raise SearchTimeoutError("keyword", deadline.limit if deadline else 0.0)
@@ -344,10 +346,8 @@ class KeywordIndex:
             self._lock.release()
         keep = matches.total > 0
         if allow is not None:
-            keep &= np.isin(matches.docnums, np.fromiter(allow, dtype=np.int64))
-        rows = np.flatnonzero(keep)
-        # best total first, ties in index order (as Whoosh's top-N collector breaks them)
-        rows = rows[np.lexsort((matches.docnums[rows], -matches.total[rows]))][:limit]
+            keep &= allow[matches.docnums]
+        rows = _top(np.flatnonzero(keep), matches, limit)
         sizes = {lang: len(groups) for lang, groups in terms.items()}
         ids = [self._ids[int(docnum)] for docnum in matches.docnums[rows]]
         coverage = _coverage(matches.groups, sizes, rows)
@@ -392,6 +392,22 @@ class _Matches:
 
 _NO_DOCS = np.zeros(0, dtype=np.int64)
 _NO_SCORES = np.zeros(0, dtype=np.float64)
+
+
+def _top(rows: np.ndarray, matches: _Matches, limit: int) -> np.ndarray:
+    """Return the ``limit`` rows with the best totals: best first, ties in index order
+    (as Whoosh's top-N collector breaks them).
+
+    Only the rows that can be among them are sorted: those scoring at least the
+    ``limit``-th best total (all of its ties included).
+    """
+    if limit <= 0:
+        return rows[:0]
+    totals = matches.total[rows]
+    if len(rows) > limit:
+        threshold = np.partition(totals, len(totals) - limit)[len(totals) - limit]
+        rows, totals = rows[totals >= threshold], totals[totals >= threshold]
+    return rows[np.lexsort((matches.docnums[rows], -totals))][:limit]
 
 
 def _coverage(

@@ -99,10 +99,8 @@ class KeywordRetriever:
 
     def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
         """Search the keyword index; scores are BM25F overall, per field, and term coverage."""
-        allowed_ids = None if query.everything else {
-            index.articles[i].id for i in np.nonzero(query.allowed)[0]
-        }
-        ids, found = index.keyword.search(query.text, n, allowed_ids, query.languages,
+        allowed = None if query.everything else index.keyword_docnums[query.allowed]
+        ids, found = index.keyword.search(query.text, n, allowed, query.languages,
                                           query.deadline)
         order = tuple(index.positions[a] for a in ids)
         scores = {

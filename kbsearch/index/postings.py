@@ -1,0 +1,118 @@
+"""A term's postings read from Whoosh a block at a time, as NumPy arrays.
+
+Whoosh's matcher interface gives one posting per call (``id()``, ``weight()``, ``next()``
+through a MultiMatcher and a FilterMatcher for each segment). Reading a term that
+100,000 articles contain that way took most of a search at 100k articles. Whoosh's own
+postings format (``whoosh3``) stores them in blocks of up to 128, which are read here
+whole. This relies on the format's matcher (``W3LeafMatcher``) and its block fields, so
+any other matcher (a future format, inlined postings) is read the slow, public way; a test
+compares both ways on every term of an index with several segments and deletions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from whoosh.codec.whoosh3 import W3LeafMatcher
+from whoosh.matching import Matcher
+from whoosh.matching.wrappers import FilterMatcher
+from whoosh.reading import IndexReader
+
+Check = Callable[[], None]  # raises when the search has to stop (a deadline)
+
+
+class PostingsReader:
+    """Reads terms' postings from an open Whoosh reader, segment by segment.
+
+    The segments and their deleted documents are read once: a searcher's reader never
+    changes.
+    """
+
+    def __init__(self, reader: IndexReader) -> None:
+        self._leaves: list[tuple[IndexReader, int, np.ndarray | None]] = []
+        for leaf, offset in reader.leaf_readers():
+            deleted = None
+            if leaf.has_deletions():
+                deleted = np.zeros(leaf.doc_count_all(), dtype=bool)
+                deleted[list(leaf.deleted_docs_set)] = True
+            self._leaves.append((leaf, offset, deleted))
+
+    def read(self, field: str, term: bytes, check: Check | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the documents that contain a term in a field (ascending) and the term's
+        weight (frequency) in each, deleted documents left out; none for a missing term.
+
+        ``check`` is called before each block of postings is read, so that a long read can
+        be stopped.
+        """
+        ids: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        for leaf, offset, deleted in self._leaves:
+            if (field, term) not in leaf:
+                continue
+            matcher = leaf.postings(field, term)
+            if isinstance(matcher, FilterMatcher):  # the deletions, left out below
+                matcher = matcher.child
+                matcher.reset()
+            leaf_ids, leaf_weights = _read_matcher(matcher, check)
+            if deleted is not None:
+                kept = ~deleted[leaf_ids]
+                leaf_ids, leaf_weights = leaf_ids[kept], leaf_weights[kept]
+            ids.append(leaf_ids + offset)
+            weights.append(leaf_weights)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        return np.concatenate(ids), np.concatenate(weights)
+
+
+def _read_matcher(matcher: Matcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return a segment matcher's document numbers and weights, from its first posting."""
+    if type(matcher) is W3LeafMatcher and not matcher._byteids:
+        return _read_blocks(matcher, check)
+    return read_one_by_one(matcher, check)
+
+
+def _read_blocks(matcher: W3LeafMatcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a whoosh3 matcher's blocks as they are stored: per block, the differences of
+    its document numbers (the first one whole) and the weights, or one weight for all
+    (None: 1.0; a float: that float as float32, as Whoosh's ``_read_weights`` makes them).
+    """
+    deltas: list[int] = []
+    weights: list[float] = []
+    lengths: list[int] = []
+    while matcher.is_active():
+        if check is not None:
+            check()
+        matcher._read_data()
+        block_ids, block_weights = matcher._data[0], matcher._data[1]
+        count = matcher._blocklength
+        deltas.extend(block_ids)
+        if block_weights is None:
+            weights.extend([1.0] * count)
+        elif isinstance(block_weights, float):
+            weights.extend([float(np.float32(block_weights))] * count)
+        else:
+            weights.extend(block_weights)
+        lengths.append(count)
+        matcher._next_block()
+    if not lengths:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    sums = np.cumsum(np.array(deltas, dtype=np.int64))
+    ends = np.cumsum(lengths)
+    before = np.concatenate(([0], sums[ends[:-1] - 1]))  # each block counts from zero
+    return sums - np.repeat(before, lengths), np.array(weights, dtype=np.float64)
+
+
+def read_one_by_one(matcher: Matcher, check: Check | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Read any matcher through its public interface, one posting per call."""
+    ids: list[int] = []
+    weights: list[float] = []
+    while matcher.is_active():
+        if check is not None and len(ids) % 128 == 0:
+            check()
+        ids.append(matcher.id())
+        weights.append(matcher.weight())
+        matcher.next()
+    return np.array(ids, dtype=np.int64), np.array(weights, dtype=np.float64)

@@ -1,0 +1,87 @@
+"""Postings read a block at a time equal those read one by one through Whoosh's matchers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from whoosh import index as whoosh_index
+
+from kbsearch.content.analysis import Lexicon
+from kbsearch.content.articles import load_articles
+from kbsearch.errors import SearchTimeoutError
+from kbsearch.index import postings
+from kbsearch.index.deadline import Deadline
+from kbsearch.index.keyword import _document, build_keyword_index, make_schema
+from kbsearch.index.postings import PostingsReader, read_one_by_one
+
+from .conftest import ARTICLES
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A keyword index of the bundled articles in three segments, two with deletions:
+    articles changed and copies added twice, committed without merging (as a reindex
+    may)."""
+    folder = tmp_path_factory.mktemp("segmented")
+    articles = list(load_articles(ARTICLES).articles)
+    lexicon = Lexicon(frozenset())
+    build_keyword_index(folder, articles, lexicon)
+    ix = whoosh_index.open_dir(str(folder), schema=make_schema(lexicon))
+    for round_, changed in enumerate((articles[:5], articles[3:12:2]), start=1):
+        writer = ix.writer()
+        for article in changed:
+            writer.delete_by_term("id", article.id)
+            body = f"{article.body}\n\nStand {round_}: Zählerstand Router Rechnung."
+            writer.add_document(**_document(dataclasses.replace(article, body=body)))
+        for number in range(150 * round_):  # so that some postings fill several blocks
+            copy = articles[number % len(articles)]
+            copy = dataclasses.replace(copy, id=f"copy-{round_}-{number}")
+            writer.add_document(**_document(copy))
+        writer.commit(merge=False)
+    return folder
+
+
+@pytest.mark.parametrize("blocks", [True, False], ids=["blocks", "other-matchers"])
+def test_every_term_reads_the_same_as_one_by_one(segmented: Path, blocks: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every term of every field, in every segment: the same documents (deleted ones left
+    out) and weights as Whoosh's own matcher gives, read a block at a time from whoosh3's
+    matcher and one by one from any other kind."""
+    if not blocks:  # a matcher of another kind than whoosh3's (another codec, say)
+        monkeypatch.setattr(postings, "W3LeafMatcher", type("Other", (), {}))
+    ix = whoosh_index.open_dir(str(segmented), schema=make_schema(Lexicon(frozenset())))
+    with ix.searcher() as searcher:
+        reader = searcher.reader()
+        leaves = list(reader.leaf_readers())
+        assert len(leaves) == 3 and sum(leaf.has_deletions() for leaf, _ in leaves) == 2
+        terms = [(f, t) for f, t in reader.all_terms() if f != "id"]
+        assert len(terms) > 1000
+        postings_reader = PostingsReader(reader)
+        for field, term in terms:
+            ids, weights = postings_reader.read(field, term)
+            matcher = reader.postings(field, term)  # Whoosh's own: deletions filtered
+            expected_ids, expected_weights = read_one_by_one(matcher)
+            assert ids.tolist() == expected_ids.tolist(), (field, term)
+            assert np.all(np.diff(ids) > 0)  # ascending, each document once
+            assert weights.tolist() == expected_weights.tolist(), (field, term)
+        # some postings fill several blocks of 128 in one segment
+        assert max(leaf.doc_frequency(*ft) for leaf, _ in leaves for ft in terms) > 128
+        assert postings_reader.read("body_de", b"no-such-term")[0].size == 0
+
+
+def test_a_long_read_is_stopped_between_blocks(segmented: Path) -> None:
+    ix = whoosh_index.open_dir(str(segmented), schema=make_schema(Lexicon(frozenset())))
+    with ix.searcher() as searcher:
+        reader = searcher.reader()
+        field, term = max(((f, t) for f, t in reader.all_terms() if f != "id"),
+                          key=lambda ft: reader.doc_frequency(*ft))
+        checks = []
+        postings_reader = PostingsReader(reader)
+        postings_reader.read(field, term, lambda: checks.append(1))
+        assert len(checks) >= 3  # a block at least in each segment
+        expired = Deadline(limit=1.0, expires=0.0, clock=lambda: 1.0)
+        with pytest.raises(SearchTimeoutError):
+            postings_reader.read(field, term, lambda: expired.check("keyword"))
