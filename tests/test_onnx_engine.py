@@ -1,0 +1,180 @@
+"""ONNX Runtime's engine: the export, when it may be used, and its vectors against
+sentence-transformers' (the default model exported by scripts/setup.sh, and a tiny random
+model exported here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kbsearch.errors import ModelError
+from kbsearch.index.onnx_engine import (
+    ONNX_DIR,
+    ONNX_SOURCE,
+    OnnxEmbedder,
+    export_onnx,
+    model_layout,
+    onnx_mismatch,
+    onnx_path,
+)
+
+from .conftest import MODEL
+from .test_inference import ENGLISH, GERMAN, LONG, ODD
+
+
+def exported_folder(folder: Path, **source: object) -> Path:
+    """A model folder with the files the checks read: weights, an export and its record
+    (no real model)."""
+    from kbsearch.index.onnx_engine import weights_digest
+
+    (folder / ONNX_DIR).mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    onnx_path(folder).write_bytes(b"graph")
+    stat = (folder / "model.safetensors").stat()
+    record = {"max_tokens": 128, "normalize": True, "weights_size": stat.st_size,
+              "weights_mtime_ns": stat.st_mtime_ns, "weights_sha256": weights_digest(folder),
+              **source}
+    (folder / ONNX_DIR / ONNX_SOURCE).write_text(json.dumps(record), "utf-8")
+    return folder
+
+
+def test_the_export_records_the_pipeline_it_runs(tmp_path: Path) -> None:
+    assert model_layout(exported_folder(tmp_path / "mean")) == (128, True)
+    with pytest.raises(ModelError, match="export the model again"):
+        model_layout(exported_folder(tmp_path / "old", max_tokens=None))
+    with pytest.raises(ModelError, match="cannot read"):
+        model_layout(tmp_path / "missing")
+
+
+def test_only_mean_pooled_transformers_are_exported() -> None:
+    """The pipeline check at export: Transformer, mean pooling over every token, and
+    optionally normalisation; CLS pooling, or mean pooling without the prompt, refused."""
+    from kbsearch.index.onnx_engine import pipeline_layout
+
+    class Transformer:
+        pass
+
+    class Normalize:
+        pass
+
+    class Pooling:
+        def __init__(self, **config: object) -> None:
+            self.config = config
+
+        def get_config_dict(self) -> dict:
+            return self.config
+
+    class Model(list):
+        max_seq_length = 256
+
+    assert pipeline_layout(Model([Transformer(), Pooling(pooling_mode="mean"), Normalize()]),
+                           Path("m")) == (256, True)
+    assert pipeline_layout(Model([Transformer(), Pooling(pooling_mode_mean_tokens=True)]),
+                           Path("m")) == (256, False)
+    for refused in (Model([Transformer(), Pooling(pooling_mode="cls")]),
+                    Model([Transformer(), Pooling(pooling_mode="mean", include_prompt=False)]),
+                    Model([Transformer(), Pooling(pooling_mode_mean_tokens=True,
+                                                  pooling_mode_max_tokens=True)]),
+                    Model([Transformer()])):
+        with pytest.raises(ModelError, match="mean pooling"):
+            pipeline_layout(refused, Path("m"))
+
+
+def test_an_export_of_other_weights_is_not_used(tmp_path: Path) -> None:
+    """No export, or one whose recorded weights differ: the reason names the command;
+    weights that were only touched (same bytes) keep the export usable."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert "kbsearch model export-onnx" in onnx_mismatch(bare)
+    folder = exported_folder(tmp_path / "model")
+    assert onnx_mismatch(folder) == ""
+    os.utime(folder / "model.safetensors", ns=(1, 1))  # touched: the digest decides
+    assert onnx_mismatch(folder) == ""
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert "made from other weights" in onnx_mismatch(folder)
+    with pytest.raises(ModelError, match="made from other weights"):
+        OnnxEmbedder(str(folder))
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """The default model on ONNX Runtime and on sentence-transformers."""
+    from kbsearch.index.embedding import SentenceTransformerEmbedder
+
+    if onnx_mismatch(MODEL):
+        pytest.fail(f"scripts/setup.sh exports the default model: {onnx_mismatch(MODEL)}")
+    return OnnxEmbedder(str(MODEL)), SentenceTransformerEmbedder(str(MODEL))
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("texts", [GERMAN, ENGLISH, LONG, ODD], ids=["de", "en", "long", "odd"])
+def test_onnx_gives_sentence_transformers_vectors(engines, texts: tuple[str, ...]) -> None:
+    """Queries and passages, long texts cut at 512 tokens, odd characters: cosine 0.99999
+    or more (full precision, same tokenizer), the same token counts."""
+    onnx, st = engines
+    for method in ("embed_queries", "embed_passages"):
+        mine, theirs = getattr(onnx, method)(texts), getattr(st, method)(texts)
+        assert mine.shape == theirs.shape == (len(texts), 384) and mine.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-5)
+        assert (mine * theirs).sum(axis=1).min() >= 0.99999, method
+    assert [onnx.count_tokens(t) for t in texts] == [st.count_tokens(t) for t in texts]
+    assert onnx.embed_queries([]).shape == (0, 384)
+
+
+@pytest.mark.model
+def test_onnx_describes_the_same_model_and_answers_threads_alike(engines) -> None:
+    """Name, dimension, prompts and token limit as sentence-transformers (so an index
+    built by either is searched by the other); four threads at once get what one gets."""
+    from kbsearch.index.builds import model_description
+
+    onnx, st = engines
+    assert model_description(onnx) == model_description(st) and onnx.max_tokens == 512
+    texts = GERMAN + ENGLISH
+    expected = onnx.embed_queries(texts)
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(onnx.embed_queries(texts)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for vectors in results:
+        np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_model_is_exported_and_checked(tmp_path: Path) -> None:
+    """A tiny random BERT saved as a sentence-transformers folder (the default model's
+    tokenizer): the export runs on ONNX Runtime with its vectors, and records its weights."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(MODEL / name, base / name)
+    config = BertConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=514, type_vocab_size=1)
+    BertModel(config).save_pretrained(str(base))
+    transformer = models.Transformer(str(base), max_seq_length=64)
+    folder = tmp_path / "tiny"
+    SentenceTransformer(modules=[transformer, models.Pooling(32, "mean"),
+                                 models.Normalize()]).save(str(folder))
+    assert "has no ONNX export" in onnx_mismatch(folder)
+    assert export_onnx(folder) == onnx_path(folder)
+    assert onnx_mismatch(folder) == ""
+    assert sorted(p.name for p in (folder / ONNX_DIR).iterdir()) == ["model.onnx", ONNX_SOURCE]
+    from kbsearch.index.onnx_engine import compare_with_sentence_transformers
+
+    figures = compare_with_sentence_transformers(folder, [*GERMAN, *ENGLISH, *LONG])
+    assert figures["min_cosine"] >= 0.99999
+    assert OnnxEmbedder(str(folder)).max_tokens == 64
