@@ -223,18 +223,21 @@ class SearchService:
                 self._index = open_index(self.index_dir, version)
             return self._index
 
-    def warm_up(self) -> None:
+    def warm_up(self, before_fork: bool = False) -> None:
         """Load the model, the index and the language detector now, not on a first request.
 
-        ``kbsearch serve`` calls it before gunicorn forks, so every worker, a replaced one
-        too, starts with them loaded. Where numpy's BLAS threads spin after each product
-        (numpy was imported before kbsearch, see ``kbsearch/__init__.py``), it keeps BLAS on
-        the calling thread, so that they do not take the cores of the next embedding.
+        ``kbsearch serve`` calls it before gunicorn forks (``before_fork``), so every worker,
+        a replaced one too, starts with them loaded, and again in each worker: an engine
+        whose threads do not survive fork (ONNX Runtime, ``per_process``) is loaded there
+        only. Where numpy's BLAS threads spin after each product (numpy was imported before
+        kbsearch, see ``kbsearch/__init__.py``), it keeps BLAS on the calling thread, so that
+        they do not take the cores of the next embedding.
         """
         if not BLAS_THREADS_SLEEP:
             threadpool_limits(limits=1, user_api="blas")
         self.index()
-        self.embedder.embed_queries(["warm-up"])
+        if not (before_fork and getattr(self.embedder, "per_process", False)):
+            self.embedder.embed_queries(["warm-up"])
         detect_language("warm up the language detector")
 
     def _visible(self, index: LoadedIndex, visibility: str) -> np.ndarray:

@@ -37,7 +37,8 @@ def exported_folder(folder: Path, **source: object) -> Path:
     (folder / "model.safetensors").write_bytes(b"weights")
     onnx_path(folder).write_bytes(b"graph")
     stat = (folder / "model.safetensors").stat()
-    record = {"max_tokens": 128, "normalize": True, "weights_size": stat.st_size,
+    record = {"max_tokens": 128, "normalize": True, "dimension": 8,
+              "weights_size": stat.st_size,
               "weights_mtime_ns": stat.st_mtime_ns, "weights_sha256": weights_digest(folder),
               **source}
     (folder / ONNX_DIR / ONNX_SOURCE).write_text(json.dumps(record), "utf-8")
@@ -45,7 +46,7 @@ def exported_folder(folder: Path, **source: object) -> Path:
 
 
 def test_the_export_records_the_pipeline_it_runs(tmp_path: Path) -> None:
-    assert model_layout(exported_folder(tmp_path / "mean")) == (128, True)
+    assert model_layout(exported_folder(tmp_path / "mean")) == (128, True, 8)
     with pytest.raises(ModelError, match="export the model again"):
         model_layout(exported_folder(tmp_path / "old", max_tokens=None))
     with pytest.raises(ModelError, match="cannot read"):
@@ -178,3 +179,51 @@ def test_a_model_is_exported_and_checked(tmp_path: Path) -> None:
     figures = compare_with_sentence_transformers(folder, [*GERMAN, *ENGLISH, *LONG])
     assert figures["min_cosine"] >= 0.99999
     assert OnnxEmbedder(str(folder)).max_tokens == 64
+
+
+@pytest.mark.model
+def test_a_forked_process_makes_its_own_session(engines) -> None:
+    """ONNX Runtime's threads do not survive fork: a gunicorn worker forked from a master
+    that had loaded the session makes its own on first use (the inherited one is kept,
+    never closed) and gets the same vectors."""
+    onnx, _ = engines
+    expected = onnx.embed_queries(GERMAN)
+    assert onnx.loaded
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's teardown
+        try:
+            fresh = not onnx.loaded
+            vectors = onnx.embed_queries(GERMAN)
+            report = {"fresh": fresh, "loaded": onnx.loaded, "inherited": len(onnx._inherited),
+                      "same": bool(np.allclose(vectors, expected, atol=1e-6))}
+            os.write(write, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        report = json.loads(pipe.read())
+    assert report == {"fresh": True, "loaded": True, "inherited": 1, "same": True}
+    assert onnx.loaded and not onnx._inherited  # the parent keeps its own
+
+
+def test_the_master_leaves_a_per_process_engine_to_its_workers(tmp_path, sample_index) -> None:
+    """``kbsearch serve`` warms up before forking: an engine loaded per process (ONNX
+    Runtime) is not used then, only by each worker's own warm-up."""
+    from .conftest import service_over
+    from .fakes import FakeEmbedder
+
+    class PerProcess(FakeEmbedder):
+        per_process = True
+        calls = 0
+
+        def embed_queries(self, texts):
+            PerProcess.calls += 1
+            return super().embed_queries(texts)
+
+    service = service_over(tmp_path, sample_index, PerProcess())
+    service.warm_up(before_fork=True)
+    assert PerProcess.calls == 0
+    service.warm_up()
+    assert PerProcess.calls == 1

@@ -118,10 +118,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from kbsearch.service import SearchService
 
     service = SearchService(load_settings())
-    service.warm_up()
+    service.warm_up(before_fork=True)
     app = create_app(search_service=service)
     click.echo(f"kbsearch serving on http://{host}:{port}/", err=True)
-    run_gunicorn(app, host, port, workers, threads)
+    run_gunicorn(app, host, port, workers, threads, worker_init=service.warm_up)
 
 
 @main.command(name="eval")

