@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from kbsearch import BLAS_THREADS_SLEEP
 from kbsearch.config import Settings
 from kbsearch.content.analysis import LANGUAGES, detect_language
-from kbsearch.content.articles import Article, article_url
+from kbsearch.content.articles import Article, article_url, family
 from kbsearch.content.redaction import Redactor
 from kbsearch.content.snippets import article_snippet
 from kbsearch.content.visibility import Caller, may_see
@@ -45,6 +45,7 @@ from kbsearch.index.retrieval import (
 )
 from kbsearch.index.vector_cache import VectorCache
 from kbsearch.queries import check_search
+from kbsearch.ranking.families import one_per_family
 from kbsearch.ranking.memory import match_editor_questions
 from kbsearch.ranking.scoring import (
     FEATURES,
@@ -77,6 +78,7 @@ class Result:
     hit: Hit
     article: Article
     snippet: str
+    translations: tuple[Article, ...] = ()  # the article's other languages, left out
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ class SearchResponse:
                     "category": r.article.category,
                     "tags": list(r.article.tags),
                     "updated": r.article.updated.isoformat() if r.article.updated else None,
+                    "translations": [
+                        {"id": t.id, "title": t.title, "language": t.language,
+                         "url": article_url(t.id)} for t in r.translations],
                 }
                 for r in self.results
             ],
@@ -355,11 +360,19 @@ class SearchService:
         query_vector = self.query_vector(request.query)
         deadline.check("embedding")  # not stoppable, but as long as a query may be
         candidates = self.candidates(index, request, query_vector, ranker, deadline)
-        hits = self.rank(candidates, request.mode, request.k, ranker)
+        hits = self.rank(candidates, request.mode, len(candidates.ids), ranker)
+        shown = [index.articles[index.positions[hit.id]] for hit in hits]
+        hits = one_per_family(hits, [family(a) for a in shown], [a.language for a in shown],
+                              lambda: request.language or detect_language(request.query),
+                              )[:request.k]
+        visible = self._visible(index, request.visibility)
         results = []
         for hit in hits:
             article = index.articles[index.positions[hit.id]]
-            results.append(Result(hit, article, article_snippet(article, request.query)))
+            others = tuple(index.articles[p] for p in index.families[family(article)]
+                           if visible[p] and index.articles[p].id != article.id)
+            results.append(Result(hit, article, article_snippet(article, request.query),
+                                  others))
         search_id = uuid.uuid4().hex
         owner = (caller.key_id if caller is not None else None) or ""
         response = SearchResponse(

@@ -35,6 +35,15 @@ class Error(Answer):
     error: ErrorDetail
 
 
+class Translation(Answer):
+    """The same article in another language: left out of the results, linked from them."""
+
+    id: str
+    title: str
+    language: str
+    url: str
+
+
 class Hit(Answer):
     """One search result."""
 
@@ -48,6 +57,9 @@ class Hit(Answer):
     category: str
     tags: list[str]
     updated: str | None = Field(description="ISO date of the last update")
+    translations: list[Translation] = Field(
+        description="The article in other languages; a list has one article of each "
+                    "translation family, in the requested or the query's language")
 
 
 class SearchResults(Answer):

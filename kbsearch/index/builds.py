@@ -51,7 +51,7 @@ import numpy as np
 
 from kbsearch import __version__
 from kbsearch.content.analysis import Lexicon
-from kbsearch.content.articles import Article, load_articles
+from kbsearch.content.articles import Article, family, load_articles
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import (
     ArticleError,
@@ -415,6 +415,7 @@ class LoadedIndex:
     dense: object
     keyword: KeywordIndex
     keyword_docnums: np.ndarray  # each article's document number in the keyword index
+    families: dict[str, tuple[int, ...]]  # translation family -> its articles' positions
 
     def close(self) -> None:
         """Release the keyword index's files."""
@@ -482,4 +483,13 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
                if manifest.get("dense_index") in ("hnsw", "ivf") else None),
         keyword=keyword,
         keyword_docnums=keyword.docnums_of(a.id for a in articles),
+        families=translation_families(articles),
     )
+
+
+def translation_families(articles: Sequence[Article]) -> dict[str, tuple[int, ...]]:
+    """Return the positions of each translation family's articles, by the original's id."""
+    members: dict[str, list[int]] = {}
+    for position, article in enumerate(articles):
+        members.setdefault(family(article), []).append(position)
+    return {key: tuple(positions) for key, positions in members.items()}

@@ -9,27 +9,28 @@ probable member. The others are linked from the kept one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from kbsearch.ranking.scoring import Hit
 
 
 def one_per_family(
-    hits: Sequence[Hit], family: Mapping[str, str], language: Mapping[str, str],
-    preferred: str | None,
+    hits: Sequence[Hit], families: Sequence[str], languages: Sequence[str],
+    preferred: Callable[[], str | None],
 ) -> list[Hit]:
     """Keep one hit per family, in the order of ``hits`` (best first).
 
-    ``family`` maps an article id to its family (the original's id; an id it does not
-    know is a family of its own), ``language`` an id to its language. A family's member
-    in the ``preferred`` language is kept where it is among the hits, with its own
-    probability; else the family's first hit.
+    ``families`` and ``languages`` give each hit's family (its original's id) and language.
+    A family's member in the ``preferred`` language (asked for only where a family has two
+    or more hits) is kept, with its own probability; else the family's first hit.
     """
-    chosen: dict[str, Hit] = {}
-    for hit in hits:
-        key = family.get(hit.id, hit.id)
+    if len(set(families)) == len(hits):
+        return list(hits)
+    language = preferred()
+    chosen: dict[str, int] = {}
+    for row, key in enumerate(families):
         kept = chosen.get(key)
-        if kept is None or (language.get(hit.id) == preferred != language.get(kept.id)):
-            chosen[key] = hit
-    keep = {id(hit) for hit in chosen.values()}
-    return [hit for hit in hits if id(hit) in keep]
+        if kept is None or (languages[row] == language != languages[kept]):
+            chosen[key] = row
+    keep = set(chosen.values())
+    return [hit for row, hit in enumerate(hits) if row in keep]
