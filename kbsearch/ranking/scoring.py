@@ -427,13 +427,14 @@ def rank(
         key=lambda i: (-probs[i], -score[i], -candidates.dense[i], candidates.ids[i]),
     )
     hits: list[Hit] = []
+    rows = np.round(matrix, 6).tolist()  # once for all candidates, not per feature and hit
     for i in order:
         if eligible is not None and not eligible[i]:
             continue
         if probs[i] < min_probability:
             break
-        features = {name: round(float(matrix[i, j]), 6) for j, name in enumerate(FEATURES)}
-        hits.append(Hit(candidates.ids[i], float(probs[i]), features))
+        hits.append(Hit(candidates.ids[i], float(probs[i]), dict(zip(FEATURES, rows[i],
+                                                                       strict=True))))
         if len(hits) == k:
             break
     return hits
