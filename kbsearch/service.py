@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from kbsearch import BLAS_THREADS_SLEEP
 from kbsearch.config import Settings
-from kbsearch.content.analysis import LANGUAGES, detect_language
+from kbsearch.content.analysis import LANGUAGES, confident_language, detect_language
 from kbsearch.content.articles import Article, article_url, family
 from kbsearch.content.redaction import Redactor
 from kbsearch.content.snippets import article_snippet
@@ -363,7 +363,7 @@ class SearchService:
         hits = self.rank(candidates, request.mode, len(candidates.ids), ranker)
         shown = [index.articles[index.positions[hit.id]] for hit in hits]
         hits = one_per_family(hits, [family(a) for a in shown], [a.language for a in shown],
-                              lambda: request.language or detect_language(request.query),
+                              lambda: request.language or confident_language(request.query),
                               )[:request.k]
         visible = self._visible(index, request.visibility)
         results = []

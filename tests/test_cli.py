@@ -431,3 +431,47 @@ def test_callbacks_list_and_done(tmp_path):
     assert malformed.exit_code == 1 and "not of the form RR-XXXXXX" in malformed.output
     assert "no done callback requests" in run(
         ["callbacks", "list", "--status", "done"], env).output
+
+
+def test_index_calibrates_on_the_judged_queries_beside_the_articles(tmp_path, fake_model):
+    """``kbsearch index`` refits the calibration on the knowledge base's own judgments.tsv
+    (beside its articles) once per build content and judgments file, keeps it only if not
+    worse, and reports an invalid judgments file (exit status 2, the build kept)."""
+    from .conftest import ARTICLES
+
+    kb = tmp_path / "kb"
+    shutil.copytree(ARTICLES, kb)
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_ARTICLES": str(kb),
+           "KBSEARCH_INDEX": str(tmp_path / "idx"),
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "w")}
+    first = run(["index", "-q"], env)
+    assert first.exit_code == 0, first.output
+    assert "calibration on 62 judged queries in judgments.tsv: promoted" in first.output
+    listed = json.loads(run(["weights", "list", "--json"], env).stdout)
+    assert listed[-1]["current"] and listed[-1]["status"] == "promoted"
+    document = json.loads((tmp_path / "w" / f"{listed[-1]['version']}.json").read_text())
+    assert set(document["report"]["calibrated_for"]) == {"judgments_sha256", "index_sha256"}
+    again = run(["index", "-q"], env)  # nothing changed: a new build of the same index
+    assert "calibration: already fitted" in again.output
+    assert len(json.loads(run(["weights", "list", "--json"], env).stdout)) == len(listed)
+    skipped = run(["index", "-q", "--no-calibrate"], env)
+    assert "calibration" not in skipped.output
+    with (kb / "judgments.tsv").open("a", encoding="utf-8") as judgments:
+        judgments.write("wie melde ich den zählerstand\tgibt-es-nicht\n")
+    bad = run(["index", "-q"], env)
+    assert bad.exit_code == 2 and "judgments.tsv:" in bad.output and "gibt-es-nicht" in bad.output
+    assert "index " in bad.output  # the build itself went through
+
+
+def test_the_judgments_follow_the_articles_folder(tmp_path):
+    from kbsearch.config import load_settings
+    from kbsearch.learning.calibration import judgments_file
+
+    bundled = load_settings(environ={})
+    assert judgments_file(bundled) == bundled.home / "articles" / "judgments.tsv"
+    elsewhere = load_settings(environ={"KBSEARCH_ARTICLES": str(tmp_path / "kb")})
+    assert judgments_file(elsewhere) == tmp_path / "kb" / "judgments.tsv"
+    chosen = load_settings(environ={"KBSEARCH_ARTICLES": str(tmp_path / "kb"),
+                                    "KBSEARCH_JUDGMENTS": str(tmp_path / "j.tsv")})
+    assert judgments_file(chosen) == tmp_path / "j.tsv"

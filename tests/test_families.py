@@ -91,3 +91,17 @@ def test_an_internal_translation_is_linked_only_for_agents(tmp_path, fake_embedd
         ids = [r.article.id for r in response.results]
         assert ids[0] == "router-stoerung" and "router-stoerung-en" not in ids
         assert [t.id for t in response.results[0].translations] == linked
+
+
+def test_an_unclear_query_language_keeps_the_most_probable_member(sample_service) -> None:
+    """"Router blinkt" reads as English at 0.52: too unclear to decide, so the family's
+    most probable article is kept (the German one here), not the English twin."""
+    from kbsearch.content.analysis import confident_language
+
+    assert confident_language("Router blinkt") is None
+    assert confident_language("mein internet ist weg") == "de"
+    assert confident_language("Zählerstand") == "de"  # umlauts decide
+    assert confident_language("my internet is down") == "en"
+    ranked = sample_service.search("Router blinkt", k=10, log=False).results
+    ids = [r.article.id for r in ranked]
+    assert ("router-stoerung" in ids) != ("router-stoerung-en" in ids)

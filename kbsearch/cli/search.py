@@ -12,7 +12,8 @@ import click
 from kbsearch.config import HOME_VARIABLE, SETTINGS, load_settings
 
 if TYPE_CHECKING:
-    pass
+    from kbsearch.config import Settings
+    from kbsearch.index.embedding import Embedder
 
 from kbsearch.cli.base import MODE_CHOICES, _settings, friendly_errors, index_options, main
 
@@ -21,15 +22,22 @@ from kbsearch.cli.base import MODE_CHOICES, _settings, friendly_errors, index_op
 @index_options
 @click.option("--strict", is_flag=True, help="Fail, building nothing, if any article is invalid.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Refit the probabilities' calibration on the knowledge base's judged "
+                   "queries (judgments.tsv) after the build; kept only if better.")
 @friendly_errors
 def index(
-    articles_dir: Path | None, index_dir: Path | None, strict: bool, quiet: bool
+    articles_dir: Path | None, index_dir: Path | None, strict: bool, quiet: bool,
+    calibrate: bool,
 ) -> None:
     """Build or update the index from the Markdown articles.
 
     Only new or changed text is embedded again; the new build becomes current atomically,
     and a failed build leaves the current one serving. Invalid articles are reported and
-    skipped (exit status 2 when any was skipped), or fail the build with --strict.
+    skipped (exit status 2 when any was skipped), or fail the build with --strict. Then,
+    where the knowledge base has judged queries, the calibration is refitted on them by
+    cross-fitting and kept only if its error is not worse (exit status 2 when the
+    judgments file is invalid).
     """
     from kbsearch.index.builds import build_index
     from kbsearch.service import default_embedder
@@ -53,8 +61,48 @@ def index(
         + ("synonyms changed; " if report.synonyms_changed else "")
         + f"{report.seconds:.1f} s"
     )
-    if report.errors:
+    calibrated = _calibrate_on_judgments(settings, embedder) if calibrate else True
+    if report.errors or not calibrated:
         sys.exit(2)
+
+
+def _calibrate_on_judgments(settings: Settings, embedder: Embedder) -> bool:
+    """Refit the calibration on the judged queries for the current build, once per build
+    and judgments file; print what happened. Return False when the judgments are invalid.
+    """
+    from kbsearch.errors import DatasetError
+    from kbsearch.learning.calibration import (
+        calibrate_on_judgments,
+        calibrated_for,
+        calibration_stamp,
+        judgments_file,
+    )
+    from kbsearch.learning.evaluation import JudgedQueries, load_judgments
+    from kbsearch.learning.train import TrainingError
+    from kbsearch.service import SearchService
+
+    path = judgments_file(settings)
+    if not path.is_file():
+        return True
+    service = SearchService(settings, embedder=embedder)
+    stamp = calibration_stamp(path, service.index().manifest)
+    done = calibrated_for(service.weights, stamp)
+    if done is not None:
+        click.echo(f"calibration: already fitted for this build and {path.name} ({done})")
+        return True
+    try:
+        judged = JudgedQueries(service, load_judgments(
+            path, [a.id for a in service.index().articles]))
+        outcome = calibrate_on_judgments(service.weights, judged, stamp=stamp)
+    except DatasetError as exc:
+        click.secho(f"calibration skipped: {exc}", fg="yellow", err=True)
+        return False
+    except TrainingError as exc:
+        click.echo(f"calibration skipped: {exc}")
+        return True
+    click.echo(f"calibration on {outcome.report['judged_queries']} judged queries in "
+               f"{path.name}: {outcome.reason} ({outcome.version})")
+    return True
 
 
 @main.command()

@@ -392,6 +392,15 @@ def detect_language(text: str, default: str = "de") -> str:
     return label if label in LANGUAGES else default
 
 
+def confident_language(text: str, confidence: float = 0.8) -> str | None:
+    """Return a text's language where it is clear (umlauts, or the identifier at least
+    ``confidence`` sure), else None: "Router blinkt" reads as English at 0.52."""
+    if re.search(r"[äöüßÄÖÜ]", text):
+        return "de"
+    label, probability = _identifier().classify(text)
+    return label if label in LANGUAGES and probability >= confidence else None
+
+
 @functools.cache
 def _identifier():  # noqa: ANN202 - py3langid has no types
     from py3langid.langid import MODEL_FILE, LanguageIdentifier

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from kbsearch.config import SETTINGS, Settings
 from kbsearch.learning.fitting import JudgedQuery, fit_calibration, query_folds
 from kbsearch.learning.metrics import expected_calibration_error
 from kbsearch.learning.train import JudgedSource, TrainingError, TrainOutcome
@@ -18,7 +22,7 @@ from kbsearch.ranking.scoring import (
     calibrate,
     scores,
 )
-from kbsearch.ranking.versions import Ranker, WeightsStore
+from kbsearch.ranking.versions import DEFAULT_VERSION, Ranker, WeightsStore
 
 
 def cross_fitted_ece(
@@ -46,15 +50,51 @@ def cross_fitted_ece(
     return expected_calibration_error(probabilities, outcomes)
 
 
+def judgments_file(settings: Settings) -> Path:
+    """Return the knowledge base's judged queries: KBSEARCH_JUDGMENTS, whose default lies
+    in the bundled articles folder, so a knowledge base elsewhere (KBSEARCH_ARTICLES) has
+    its own ``judgments.tsv`` beside its articles."""
+    default = settings.home / next(s.default for s in SETTINGS if s.name == "judgments")
+    bundled = settings.home / next(s.default for s in SETTINGS if s.name == "articles")
+    if settings.judgments == default and settings.articles != bundled:
+        return settings.articles / default.name
+    return settings.judgments
+
+
+def calibration_stamp(judgments: Path, manifest: Mapping[str, object]) -> dict[str, str]:
+    """Return what a calibration on judged queries was made for: the judgments' bytes and
+    what the features they were scored with depend on in the index build's manifest (the
+    model, the parameters, the synonyms, every article's content), not its version: a
+    reindex that changed nothing publishes a new version of the same index."""
+    content = {key: manifest.get(key) for key in
+               ("model", "parameters", "synonyms", "content_hashes")}
+    return {"judgments_sha256": hashlib.sha256(judgments.read_bytes()).hexdigest(),
+            "index_sha256": hashlib.sha256(json.dumps(content, sort_keys=True, default=str)
+                                           .encode()).hexdigest()}
+
+
+def calibrated_for(weights: WeightsStore, stamp: Mapping[str, str]) -> str | None:
+    """Return the weights version already calibrated for ``stamp`` (promoted or rejected),
+    so that a reindex that changed nothing does not calibrate again; None if none was."""
+    for info in reversed(weights.list()):
+        if info.version == DEFAULT_VERSION:
+            continue
+        report = weights.document(info.version).get("report", {})
+        if isinstance(report, dict) and report.get("calibrated_for") == dict(stamp):
+            return info.version
+    return None
+
+
 def calibrate_on_judgments(
-    weights: WeightsStore, judged: JudgedSource, folds: int = 5
+    weights: WeightsStore, judged: JudgedSource, folds: int = 5,
+    stamp: Mapping[str, str] | None = None,
 ) -> TrainOutcome:
     """Refit the hybrid calibration on the judged queries alone; promote it if it is better.
 
     The current and the refitted calibration are compared by cross-fitted ECE over the
     judged queries (each fold calibrated on the others). The new version keeps the current
-    weights, learned questions and helpfulness. Raises TrainingError when the judgments
-    are too few to cross-fit.
+    weights, learned questions and helpfulness; ``stamp`` (:func:`calibration_stamp`) is
+    kept in its report. Raises TrainingError when the judgments are too few to cross-fit.
     """
     current = weights.load()
     hybrid = current.model.for_mode("hybrid")
@@ -79,6 +119,8 @@ def calibrate_on_judgments(
         "judged_queries": len(queries),
         "ece_cross_fitted": {"current": round(before, 4), "new": round(after, 4)},
     }
+    if stamp is not None:
+        report["calibrated_for"] = dict(stamp)
     version = weights.save(Ranker("", model, current.questions, current.helpfulness),
                            current.version, report)
     if after > before:

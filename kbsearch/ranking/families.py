@@ -3,8 +3,9 @@
 A German article and its English translation answer the same question, so a list that
 shows both wastes a place and reads as two answers ("mein internet ist weg" used to get
 ``router-stoerung`` and ``router-stoerung-en``). The member in the searcher's language is
-kept (the requested language, else the query's); where the list has none in it, the most
-probable member. The others are linked from the kept one.
+kept (the requested language, else the query's where it is clear); where the list has
+none in it, or the query's language is unclear, the most probable member. The others
+are linked from the kept one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def one_per_family(
 
     ``families`` and ``languages`` give each hit's family (its original's id) and language.
     A family's member in the ``preferred`` language (asked for only where a family has two
-    or more hits) is kept, with its own probability; else the family's first hit.
+    or more hits; None where it is unclear) is kept, with its own probability; else the
+    family's first hit.
     """
     if len(set(families)) == len(hits):
         return list(hits)
