@@ -1,14 +1,18 @@
 #!/usr/bin/env python
 """Fit the shipped ranking weights on judged BEIR sets and report held-out figures.
 
-Usage: scripts/fit_weights.py [DATASET_DIR ...] [--folds 5] [--write | --out FILE] [--json]
+Usage: scripts/fit_weights.py [DATASET_DIR ...] [--sample] [--folds 5] [--leave-one-out]
+       [--write | --out FILE] [--json]
 
 Each dataset is scored by cross-validation over its queries: a fold is ranked by weights
 fitted on the other folds of that dataset plus all other datasets, so no query is scored by
-weights that saw it. With --write, weights fitted on every query of every dataset (each
-dataset weighted equally) replace kbsearch/weights/default.json; with --out FILE they go to
-FILE instead. Retrieval results are cached under build/fit-cache/ (delete it after changing
-retrieval or features).
+weights that saw it. With --leave-one-out, each dataset is instead ranked by weights and
+calibration fitted on the other datasets alone, as a customer's own knowledge base meets
+the shipped weights. --sample adds the bundled knowledge base with its judged queries
+(articles/judgments.tsv) as one more dataset. With --write, weights fitted on every query of
+every dataset (each dataset weighted equally) replace kbsearch/weights/default.json; with
+--out FILE they go to FILE instead. Retrieval results are cached under build/fit-cache/
+(delete it after changing retrieval or features).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kbsearch.config import load_settings
+from kbsearch.config import Settings, load_settings
+from kbsearch.index.embedding import Embedder
 from kbsearch.learning.evaluation import (
     collect_candidates,
     index_dataset,
@@ -45,6 +50,30 @@ def collect(folder: Path, settings, embedder) -> dict:
         service = SearchService(settings.replace(index=Path(tmp)), embedder=embedder)
         judged = collect_candidates(service, dataset, progress=True)
     return {"name": dataset.name, "judged": judged}
+
+
+def collect_sample(settings: Settings, embedder: Embedder) -> dict:
+    """Index the bundled knowledge base and return its judged queries' candidates."""
+    from kbsearch.content.articles import load_articles
+    from kbsearch.index.builds import build_from_articles
+    from kbsearch.index.retrieval import SearchRequest
+    from kbsearch.learning.evaluation import Judged, load_judgments
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "index"
+        build_from_articles(list(load_articles(settings.articles).articles), index, embedder,
+                            chunk_tokens=settings.chunk_tokens,
+                            exact_limit=settings.exact_limit)
+        service = SearchService(settings.replace(
+            index=index, weights_dir=Path(tmp) / "w", feedback_db=Path(tmp) / "f.sqlite3"),
+            embedder=embedder)
+        loaded = service.index()
+        judgments = load_judgments(settings.judgments, [a.id for a in loaded.articles])
+        vectors = embedder.embed_queries([j.query for j in judgments])
+        judged = [Judged(f"j{j.line}", service.candidates(
+            loaded, SearchRequest(j.query, k=100, visibility="internal"), vector),
+            j.relevant) for j, vector in zip(judgments, vectors, strict=True)]
+    return {"name": "sample", "judged": judged}
 
 
 def held_out_rankings(test, model, mode: str) -> dict[str, list[tuple[str, float]]]:
@@ -73,26 +102,39 @@ def main() -> int:
                              "(e.g. weights that never saw one set, for scripts/"
                              "simulate_feedback.py --start-weights)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--sample", action="store_true",
+                        help="add the bundled knowledge base's judged queries as a dataset")
+    parser.add_argument("--leave-one-out", action="store_true",
+                        help="rank each dataset with weights fitted on the others only")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "fit-cache")
     args = parser.parse_args()
 
     settings = load_settings()
     embedder = None
     data = []
-    for folder in args.datasets:
+    for folder in [*args.datasets, *([Path("sample")] if args.sample else [])]:
         cache = args.cache / f"{folder.name}.npy"
         if cache.exists():
             data.append(np.load(cache, allow_pickle=True).item())
             continue
         embedder = embedder or default_embedder(settings)
-        collected = collect(folder, settings, embedder)
+        collected = (collect_sample(settings, embedder) if folder == Path("sample")
+                     else collect(folder, settings, embedder))
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, np.array(collected, dtype=object), allow_pickle=True)
         data.append(collected)
 
     rng = np.random.default_rng(7)
     report: dict[str, dict] = {}
-    for d in data:
+    for d in data if args.leave_one_out else []:
+        others = [q for o in data if o is not d
+                  for q in training_set(o["judged"], 1 / len(o["judged"]))]
+        qrels = {j.query_id: dict.fromkeys(j.relevant, 1) for j in d["judged"]}
+        report[d["name"]] = {"queries": len(d["judged"]), "modes": {
+            mode: score_rankings(held_out_rankings(
+                d["judged"], fit_mode(others, MODE_FEATURES[mode], args.l2, args.kind), mode),
+                qrels) for mode in MODES}}
+    for d in [] if args.leave_one_out else data:
         judged = d["judged"]
         folds = rng.permutation(len(judged)) % args.folds
         others = [
@@ -111,8 +153,9 @@ def main() -> int:
             report[d["name"]]["modes"][mode] = score_rankings(held, qrels)
 
     for name, r in report.items():
-        print(f"\n{name} ({r['queries']} queries, {args.folds}-fold cross-validated)",
-              file=sys.stderr)
+        how = ("fitted on the other datasets only" if args.leave_one_out
+               else f"{args.folds}-fold cross-validated")
+        print(f"\n{name} ({r['queries']} queries, {how})", file=sys.stderr)
         for mode, m in r["modes"].items():
             print(f"  {mode:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()),
                   file=sys.stderr)
