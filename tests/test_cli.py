@@ -475,3 +475,47 @@ def test_the_judgments_follow_the_articles_folder(tmp_path):
     chosen = load_settings(environ={"KBSEARCH_ARTICLES": str(tmp_path / "kb"),
                                     "KBSEARCH_JUDGMENTS": str(tmp_path / "j.tsv")})
     assert judgments_file(chosen) == tmp_path / "j.tsv"
+
+
+def test_judge_records_what_the_editor_types(tmp_path, sample_index, fake_model):
+    """Each query with its top candidates; the numbers typed are appended at once as
+    'query<TAB>ids'; Enter records nothing, 's' skips, bad input is asked again, 'q'
+    stops; queries already judged are not asked again; the log is the default source."""
+    judgments = tmp_path / "judgments.tsv"
+    judgments.write_text("# judged\nrouter blinkt rot\trouter-stoerung", "utf-8")  # no \\n
+    queries = tmp_path / "queries.txt"
+    queries.write_text("# to judge\nRouter  blinkt ROT\nZählerstand melden\n"
+                       "Lastschrift ändern\nwo ist mein paket\nAbschlag ändern\n"
+                       "Rufnummer mitnehmen\n", "utf-8")
+    env = {"KBSEARCH_MODEL": str(MODEL), "KBSEARCH_INDEX": str(sample_index),
+           "KBSEARCH_FEEDBACK_DB": str(tmp_path / "f.sqlite3"),
+           "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "w")}
+    args = ["judge", "--from", str(queries), "--judgments", str(judgments), "-k", "3"]
+    # Zählerstand: 9 is out of range, then 1 and 2; Lastschrift: none; paket: skip;
+    # Abschlag: 1; then quit before Rufnummer
+    result = CliRunner().invoke(main, args, env=env, input="9\n1, 2\n\ns\n1\nq\n")
+    assert result.exit_code == 0, result.output
+    assert "Router" not in result.output.split("[1/")[1].splitlines()[0]  # judged already
+    assert "type numbers from 1 to 3" in result.output
+    assert "recorded 2 judged queries" in result.output
+    lines = judgments.read_text("utf-8").splitlines()
+    assert lines[:2] == ["# judged", "router blinkt rot\trouter-stoerung"]
+    added = dict(line.split("\t") for line in lines[2:])
+    assert list(added) == ["Zählerstand melden", "Abschlag ändern"]
+    assert len(added["Zählerstand melden"].split(",")) == 2
+    from kbsearch.learning.evaluation import load_judgments
+
+    assert len(load_judgments(judgments)) == 3  # the file stays valid
+    both = CliRunner().invoke(main, [*args, "--gaps"], env=env)
+    assert both.exit_code == 2 and "choose one source" in both.output
+    from kbsearch.service import SearchService
+
+    from .conftest import make_settings
+
+    service = SearchService(make_settings(tmp_path, index=sample_index,
+                                          feedback_db=tmp_path / "f.sqlite3"))
+    for query in ("Gasgeruch", "gasgeruch", "Umzug melden"):
+        service.search(query)
+    logged = CliRunner().invoke(main, ["judge", "--judgments", str(judgments), "-k", "2"],
+                                env=env, input="q\n")
+    assert "[1/2] Gasgeruch" in logged.output  # most frequent first, as most often typed

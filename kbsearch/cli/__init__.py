@@ -7,6 +7,7 @@ from kbsearch.cli import (  # noqa: F401 - registers the commands
     admin,
     analytics,
     editors,
+    judge,
     learning,
     search,
 )
