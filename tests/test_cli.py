@@ -447,7 +447,8 @@ def test_index_calibrates_on_the_judged_queries_beside_the_articles(tmp_path, fa
            "KBSEARCH_WEIGHTS_DIR": str(tmp_path / "w")}
     first = run(["index", "-q"], env)
     assert first.exit_code == 0, first.output
-    assert "calibration on 62 judged queries in judgments.tsv: promoted" in first.output
+    assert ("calibration on 62 judged queries (62 in judgments.tsv, 0 agents' verdicts): "
+            "promoted") in first.output
     listed = json.loads(run(["weights", "list", "--json"], env).stdout)
     assert listed[-1]["current"] and listed[-1]["status"] == "promoted"
     document = json.loads((tmp_path / "w" / f"{listed[-1]['version']}.json").read_text())

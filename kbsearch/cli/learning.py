@@ -72,25 +72,34 @@ def train(judgments: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @friendly_errors
 def calibrate(folds: int, as_json: bool) -> None:
-    """Calibrate the probabilities on the knowledge base's judged queries (KBSEARCH_JUDGMENTS).
+    """Calibrate the probabilities on the knowledge base's judged queries (KBSEARCH_JUDGMENTS)
+    and the agents' verdicts (results an agent key marked resolved).
 
     Useful before any feedback exists: the shipped calibration is a compromise over other
     data sets. The refitted calibration becomes current only if its cross-fitted expected
     calibration error on the judged queries is not worse; weights stay as they are.
     """
-    from kbsearch.learning.calibration import calibrate_on_judgments
+    from kbsearch.learning.calibration import (
+        agent_verdicts,
+        calibrate_on_judgments,
+        judgments_file,
+        merge_judgments,
+    )
     from kbsearch.learning.evaluation import JudgedQueries, load_judgments
     from kbsearch.service import SearchService
 
     settings = _settings()
-    if not settings.judgments.exists():
-        raise click.ClickException(
-            f"no judged queries at {settings.judgments} (set KBSEARCH_JUDGMENTS; lines of "
-            "'query<TAB>article-id[,id...]')"
-        )
+    path = judgments_file(settings)
     service = SearchService(settings)
     known = [a.id for a in service.index().articles]
-    judged = JudgedQueries(service, load_judgments(settings.judgments, known))
+    verdicts = agent_verdicts(service.feedback, known) if settings.feedback_db.is_file() else []
+    if not path.exists() and not verdicts:
+        raise click.ClickException(
+            f"no judged queries at {path} (set KBSEARCH_JUDGMENTS; lines of "
+            "'query<TAB>article-id[,id...]') and no agents' verdicts in the search log"
+        )
+    from_file = load_judgments(path, known) if path.exists() else []
+    judged = JudgedQueries(service, merge_judgments(from_file, verdicts))
     outcome = calibrate_on_judgments(service.weights, judged, folds)
     if as_json:
         click.echo(_outcome_json(outcome))

@@ -67,41 +67,52 @@ def index(
 
 
 def _calibrate_on_judgments(settings: Settings, embedder: Embedder) -> bool:
-    """Refit the calibration on the judged queries for the current build, once per build
-    and judgments file; print what happened. Return False when the judgments are invalid.
+    """Refit the calibration on the judged queries (judgments.tsv and the agents' verdicts)
+    for the current build, once per build content and judged queries; print what
+    happened. Return False when the judgments file is invalid.
     """
     from kbsearch.errors import DatasetError
     from kbsearch.learning.calibration import (
+        agent_verdicts,
         calibrate_on_judgments,
         calibrated_for,
         calibration_stamp,
         judgments_file,
+        merge_judgments,
     )
     from kbsearch.learning.evaluation import JudgedQueries, load_judgments
     from kbsearch.learning.train import TrainingError
     from kbsearch.service import SearchService
 
     path = judgments_file(settings)
-    if not path.is_file():
+    if not path.is_file() and not settings.feedback_db.is_file():
         return True
     service = SearchService(settings, embedder=embedder)
-    stamp = calibration_stamp(path, service.index().manifest)
-    done = calibrated_for(service.weights, stamp)
-    if done is not None:
-        click.echo(f"calibration: already fitted for this build and {path.name} ({done})")
-        return True
+    known = [a.id for a in service.index().articles]
     try:
-        judged = JudgedQueries(service, load_judgments(
-            path, [a.id for a in service.index().articles]))
-        outcome = calibrate_on_judgments(service.weights, judged, stamp=stamp)
+        from_file = load_judgments(path, known) if path.is_file() else []
     except DatasetError as exc:
         click.secho(f"calibration skipped: {exc}", fg="yellow", err=True)
         return False
+    verdicts = agent_verdicts(service.feedback, known) if settings.feedback_db.is_file() else []
+    judgments = merge_judgments(from_file, verdicts)
+    if not judgments:
+        return True
+    stamp = calibration_stamp(judgments, service.index().manifest)
+    done = calibrated_for(service.weights, stamp)
+    if done is not None:
+        click.echo(f"calibration: already fitted for this build and these judged queries "
+                   f"({done})")
+        return True
+    try:
+        outcome = calibrate_on_judgments(service.weights, JudgedQueries(service, judgments),
+                                         stamp=stamp)
     except TrainingError as exc:
         click.echo(f"calibration skipped: {exc}")
         return True
-    click.echo(f"calibration on {outcome.report['judged_queries']} judged queries in "
-               f"{path.name}: {outcome.reason} ({outcome.version})")
+    click.echo(f"calibration on {outcome.report['judged_queries']} judged queries "
+               f"({len(from_file)} in {path.name}, {len(verdicts)} agents' verdicts): "
+               f"{outcome.reason} ({outcome.version})")
     return True
 
 

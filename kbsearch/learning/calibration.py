@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from kbsearch.config import SETTINGS, Settings
+from kbsearch.learning.evaluation import Judgment
 from kbsearch.learning.fitting import JudgedQuery, fit_calibration, query_folds
 from kbsearch.learning.metrics import expected_calibration_error
 from kbsearch.learning.train import JudgedSource, TrainingError, TrainOutcome
@@ -23,6 +24,7 @@ from kbsearch.ranking.scoring import (
     scores,
 )
 from kbsearch.ranking.versions import DEFAULT_VERSION, Ranker, WeightsStore
+from kbsearch.stores.feedback import FeedbackStore
 
 
 def cross_fitted_ece(
@@ -61,16 +63,54 @@ def judgments_file(settings: Settings) -> Path:
     return settings.judgments
 
 
-def calibration_stamp(judgments: Path, manifest: Mapping[str, object]) -> dict[str, str]:
-    """Return what a calibration on judged queries was made for: the judgments' bytes and
-    what the features they were scored with depend on in the index build's manifest (the
-    model, the parameters, the synonyms, every article's content), not its version: a
-    reindex that changed nothing publishes a new version of the same index."""
+def calibration_stamp(judgments: Sequence[Judgment], manifest: Mapping[str, object]
+                      ) -> dict[str, str]:
+    """Return what a calibration on judged queries was made for: the judged queries (in
+    any order) and what the features they were scored with depend on in the index build's
+    manifest (the model, the parameters, the synonyms, every article's content), not its
+    version: a reindex that changed nothing publishes a new version of the same index."""
+    lines = sorted(f"{j.query}\t{','.join(sorted(j.relevant))}" for j in judgments)
     content = {key: manifest.get(key) for key in
                ("model", "parameters", "synonyms", "content_hashes")}
-    return {"judgments_sha256": hashlib.sha256(judgments.read_bytes()).hexdigest(),
+    return {"judgments_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
             "index_sha256": hashlib.sha256(json.dumps(content, sort_keys=True, default=str)
                                            .encode()).hexdigest()}
+
+
+def agent_verdicts(feedback: FeedbackStore, known_ids: Iterable[str]) -> list[Judgment]:
+    """Return the agents' verdicts as judged queries: searches made with an agent or
+    editor key (channel ``agent``) whose results the same key marked ``resolved``.
+
+    Feedback is accepted only from the key that searched, so these are an agent's own
+    word that the article solved the customer's problem: trusted like a judgments.tsv
+    line. Queries are joined by their words (case aside), their resolved articles
+    united; articles the knowledge base no longer has are left out.
+    """
+    known = set(known_ids)
+    resolved: dict[str, set[str]] = {}
+    for event in feedback.events():
+        if event.event == "resolved" and event.channel == "agent" and event.article_id in known:
+            resolved.setdefault(event.search_id, set()).add(event.article_id)
+    by_query: dict[str, tuple[str, set[str]]] = {}
+    for search in feedback.searches():
+        if search.search_id in resolved and search.channel == "agent" and not search.synthetic:
+            query = " ".join(search.query.split())
+            entry = by_query.setdefault(query.lower(), (query, set()))
+            entry[1].update(resolved[search.search_id])
+    return [Judgment(query, frozenset(ids), 0) for query, ids in by_query.values()]
+
+
+def merge_judgments(*sources: Sequence[Judgment]) -> list[Judgment]:
+    """Join judged queries from several sources: one per query (words, case aside), the
+    articles that solve it united; the first source's wording and line are kept."""
+    merged: dict[str, Judgment] = {}
+    for source in sources:
+        for judgment in source:
+            key = " ".join(judgment.query.split()).lower()
+            seen = merged.get(key)
+            merged[key] = judgment if seen is None else Judgment(
+                seen.query, seen.relevant | judgment.relevant, seen.line)
+    return list(merged.values())
 
 
 def calibrated_for(weights: WeightsStore, stamp: Mapping[str, str]) -> str | None:
