@@ -89,11 +89,14 @@ class Timing:
     published: float
     whole: float
 
-    def delay(self, draw: random.Random, n: int) -> float:
-        """Draw the n-th kill delay: over the whole run, or (every other one) over the
-        time the build writes its staging folder, where most of the steps are."""
-        return draw.uniform(0, self.whole) if n % 2 else draw.uniform(self.staging,
-                                                                      self.published)
+    def delay(self, draw: random.Random, n: int) -> tuple[float, bool]:
+        """Draw the n-th kill: a delay over the whole run from the build's start, or (every
+        other one) over the time the build writes its staging folder, counted from when
+        that folder appears (where most of the steps are: a few hundredths of a second
+        here, too short to hit by timing from the start). True: from the staging folder."""
+        if n % 2:
+            return draw.uniform(0, self.whole), False
+        return draw.uniform(0, self.published - self.staging), True
 
 
 def _timed_build(articles: Path, index: Path) -> Timing:
@@ -114,11 +117,16 @@ def _timed_build(articles: Path, index: Path) -> Timing:
     return Timing(staging, published, time.monotonic() - started)
 
 
-def _kill_build(articles: Path, index: Path, delay: float) -> int:
-    """Start a build, SIGKILL it after ``delay`` seconds; return its exit status."""
+def _kill_build(articles: Path, index: Path, delay: tuple[float, bool]) -> int:
+    """Start a build, SIGKILL it ``delay`` seconds after its start (or after its staging
+    folder appeared); return its exit status."""
+    seconds, from_staging = delay
     build = start_build(articles, index)
     try:
-        build.wait(timeout=delay)
+        if from_staging:
+            while build.poll() is None and not list((index / BUILDS).glob(".staging-*")):
+                time.sleep(0.001)
+        build.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         os.killpg(build.pid, signal.SIGKILL)
     finally:
