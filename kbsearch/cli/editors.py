@@ -10,25 +10,12 @@ from typing import TYPE_CHECKING
 import click
 
 from kbsearch.cli.base import _settings, friendly_errors, index_options, main
-from kbsearch.config import SETTINGS, Settings
 
 if TYPE_CHECKING:
     from kbsearch.index.embedding import Embedder
     from kbsearch.learning.checks import CheckReport
 
 SEVERITY_COLOURS = {"error": "red", "warning": "yellow"}
-
-
-def _judgments_beside(settings: Settings, articles_dir: Path | None) -> Settings:
-    """Take the judged queries from the --articles folder unless KBSEARCH_JUDGMENTS moved them.
-
-    The default judgments file lies in the default articles folder; checking another
-    folder against it would report every judged query of the bundled articles.
-    """
-    default = next(s.default for s in SETTINGS if s.name == "judgments")
-    if articles_dir is None or settings.judgments != settings.home / default:
-        return settings
-    return settings.replace(judgments=articles_dir / "judgments.tsv")
 
 
 def print_report(report: CheckReport) -> None:
@@ -57,9 +44,12 @@ def check(articles_dir: Path | None, index_dir: Path | None, as_json: bool) -> N
     there are errors, 0 with warnings only. Works without an index and without feedback;
     the model is loaded only when some article is not in the current index build.
     """
+    from kbsearch.learning.calibration import judgments_file
     from kbsearch.learning.checks import run_checks
 
-    settings = _judgments_beside(_settings(articles=articles_dir, index=index_dir), articles_dir)
+    # the judged queries beside the articles checked, unless KBSEARCH_JUDGMENTS moved them
+    settings = _settings(articles=articles_dir, index=index_dir)
+    settings = settings.replace(judgments=judgments_file(settings))
 
     def load_embedder() -> Embedder:
         from kbsearch.service import default_embedder

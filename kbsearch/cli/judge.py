@@ -44,14 +44,15 @@ def judge(from_file: Path | None, from_gaps: bool, k: int, limit: int,
     from kbsearch.content.visibility import Caller
     from kbsearch.learning.calibration import judgments_file
     from kbsearch.learning.evaluation import load_judgments
+    from kbsearch.learning.gaps import normal_text
     from kbsearch.service import SearchService
 
     if from_file is not None and from_gaps:
         raise click.UsageError("choose one source: --from FILE or --gaps")
     settings = _settings()
     path = judgments_path or judgments_file(settings)
-    judged = {_key(j.query) for j in load_judgments(path)} if path.exists() else set()
-    queries = [q for q in _queries(settings, from_file, from_gaps) if _key(q) not in judged]
+    judged = {normal_text(j.query) for j in load_judgments(path)} if path.exists() else set()
+    queries = [q for q in _queries(settings, from_file, from_gaps) if normal_text(q) not in judged]
     if not queries:
         click.echo("nothing to judge: every query is judged already, or there are none")
         return
@@ -78,11 +79,6 @@ def judge(from_file: Path | None, from_gaps: bool, k: int, limit: int,
                + ("; 'kbsearch index' calibrates on them" if recorded else ""))
 
 
-def _key(query: str) -> str:
-    """Return a query as judgments are compared: words joined by one space, lower case."""
-    return " ".join(query.split()).lower()
-
-
 def _queries(settings: Settings, from_file: Path | None, from_gaps: bool) -> list[str]:
     """Return the queries to judge from the chosen source, most important first."""
     if from_file is not None:
@@ -97,6 +93,7 @@ def _queries(settings: Settings, from_file: Path | None, from_gaps: bool) -> lis
 
         return [gap.examples[0] for gap in _gaps(settings, None, None, _articles(settings))
                 if gap.examples]
+    from kbsearch.learning.gaps import normal_text
     from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
 
     store = SQLiteFeedbackStore(settings.feedback_db)
@@ -106,7 +103,7 @@ def _queries(settings: Settings, from_file: Path | None, from_gaps: bool) -> lis
         store.close()
     by_key: dict[str, Counter[str]] = {}
     for query, count in typed.items():
-        by_key.setdefault(_key(query), Counter())[query] += count
+        by_key.setdefault(normal_text(query), Counter())[query] += count
     ranked = sorted(by_key.values(), key=lambda c: (-sum(c.values()), c.most_common(1)[0][0]))
     return [spellings.most_common(1)[0][0] for spellings in ranked]
 

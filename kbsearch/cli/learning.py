@@ -80,25 +80,25 @@ def calibrate(folds: int, as_json: bool) -> None:
     calibration error on the judged queries is not worse; weights stay as they are.
     """
     from kbsearch.learning.calibration import (
-        agent_verdicts,
         calibrate_on_judgments,
         judgments_file,
+        knowledge_base_judgments,
         merge_judgments,
     )
-    from kbsearch.learning.evaluation import JudgedQueries, load_judgments
+    from kbsearch.learning.evaluation import JudgedQueries
     from kbsearch.service import SearchService
 
     settings = _settings()
     path = judgments_file(settings)
     service = SearchService(settings)
-    known = [a.id for a in service.index().articles]
-    verdicts = agent_verdicts(service.feedback, known) if settings.feedback_db.is_file() else []
-    if not path.exists() and not verdicts:
+    from_file, verdicts = knowledge_base_judgments(
+        path, service.feedback if settings.feedback_db.is_file() else None,
+        [a.id for a in service.index().articles])
+    if not from_file and not verdicts:
         raise click.ClickException(
             f"no judged queries at {path} (set KBSEARCH_JUDGMENTS; lines of "
             "'query<TAB>article-id[,id...]') and no agents' verdicts in the search log"
         )
-    from_file = load_judgments(path, known) if path.exists() else []
     judged = JudgedQueries(service, merge_judgments(from_file, verdicts))
     outcome = calibrate_on_judgments(service.weights, judged, folds)
     if as_json:

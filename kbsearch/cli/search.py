@@ -73,14 +73,14 @@ def _calibrate_on_judgments(settings: Settings, embedder: Embedder) -> bool:
     """
     from kbsearch.errors import DatasetError
     from kbsearch.learning.calibration import (
-        agent_verdicts,
         calibrate_on_judgments,
         calibrated_for,
         calibration_stamp,
         judgments_file,
+        knowledge_base_judgments,
         merge_judgments,
     )
-    from kbsearch.learning.evaluation import JudgedQueries, load_judgments
+    from kbsearch.learning.evaluation import JudgedQueries
     from kbsearch.learning.train import TrainingError
     from kbsearch.service import SearchService
 
@@ -88,13 +88,13 @@ def _calibrate_on_judgments(settings: Settings, embedder: Embedder) -> bool:
     if not path.is_file() and not settings.feedback_db.is_file():
         return True
     service = SearchService(settings, embedder=embedder)
-    known = [a.id for a in service.index().articles]
     try:
-        from_file = load_judgments(path, known) if path.is_file() else []
+        from_file, verdicts = knowledge_base_judgments(
+            path, service.feedback if settings.feedback_db.is_file() else None,
+            [a.id for a in service.index().articles])
     except DatasetError as exc:
         click.secho(f"calibration skipped: {exc}", fg="yellow", err=True)
         return False
-    verdicts = agent_verdicts(service.feedback, known) if settings.feedback_db.is_file() else []
     judgments = merge_judgments(from_file, verdicts)
     if not judgments:
         return True

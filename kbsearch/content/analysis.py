@@ -382,20 +382,20 @@ class KbAnalyzer(Composable):
                 yield token
 
 
+UMLAUTS = re.compile(r"[äöüßÄÖÜ]")  # only German writes them, in a short text too
+
+
 def detect_language(text: str, default: str = "de") -> str:
     """Guess whether a text is German or English (umlauts decide short texts)."""
-    if re.search(r"[äöüßÄÖÜ]", text):
-        return "de"
-    if len(text.strip()) < 3:
+    if len(text.strip()) < 3 and not UMLAUTS.search(text):
         return default
-    label, _ = _identifier().classify(text)
-    return label if label in LANGUAGES else default
+    return confident_language(text, confidence=0.0) or default
 
 
 def confident_language(text: str, confidence: float = 0.8) -> str | None:
     """Return a text's language where it is clear (umlauts, or the identifier at least
     ``confidence`` sure), else None: "Router blinkt" reads as English at 0.52."""
-    if re.search(r"[äöüßÄÖÜ]", text):
+    if UMLAUTS.search(text):
         return "de"
     label, probability = _identifier().classify(text)
     return label if label in LANGUAGES and probability >= confidence else None

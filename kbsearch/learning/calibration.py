@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from kbsearch.config import SETTINGS, Settings
-from kbsearch.learning.evaluation import Judgment
+from kbsearch.learning.evaluation import Judgment, load_judgments
 from kbsearch.learning.fitting import JudgedQuery, fit_calibration, query_folds
+from kbsearch.learning.gaps import normal_text
 from kbsearch.learning.metrics import expected_calibration_error
 from kbsearch.learning.train import JudgedSource, TrainingError, TrainOutcome
 from kbsearch.ranking.scoring import (
@@ -91,13 +92,21 @@ def agent_verdicts(feedback: FeedbackStore, known_ids: Iterable[str]) -> list[Ju
     for event in feedback.events():
         if event.event == "resolved" and event.channel == "agent" and event.article_id in known:
             resolved.setdefault(event.search_id, set()).add(event.article_id)
-    by_query: dict[str, tuple[str, set[str]]] = {}
-    for search in feedback.searches():
-        if search.search_id in resolved and search.channel == "agent" and not search.synthetic:
-            query = " ".join(search.query.split())
-            entry = by_query.setdefault(query.lower(), (query, set()))
-            entry[1].update(resolved[search.search_id])
-    return [Judgment(query, frozenset(ids), 0) for query, ids in by_query.values()]
+    return merge_judgments([
+        Judgment(" ".join(search.query.split()), frozenset(resolved[search.search_id]), 0)
+        for search in feedback.searches()
+        if search.search_id in resolved and search.channel == "agent" and not search.synthetic])
+
+
+def knowledge_base_judgments(
+    path: Path, feedback: FeedbackStore | None, known_ids: Sequence[str]
+) -> tuple[list[Judgment], list[Judgment]]:
+    """Return a knowledge base's judged queries: those of its judgments file (none when
+    there is no file; DatasetError naming file and line for a bad one) and the agents'
+    verdicts in ``feedback`` (none without a feedback store)."""
+    from_file = load_judgments(path, known_ids) if path.is_file() else []
+    verdicts = agent_verdicts(feedback, known_ids) if feedback is not None else []
+    return from_file, verdicts
 
 
 def merge_judgments(*sources: Sequence[Judgment]) -> list[Judgment]:
@@ -106,7 +115,7 @@ def merge_judgments(*sources: Sequence[Judgment]) -> list[Judgment]:
     merged: dict[str, Judgment] = {}
     for source in sources:
         for judgment in source:
-            key = " ".join(judgment.query.split()).lower()
+            key = normal_text(judgment.query)
             seen = merged.get(key)
             merged[key] = judgment if seen is None else Judgment(
                 seen.query, seen.relevant | judgment.relevant, seen.line)
