@@ -429,6 +429,8 @@ def measure_size(size: Size, base: Settings, model: Embedder, floor: Callable[[s
         manifest = json.loads((build / "manifest.json").read_text("utf-8"))
         figures["chunks"] = manifest["chunks"]
         figures["index_mb"] = folder_mb(build)
+        if args.build_only:
+            return figures
         kind, recall = dense_recall(build, builder.embed_queries(list(queries)))
         figures["dense_index"], figures["recall@10"] = kind, recall
         figures["floor_ms"] = measure_floor(floor, queries[:100])
@@ -479,6 +481,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep each size's knowledge base and index in WORKDIR/<size> "
                              "and reuse them in later runs (no build figures measured then)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build (or find) each size's base and stop: with --workdir, "
+                             "a large base built at low priority, measured later on an idle "
+                             "machine")
     # test hook: the synthetic embedder stands in for the model everywhere (no torch)
     parser.add_argument("--fake-model", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -487,6 +493,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark for the chosen sizes and print a table or JSON."""
     args = parse_args(argv)
+    if args.build_only and args.workdir is None:
+        raise BenchError("--build-only keeps nothing without --workdir")
     # TERM unwinds like Ctrl-C: the server's process group is stopped, temporary files go
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     sizes = parse_sizes(args.sizes, args.synthetic_from)

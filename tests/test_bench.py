@@ -131,3 +131,6 @@ def test_the_script_prints_the_documented_json(tmp_path):
     assert figures["articles"] == 40 and figures["recall@10"] == 1.0
     assert figures["qps"] > 0 and figures["load_failures"] == 0
     assert figures["workers"] == 1
+    only = bench("--workdir", str(tmp_path / "later"), "--build-only")["sizes"]["40"]
+    assert only["build_s"] > 0 and "http_p50_ms" not in only  # built, nothing served
+    assert bench("--workdir", str(tmp_path / "later"))["sizes"]["40"]["build_reused"] is True
