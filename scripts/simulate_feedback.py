@@ -24,8 +24,12 @@ as one that scripts/fit_weights.py --out fitted without this dataset, so that no
 seen the held-out queries' judgments before the simulated users arrive).
 
 After each round the current ranking is scored on the held-out queries: nDCG@10, MRR@10 and
-ECE (10 bins, over each top 10). Round 0 is the untrained ranking. With --json one object
-is printed: {"rounds": [{"round", "sessions", "ndcg@10", "mrr@10", "ece", ...}, ...]}.
+ECE (10 bins, over each top 10). Round 0 is the untrained ranking. Each round is also
+scored apart on the held-out queries whose article has learned questions at the end
+("learned": users asked that article something and it helped) and on the rest: learned
+questions lift the first group, the feature weights alone the second. With --json one
+object is printed: {"rounds": [{"round", "sessions", "ndcg@10", "mrr@10", "ece",
+"learned": {"queries", "ndcg@10", "mrr@10"}, "rest": {...}, ...}, ...]}.
 """
 
 from __future__ import annotations
@@ -93,10 +97,15 @@ def cached_index(dataset: Dataset, cache: Path, embedder, settings) -> Path:
     return index_dir
 
 
-def evaluate(service: SearchService, dataset: Dataset, queries: Sequence[str]) -> dict:
-    """Score the current ranking on held-out queries (nothing is logged)."""
+def evaluate(service: SearchService, dataset: Dataset, queries: Sequence[str],
+             ) -> tuple[dict, dict[str, tuple[float, float]]]:
+    """Score the current ranking on held-out queries (nothing is logged).
+
+    Returns the averages and each query's (nDCG@10, MRR@10), for :func:`split_by_memory`.
+    """
     index, ranker = service.index(), service.ranker()
-    ndcg, mrr, probs, outcomes = [], [], [], []
+    per_query: dict[str, tuple[float, float]] = {}
+    probs, outcomes = [], []
     for query_id in queries:
         text = dataset.queries[query_id]
         vector = service.embedder.embed_queries([text])[0]
@@ -105,12 +114,30 @@ def evaluate(service: SearchService, dataset: Dataset, queries: Sequence[str]) -
                             ranker)
         relevant = dataset.qrels[query_id]
         ids = [h.id for h in hits]
-        ndcg.append(ndcg_at(ids, relevant, 10))
-        mrr.append(mrr_at(ids, relevant, 10))
+        per_query[query_id] = (ndcg_at(ids, relevant, 10), mrr_at(ids, relevant, 10))
         probs += [h.probability for h in hits]
         outcomes += [h.id in relevant for h in hits]
+    ndcg, mrr = zip(*per_query.values(), strict=True) if per_query else ((), ())
     return {"ndcg@10": round(float(np.mean(ndcg)), 4), "mrr@10": round(float(np.mean(mrr)), 4),
-            "ece": round(expected_calibration_error(probs, outcomes), 4)}
+            "ece": round(expected_calibration_error(probs, outcomes), 4)}, per_query
+
+
+def split_by_memory(per_query: dict[str, tuple[float, float]], dataset: Dataset,
+                    learned: set[str]) -> dict[str, dict[str, float]]:
+    """Average one round's figures apart for queries whose article has learned questions.
+
+    ``learned`` holds the articles with learned questions at the end of the simulation, so
+    every round is split the same way: "learned" are the held-out queries with a relevant
+    article among them (users asked something like it), "rest" the others.
+    """
+    groups: dict[str, list[tuple[float, float]]] = {"learned": [], "rest": []}
+    for query_id, figures in per_query.items():
+        group = "learned" if learned & set(dataset.qrels[query_id]) else "rest"
+        groups[group].append(figures)
+    return {name: {"queries": len(rows),
+                   "ndcg@10": round(float(np.mean([r[0] for r in rows])), 4) if rows else 0.0,
+                   "mrr@10": round(float(np.mean([r[1] for r in rows])), 4) if rows else 0.0}
+            for name, rows in groups.items()}
 
 
 def session(service: SearchService, dataset: Dataset, query_id: str, user: str,
@@ -189,8 +216,9 @@ def main() -> int:
                                          {"source": str(args.start_weights)})
             service.weights.promote(start, f"starting weights {args.start_weights}")
         options = TrainOptions.from_settings(run_settings)
-        rows.append({"round": 0, "sessions": 0, **evaluate(service, dataset, held_out),
-                     "promoted": None, "events": 0})
+        summary, per_query = evaluate(service, dataset, held_out)
+        rows.append({"round": 0, "sessions": 0, **summary, "promoted": None, "events": 0})
+        per_round = [per_query]
         done, events = 0, 0
         for round_number in range(1, args.rounds + 1):
             count = args.sessions * round_number // args.rounds - done
@@ -204,14 +232,18 @@ def main() -> int:
             except TrainingError as exc:
                 promoted, reason = False, str(exc)
             service.ranker(refresh=True)
-            rows.append({"round": round_number, "sessions": done,
-                         **evaluate(service, dataset, held_out), "promoted": promoted,
-                         "events": events})
+            summary, per_query = evaluate(service, dataset, held_out)
+            rows.append({"round": round_number, "sessions": done, **summary,
+                         "promoted": promoted, "events": events})
+            per_round.append(per_query)
             print(f"round {round_number}: {done} sessions, {reason}", file=sys.stderr)
             if args.verbose and promoted is not None and "outcome" in locals():
                 print(json.dumps(outcome.report), file=sys.stderr)
                 document = service.weights.document(outcome.version)
                 print(json.dumps(document["model"]["modes"]["hybrid"]), file=sys.stderr)
+        learned = set(service.ranker().questions.article_ids)
+        for row, per_query in zip(rows, per_round, strict=True):
+            row.update(split_by_memory(per_query, dataset, learned))
         service.feedback.close()
     seconds = round(time.perf_counter() - started, 1)
     if args.json:
@@ -220,12 +252,16 @@ def main() -> int:
         return 0
     print(f"{dataset.name}: {len(training)} training queries, {len(held_out)} held out, "
           f"seed {args.seed}, {seconds} s")
+    learned, rest = rows[0]["learned"]["queries"], rows[0]["rest"]["queries"]
     print(f"{'round':>5} {'sessions':>8} {'events':>7} {'nDCG@10':>8} {'MRR@10':>7} "
-          f"{'ECE':>6}  promoted")
+          f"{'ECE':>6} {'MRR learned':>11} {'MRR rest':>8}  promoted")
     for row in rows:
         print(f"{row['round']:>5} {row['sessions']:>8} {row['events']:>7} "
-              f"{row['ndcg@10']:>8.4f} {row['mrr@10']:>7.4f} {row['ece']:>6.4f}  "
+              f"{row['ndcg@10']:>8.4f} {row['mrr@10']:>7.4f} {row['ece']:>6.4f} "
+              f"{row['learned']['mrr@10']:>11.4f} {row['rest']['mrr@10']:>8.4f}  "
               f"{'' if row['promoted'] is None else row['promoted']}")
+    print(f"learned: the {learned} held-out queries whose article has learned questions at "
+          f"the end; rest: the other {rest}")
     return 0
 
 

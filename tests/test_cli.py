@@ -323,6 +323,13 @@ def test_simulate_feedback_script_prints_its_rounds_as_json(tmp_path):
         assert 0.0 <= row["ndcg@10"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
     assert rounds[2]["events"] > rounds[1]["events"] > 0
     assert body["held_out_queries"] == 2
+    # every round split the same way: queries whose article has learned questions, the rest
+    split = {(r["learned"]["queries"], r["rest"]["queries"]) for r in rounds}
+    assert len(split) == 1 and sum(split.pop()) == 2
+    for row in rounds:
+        groups = [row["learned"], row["rest"]]
+        together = sum(g["queries"] * g["mrr@10"] for g in groups) / 2
+        assert together == pytest.approx(row["mrr@10"], abs=1e-3)
 
 
 @pytest.mark.model  # the script loads the real model
