@@ -2,7 +2,7 @@
 """Fit the shipped ranking weights on judged BEIR sets and report held-out figures.
 
 Usage: scripts/fit_weights.py [DATASET_DIR ...] [--sample] [--folds 5] [--leave-one-out]
-       [--write | --out FILE] [--json]
+       [--features a,b,...] [--write | --out FILE] [--json]
 
 Each dataset is scored by cross-validation over its queries: a fold is ranked by weights
 fitted on the other folds of that dataset plus all other datasets, so no query is scored by
@@ -84,6 +84,12 @@ def held_out_rankings(test, model, mode: str) -> dict[str, list[tuple[str, float
     }
 
 
+def relevant_per_query(judged) -> float:
+    """Return the mean number of articles judged to solve a query (1 on an FAQ without
+    duplicates; more where several articles answer the same need)."""
+    return round(float(np.mean([len(j.relevant) for j in judged])), 2)
+
+
 def training_set(judged, weight: float) -> list[JudgedQuery]:
     return [judged_query(j.candidates, j.relevant, weight) for j in judged]
 
@@ -106,8 +112,17 @@ def main() -> int:
                         help="add the bundled knowledge base's judged queries as a dataset")
     parser.add_argument("--leave-one-out", action="store_true",
                         help="rank each dataset with weights fitted on the others only")
+    parser.add_argument("--features", default=",".join(MODE_FEATURES["hybrid"]),
+                        help="comma-separated features of the hybrid mode (an ablation: "
+                             "features left out get no weight)")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "fit-cache")
     args = parser.parse_args()
+    hybrid = tuple(f for f in args.features.split(",") if f)
+    unknown = sorted(set(hybrid) - set(MODE_FEATURES["hybrid"]))
+    if unknown or not hybrid:
+        parser.error(f"--features: unknown {unknown}; choose from "
+                     + ",".join(MODE_FEATURES["hybrid"]))
+    mode_features = {**MODE_FEATURES, "hybrid": hybrid}
 
     settings = load_settings()
     embedder = None
@@ -130,9 +145,10 @@ def main() -> int:
         others = [q for o in data if o is not d
                   for q in training_set(o["judged"], 1 / len(o["judged"]))]
         qrels = {j.query_id: dict.fromkeys(j.relevant, 1) for j in d["judged"]}
-        report[d["name"]] = {"queries": len(d["judged"]), "modes": {
+        report[d["name"]] = {"queries": len(d["judged"]),
+                             "relevant_per_query": relevant_per_query(d["judged"]), "modes": {
             mode: score_rankings(held_out_rankings(
-                d["judged"], fit_mode(others, MODE_FEATURES[mode], args.l2, args.kind), mode),
+                d["judged"], fit_mode(others, mode_features[mode], args.l2, args.kind), mode),
                 qrels) for mode in MODES}}
     for d in [] if args.leave_one_out else data:
         judged = d["judged"]
@@ -141,21 +157,23 @@ def main() -> int:
             q for o in data if o is not d for q in training_set(o["judged"], 1 / len(o["judged"]))
         ]
         qrels = {j.query_id: dict.fromkeys(j.relevant, 1) for j in judged}
-        report[d["name"]] = {"queries": len(judged), "modes": {}}
+        report[d["name"]] = {"queries": len(judged),
+                             "relevant_per_query": relevant_per_query(judged), "modes": {}}
         for mode in MODES:
             held: dict[str, list[tuple[str, float]]] = {}
             for fold in range(args.folds):
                 train = [j for j, f in zip(judged, folds, strict=True) if f != fold]
                 test = [j for j, f in zip(judged, folds, strict=True) if f == fold]
                 model = fit_mode(others + training_set(train, 1 / len(train)),
-                                 MODE_FEATURES[mode], args.l2, args.kind)
+                                 mode_features[mode], args.l2, args.kind)
                 held.update(held_out_rankings(test, model, mode))
             report[d["name"]]["modes"][mode] = score_rankings(held, qrels)
 
     for name, r in report.items():
         how = ("fitted on the other datasets only" if args.leave_one_out
                else f"{args.folds}-fold cross-validated")
-        print(f"\n{name} ({r['queries']} queries, {how})", file=sys.stderr)
+        print(f"\n{name} ({r['queries']} queries, {r['relevant_per_query']} relevant "
+              f"articles per query, {how})", file=sys.stderr)
         for mode, m in r["modes"].items():
             print(f"  {mode:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()),
                   file=sys.stderr)
@@ -164,7 +182,7 @@ def main() -> int:
         everything = [q for d in data for q in training_set(d["judged"], 1 / len(d["judged"]))]
         model = RankingModel(
             modes={
-                mode: fit_mode(everything, MODE_FEATURES[mode], args.l2, args.kind)
+                mode: fit_mode(everything, mode_features[mode], args.l2, args.kind)
                 for mode in MODES
             },
             description=(
