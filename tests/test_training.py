@@ -40,6 +40,26 @@ def test_listwise_learns_the_informative_feature():
     assert np.mean(hits) > 0.95
 
 
+def test_judged_sets_leave_the_feedback_features_at_their_priors():
+    """question_sim decides here, but a judged set may not set its weight: feedback does."""
+    from kbsearch.ranking.scoring import PRIOR_COEFFICIENTS
+
+    rng = np.random.default_rng(4)
+    queries = []
+    for _ in range(200):
+        matrix = rng.uniform(0, 1, size=(8, len(FEATURES)))
+        relevant = np.zeros(8)
+        relevant[int(np.argmax(matrix[:, FEATURES.index("question_sim")]))] = 1.0
+        queries.append(JudgedQuery(matrix, relevant))
+    features = ("dense", "title_sim", "question_sim", "helpfulness", "stale")
+    weights = fit_mode(queries, features).weights
+    coefficients = dict(zip(weights.features, weights.coefficients, strict=True))
+    for name in ("question_sim", "helpfulness", "stale"):
+        assert coefficients[name] == PRIOR_COEFFICIENTS[name]
+    learnt = fit_listwise(queries, features, l2=1e-4)  # unfixed, it would have taken it
+    assert dict(zip(learnt.features, learnt.coefficients, strict=True))["question_sim"] > 20
+
+
 def test_calibration_is_monotone_and_close_to_observed_rates():
     queries = synthetic_queries()
     model = fit_mode(queries, ("dense", "title_sim"))

@@ -57,6 +57,7 @@ def fit_listwise(
     features: Sequence[str] = FEATURES,
     l2: float = 1e-3,
     prior: RankingWeights | None = None,
+    fixed: frozenset[str] = frozenset(),
 ) -> RankingWeights:
     """Fit linear ranking weights with the ListNet top-one softmax loss (Cao et al. 2007).
 
@@ -64,8 +65,9 @@ def fit_listwise(
     over the query's total gain; binary relevance gives 1 / number relevant) and the
     softmax of the scores, weighted by the query's weight (normalised to sum 1), plus
     ``l2`` times the squared distance to the ``prior`` weights on standardised features.
-    Features that do not vary in the data keep the prior's coefficient; the prior defaults
-    to :func:`prior_weights`. Queries without gain carry no ranking signal and are left out.
+    Features that do not vary in the data, and those in ``fixed``, keep the prior's
+    coefficient; the prior defaults to :func:`prior_weights`. Queries without gain carry no
+    ranking signal and are left out.
     """
     from scipy.optimize import minimize
 
@@ -82,7 +84,7 @@ def fit_listwise(
     query_weight = np.array([q.weight for q in used]) / sum(q.weight for q in used)
     target = gain / np.add.reduceat(gain, starts)[owner]
     mean, std = x.mean(axis=0), x.std(axis=0)
-    varies = std > 1e-9
+    varies = (std > 1e-9) & np.array([f not in fixed for f in features])
     fixed = np.array([start.get(f, 0.0) for f in features])
     fixed_score = x[:, ~varies] @ fixed[~varies]
     std, mean = std[varies], mean[varies]
@@ -205,7 +207,10 @@ def fit_mode(
     """Fit one mode: a scorer over ``features`` (trees or listwise linear), then calibration.
 
     A single-feature mode (one retriever alone) keeps weight 1 on that feature, so it
-    ranks exactly as the retriever does.
+    ranks exactly as the retriever does. The feedback and metadata features
+    (PRIOR_COEFFICIENTS) keep their prior coefficients: a judged set says nothing about
+    them (a knowledge base's editor questions fitted once gave learned questions nearly
+    twice the weight, and overdue articles a bonus), feedback training moves them.
     """
     scorer: RankingWeights | TreeEnsemble
     if len(features) == 1:
@@ -213,7 +218,7 @@ def fit_mode(
     elif kind == "trees":
         scorer = fit_trees(queries, features)
     elif kind == "linear":
-        scorer = fit_listwise(queries, features, l2)
+        scorer = fit_listwise(queries, features, l2, fixed=frozenset(PRIOR_COEFFICIENTS))
     else:
         raise ValueError(f"unknown model kind {kind!r}; use trees or linear")
     return ModeModel(scorer, fit_calibration(queries, scorer))
