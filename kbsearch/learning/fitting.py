@@ -57,7 +57,7 @@ def fit_listwise(
     features: Sequence[str] = FEATURES,
     l2: float = 1e-3,
     prior: RankingWeights | None = None,
-    fixed: frozenset[str] = frozenset(),
+    keep_prior: frozenset[str] = frozenset(),
 ) -> RankingWeights:
     """Fit linear ranking weights with the ListNet top-one softmax loss (Cao et al. 2007).
 
@@ -65,7 +65,7 @@ def fit_listwise(
     over the query's total gain; binary relevance gives 1 / number relevant) and the
     softmax of the scores, weighted by the query's weight (normalised to sum 1), plus
     ``l2`` times the squared distance to the ``prior`` weights on standardised features.
-    Features that do not vary in the data, and those in ``fixed``, keep the prior's
+    Features that do not vary in the data, and those in ``keep_prior``, keep the prior's
     coefficient; the prior defaults to :func:`prior_weights`. Queries without gain carry no
     ranking signal and are left out.
     """
@@ -84,7 +84,7 @@ def fit_listwise(
     query_weight = np.array([q.weight for q in used]) / sum(q.weight for q in used)
     target = gain / np.add.reduceat(gain, starts)[owner]
     mean, std = x.mean(axis=0), x.std(axis=0)
-    varies = (std > 1e-9) & np.array([f not in fixed for f in features])
+    varies = (std > 1e-9) & np.array([f not in keep_prior for f in features])
     fixed = np.array([start.get(f, 0.0) for f in features])
     fixed_score = x[:, ~varies] @ fixed[~varies]
     std, mean = std[varies], mean[varies]
@@ -218,7 +218,7 @@ def fit_mode(
     elif kind == "trees":
         scorer = fit_trees(queries, features)
     elif kind == "linear":
-        scorer = fit_listwise(queries, features, l2, fixed=frozenset(PRIOR_COEFFICIENTS))
+        scorer = fit_listwise(queries, features, l2, keep_prior=frozenset(PRIOR_COEFFICIENTS))
     else:
         raise ValueError(f"unknown model kind {kind!r}; use trees or linear")
     return ModeModel(scorer, fit_calibration(queries, scorer))
