@@ -186,7 +186,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "train_holdout",
         0.2,
-        "Share of the newest searches with feedback held out to check a trained version.",
+        "Share of searches with feedback held out to check a trained version (whole queries).",
         unit_float,
     ),
     Setting(

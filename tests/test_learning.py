@@ -12,12 +12,14 @@ import pytest
 
 from kbsearch.learning.fitting import JudgedQuery, estimate_propensities
 from kbsearch.learning.train import (
+    Example,
     TrainingError,
     TrainOptions,
     counterfactual_dcg,
     examples_from_logs,
     fit_feedback_calibration,
     learned_state,
+    split_by_query,
     train,
     with_gains,
     worse,
@@ -172,6 +174,31 @@ def test_helpfulness_counts_one_latest_verdict_per_client_and_article(store):
     assert helpfulness.counts[article] == (1.0, 2.0)  # ann up; bob and cy down
     assert {a.client for a in answered} == {"ann"}  # bob's latest verdict is negative
     assert len(answered) == 2 and helpfulness.prior_mean == pytest.approx(2 / 5)
+
+
+def logged_example(number: int, query: str) -> Example:
+    search = SearchLog(f"s{number}", NOW + number, query, "de", "faq", f"u{number}", "v1",
+                       "m1", (), np.zeros(4, dtype=np.float32), ())
+    empty = np.zeros(0)
+    return Example(search, np.zeros((0, 1)), empty, empty, empty, empty, 1.0)
+
+
+def test_held_out_searches_are_whole_queries_first_asked_most_recently():
+    asked = ["Zählerstand melden", "Umzug", "zählerstand  MELDEN", "Tarif", "Umzug",
+             "Rechnung", "Tarif", "Zählerstand melden", "Rechnung", "Rechnung"]
+    examples = [logged_example(n, query) for n, query in enumerate(asked)]
+    train_part, held_out = split_by_query(examples, 0.2)
+    # "Rechnung" was first asked last: all three of its searches, none in training
+    assert [ex.search.query for ex in held_out] == ["Rechnung"] * 3
+    assert len(train_part) == 7 and "Rechnung" not in {ex.search.query for ex in train_part}
+    train_part, held_out = split_by_query(examples, 0.5)  # folded: one query, two spellings
+    assert {ex.search.query for ex in held_out} == {"Rechnung", "Tarif"}
+    assert len(held_out) == 5 and len(train_part) == 5
+    everything = split_by_query(examples, 1.0)  # training keeps at least one query
+    assert {ex.search.query.casefold().split()[0] for ex in everything[0]} == {"zählerstand"}
+    alone = [logged_example(n, "Umzug") for n in range(5)]
+    train_part, held_out = split_by_query(alone, 0.2)  # a single query: split by time
+    assert [ex.search.search_id for ex in held_out] == ["s4"] and len(train_part) == 4
 
 
 def test_training_needs_enough_feedback(store, tmp_path):
