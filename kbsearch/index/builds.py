@@ -407,7 +407,6 @@ class LoadedIndex:
     positions: dict[str, int]
     chunk_article: np.ndarray
     chunk_starts: np.ndarray
-    chunk_texts: tuple[str, ...]
     chunk_vectors: np.ndarray
     title_vectors: np.ndarray
     question_article: np.ndarray
@@ -459,8 +458,8 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         for record in read_jsonl(folder / "articles.jsonl")
     )
     positions = {article.id: i for i, article in enumerate(articles)}
-    chunk_rows = list(read_jsonl(folder / "chunks.jsonl"))
-    chunk_article = np.array([positions[c["article_id"]] for c in chunk_rows], dtype=np.int64)
+    chunk_article = np.array([positions[c["article_id"]]  # chunk texts stay on disk
+                              for c in read_jsonl(folder / "chunks.jsonl")], dtype=np.int64)
     if np.any(np.diff(chunk_article) < 0):
         raise IndexNotFoundError(f"index build {version} is damaged: chunks out of order")
     keyword = KeywordIndex(folder / "keyword")
@@ -472,7 +471,6 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         positions=positions,
         chunk_article=chunk_article,
         chunk_starts=np.searchsorted(chunk_article, np.arange(len(articles) + 1)),
-        chunk_texts=tuple(c["text"] for c in chunk_rows),
         chunk_vectors=np.load(folder / "chunk_vectors.npy", mmap_mode="r"),
         title_vectors=np.load(folder / "title_vectors.npy"),
         question_article=np.array(
