@@ -14,3 +14,10 @@ __version__ = "0.1.0"
 # one thread instead.
 BLAS_THREADS_SLEEP = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.modules
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+# ONNX Runtime (1.29 and later) keeps a device identifier and a cache of telemetry events
+# under ~/.cache/Microsoft/DeveloperTools and tries to send them to Microsoft: nothing a
+# contact center's search service may do unasked, and this machine has no network. The
+# variable is read once, when onnxruntime starts, so it is set here; an operator's value
+# is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -182,6 +182,31 @@ def test_a_model_is_exported_and_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
+def test_onnx_runtime_keeps_no_telemetry_when_kbsearch_runs_it(tmp_path: Path) -> None:
+    """No device id, no event cache: importing kbsearch opts out before onnxruntime starts;
+    without it, the same run leaves both in the home folder (the check can fail)."""
+    import subprocess
+    import sys
+
+    if not onnx_path(MODEL).exists():
+        pytest.skip("the default model has no ONNX export (scripts/setup.sh makes it)")
+    embed = ("from kbsearch.index.onnx_engine import OnnxEmbedder\n"
+             f"OnnxEmbedder({str(MODEL)!r}).embed_queries(['Zählerstand melden'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    left = {}
+    for name, first in (("kbsearch", "import kbsearch\n"), ("onnxruntime", "import onnxruntime\n")):
+        home = tmp_path / name
+        home.mkdir()
+        run = subprocess.run([sys.executable, "-c", first + embed],
+                             env={**env, "HOME": str(home)}, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        left[name] = sorted(p.name for p in home.rglob("*"))
+    assert left["kbsearch"] == []
+    assert "deviceid" in left["onnxruntime"]  # started before kbsearch could opt out
+
+
+@pytest.mark.model
 def test_a_forked_process_makes_its_own_session(engines) -> None:
     """ONNX Runtime's threads do not survive fork: a gunicorn worker forked from a master
     that had loaded the session makes its own on first use (the inherited one is kept,
