@@ -472,7 +472,7 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         chunk_article=chunk_article,
         chunk_starts=np.searchsorted(chunk_article, np.arange(len(articles) + 1)),
         chunk_vectors=np.load(folder / "chunk_vectors.npy", mmap_mode="r"),
-        title_vectors=np.load(folder / "title_vectors.npy"),
+        title_vectors=np.load(folder / "title_vectors.npy", mmap_mode="r"),  # shared pages
         question_article=np.array(
             [p for p, article in enumerate(articles) for _ in article.questions], dtype=np.int64
         ),
