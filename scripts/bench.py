@@ -64,6 +64,10 @@ KEYS = ("build_docs_per_s", "incremental_1_s", "inproc_p50_ms", "http_p50_ms",
         "http_p99_ms", "qps", "rss_mb_per_worker", "index_mb", "recall@10")
 CLIENTS = 8
 BUILD_FIGURES = "build-figures.json"  # in a --workdir size folder: its base is built
+# A build holds every parsed article and chunk at once: a 100k run peaked at 5.9 GB with
+# the model loaded (2026-12-02), a 1M one passed 21 GB while cutting chunks.
+BUILD_BASE_BYTES = 1_500_000_000
+BUILD_BYTES_PER_ARTICLE = 46_000
 STARTUP_SECONDS = 600  # a 1M index takes minutes to open
 SERVE_FAKE = """
 import sys
@@ -87,6 +91,29 @@ class Size:
     key: str
     count: int  # 0: the bundled sample knowledge base
     synthetic: bool
+
+
+def build_memory_needed(articles: int) -> int:
+    """Return about how many bytes building a base of ``articles`` takes at its peak."""
+    return BUILD_BASE_BYTES + articles * BUILD_BYTES_PER_ARTICLE
+
+
+def available_memory() -> int:
+    """Return the memory the kernel says is available (MemAvailable), in bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError("cannot read MemAvailable from /proc/meminfo")
+
+
+def check_build_memory(size: Size, available: int) -> None:
+    """Raise BenchError if building ``size`` would need more memory than is available."""
+    needed = build_memory_needed(size.count)
+    if size.count and needed > available:
+        raise BenchError(
+            f"building {size.key} articles needs about {needed / 1e9:.0f} GB of memory and "
+            f"{available / 1e9:.1f} GB are available; nothing was built "
+            "(--ignore-memory builds anyway)")
 
 
 def parse_sizes(text: str, synthetic_from: int) -> list[Size]:
@@ -420,6 +447,8 @@ def measure_size(size: Size, base: Settings, model: Embedder, floor: Callable[[s
         made_with = {"seed": args.seed, "synthetic": size.synthetic}
         figures = kept_build_figures(folder, made_with)
         if figures is None:
+            if not args.ignore_memory:
+                check_build_memory(size, available_memory())
             articles = prepare_kb(size, folder, sources, args.seed, base.articles)
             figures = build_figures(size, settings, builder, args.seed, articles)
             if args.workdir is not None:
@@ -485,6 +514,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="build (or find) each size's base and stop: with --workdir, "
                              "a large base built at low priority, measured later on an idle "
                              "machine")
+    parser.add_argument("--ignore-memory", action="store_true",
+                        help="build a size even where its estimated peak memory is more "
+                             "than the machine has available")
     # test hook: the synthetic embedder stands in for the model everywhere (no torch)
     parser.add_argument("--fake-model", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

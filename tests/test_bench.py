@@ -103,6 +103,21 @@ def test_sizes_are_parsed_with_the_synthetic_threshold():
     assert bench.percentile(list(range(1, 101)), 0.99) == 99
 
 
+def test_a_size_too_large_for_the_memory_is_refused_before_anything_is_built():
+    bench = load_script("bench")
+    million, ten_k, sample = bench.parse_sizes("1M,10k,sample", 100_000)
+    gb = 1_000_000_000
+    assert bench.build_memory_needed(1_000_000) > 40 * gb  # a 1M build passed 21 GB
+    assert bench.build_memory_needed(100_000) < 7 * gb  # a 100k build peaked at 5.9 GB
+    with pytest.raises(bench.BenchError, match=r"1000000 articles needs about 48 GB .* "
+                                               r"24\.0 GB are available.*--ignore-memory"):
+        bench.check_build_memory(million, 24 * gb)
+    bench.check_build_memory(million, 64 * gb)  # enough: no error
+    bench.check_build_memory(ten_k, 4 * gb)
+    bench.check_build_memory(sample, 0)  # the bundled knowledge base is always built
+    assert bench.available_memory() > 0
+
+
 @pytest.mark.slow
 def test_the_script_prints_the_documented_json(tmp_path):
     if not (SHARED_EVAL / "stackfaq_en").exists():
