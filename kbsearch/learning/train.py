@@ -26,7 +26,7 @@ The steps of ``kbsearch train``:
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -249,24 +249,21 @@ def split_by_query(
     out.
     """
     wanted = max(1, int(round(len(examples) * share)))
-    first_seen: dict[str, int] = {}
-    count: defaultdict[str, int] = defaultdict(int)
-    for position, example in enumerate(examples):
-        query = normal_text(example.search.query)
-        first_seen.setdefault(query, position)
-        count[query] += 1
-    if len(first_seen) < 2:
+    queries = [normal_text(example.search.query) for example in examples]
+    count = Counter(queries)
+    if len(count) < 2:
         cut = len(examples) - wanted
         return list(examples[:cut]), list(examples[cut:])
     held: set[str] = set()
     total = 0
-    for query in sorted(first_seen, key=first_seen.__getitem__, reverse=True):
-        if total >= wanted or len(held) == len(first_seen) - 1:
+    for query in reversed(count):  # a Counter keeps first-seen order: newest first here
+        if total >= wanted or len(held) == len(count) - 1:
             break
         held.add(query)
         total += count[query]
-    train_part = [ex for ex in examples if normal_text(ex.search.query) not in held]
-    return train_part, [ex for ex in examples if normal_text(ex.search.query) in held]
+    train_part = [ex for ex, query in zip(examples, queries, strict=True) if query not in held]
+    held_out = [ex for ex, query in zip(examples, queries, strict=True) if query in held]
+    return train_part, held_out
 
 
 def worse(new: np.ndarray, current: np.ndarray, tolerance: float) -> bool:
