@@ -410,8 +410,9 @@ def kept_build_figures(folder: Path, made_with: dict[str, Any]) -> dict[str, Any
 
 
 def build_figures(size: Size, settings: Settings, embedder: Embedder, seed: int,
-                  articles: int) -> dict[str, Any]:
-    """Build from scratch, then after changing 1 and 100 articles; return the figures."""
+                  articles: int, incremental: bool = True) -> dict[str, Any]:
+    """Build from scratch, then (``incremental``) after changing 1 and 100 articles;
+    return the figures (the reindex times None without)."""
     full = timed_build(settings.articles, settings.index, embedder, settings)
     rate = round(articles / full, 1)
     figures: dict[str, Any] = {
@@ -421,6 +422,9 @@ def build_figures(size: Size, settings: Settings, embedder: Embedder, seed: int,
         "build_without_embedding_docs_per_s": rate if size.synthetic else None,
     }
     for round_, changed in enumerate((1, 100), start=1):
+        if not incremental:
+            figures[f"incremental_{changed}_s"] = None
+            continue
         if size.count == 0:  # the sample: change its first files, in a seeded order
             files = sorted(settings.articles.rglob("*.md"))[:changed]
             for path in files:
@@ -450,7 +454,8 @@ def measure_size(size: Size, base: Settings, model: Embedder, floor: Callable[[s
             if not args.ignore_memory:
                 check_build_memory(size, available_memory())
             articles = prepare_kb(size, folder, sources, args.seed, base.articles)
-            figures = build_figures(size, settings, builder, args.seed, articles)
+            figures = build_figures(size, settings, builder, args.seed, articles,
+                                    not args.no_incremental)
             if args.workdir is not None:
                 (folder / BUILD_FIGURES).write_text(
                     json.dumps({"made_with": made_with, **figures}), "utf-8")
@@ -514,6 +519,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="build (or find) each size's base and stop: with --workdir, "
                              "a large base built at low priority, measured later on an idle "
                              "machine")
+    parser.add_argument("--no-incremental", action="store_true",
+                        help="measure the full build only, not the reindexes after "
+                             "changing 1 and 100 articles")
     parser.add_argument("--ignore-memory", action="store_true",
                         help="build a size even where its estimated peak memory is more "
                              "than the machine has available")

@@ -42,7 +42,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,7 @@ from kbsearch.errors import (
     SynonymsError,
 )
 from kbsearch.fileio import atomic_write_text, remove_temp_files, remove_tree
+from kbsearch.index.batches import EMBED_BATCH, write_articles
 from kbsearch.index.dense import DENSE_FILE, load_faiss, write_dense
 from kbsearch.index.embedding import Embedder
 from kbsearch.index.keyword import (
@@ -75,13 +76,9 @@ from kbsearch.index.keyword import (
 from kbsearch.index.previous import (
     CurrentArticles,
     PreviousBuild,
-    chunk_vectors_of,
-    chunks_of,
     embed_missing,
     read_current_articles,
     read_jsonl,
-    title_text,
-    write_records,
 )
 
 # The build format this kbsearch writes and reads. Bump it whenever a build's files change
@@ -226,11 +223,16 @@ def build_from_articles(
     started: float | None = None,
     synonyms: Synonyms = NO_RULES,
     current: CurrentArticles | None = None,
+    embed_batch: int = EMBED_BATCH,
+    on_done: Callable[[int], None] | None = None,
 ) -> BuildReport:
     """Build a new index version from parsed articles (and synonyms) and make it current.
 
     ``current`` is the current build's articles as read before (:func:`current_articles`);
-    they spare reading them again while that build is still the current one.
+    they spare reading them again while that build is still the current one. The articles
+    are written a batch at a time (:mod:`kbsearch.index.batches`): at most
+    ``embed_batch`` new chunk texts are embedded at once, and ``on_done`` is told how
+    many articles are done as the batches go.
     """
     started = time.perf_counter() if started is None else started
     with _build_lock(index_dir):
@@ -246,7 +248,7 @@ def build_from_articles(
         try:
             report = _write_build(
                 staging, articles, errors, embedder, cache, chunk_tokens,
-                exact_limit, progress, started, synonyms,
+                exact_limit, progress, started, synonyms, embed_batch, on_done,
             )
             final = builds / report.version
             staging.rename(final)
@@ -330,22 +332,17 @@ def _write_build(
     progress: bool,
     started: float,
     synonyms: Synonyms,
+    embed_batch: int = EMBED_BATCH,
+    on_done: Callable[[int], None] | None = None,
 ) -> BuildReport:
     """Embed what is new, write every file of a build into ``staging``; return its report."""
     budget = min(chunk_tokens, embedder.max_tokens)
-    chunks = [chunks_of(cache, article, budget, embedder.count_tokens) for article in articles]
-    chunk_vectors, embedded, source = chunk_vectors_of(
-        chunks, cache, lambda texts: embedder.embed_passages(texts, progress=progress),
-        embedder.dimension)
-    title_vectors, _ = embed_missing(
-        [title_text(a.title, a.body) for a in articles], cache.titles.get,
-        embedder.embed_passages, embedder.dimension,
-    )
+    written = write_articles(staging, articles, cache, embedder, budget, embed_batch,
+                             on_done, progress)
+    chunk_vectors, embedded = written.chunk_vectors, written.embedded
     questions, embedded_questions = _write_questions(staging, articles, embedder, cache)
-    np.save(staging / "chunk_vectors.npy", chunk_vectors)
-    np.save(staging / "title_vectors.npy", title_vectors)
     dense = write_dense(staging, chunk_vectors, exact_limit, cache.centroids,
-                        cache.lists_of(source))
+                        cache.lists_of(written.source))
     hashes = {a.id: a.content_hash for a in articles}
     old = cache.hashes
     added = tuple(sorted(set(hashes) - set(old)))
@@ -353,7 +350,6 @@ def _write_build(
     changed = tuple(sorted(a for a in hashes if a in old and old[a] != hashes[a]))
     lexicon, keyword = _write_keyword(staging, articles, synonyms, cache,
                                       {*added, *removed, *changed})
-    write_records(staging, articles, chunks, cache)
     version = _new_version(articles)
     seconds = time.perf_counter() - started
     manifest = {

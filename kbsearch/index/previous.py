@@ -295,35 +295,3 @@ def chunk_vectors_of(
             taken += count
         row += count
     return out, embedded, source
-
-
-def write_records(
-    staging: Path, articles: Sequence[Article], chunks: Sequence[KeptChunks | tuple[Chunk, ...]],
-    previous: PreviousBuild,
-) -> None:
-    """Write the articles and chunks of a build as JSON lines (the readable part of a build).
-
-    The current build's lines of kept chunks, and of articles taken from it unparsed, are
-    copied as they are.
-    """
-    with (staging / "articles.jsonl").open("w", encoding="utf-8") as handle:
-        for article in articles:
-            line = previous.article_line(article)
-            if line is None:
-                record = {**article.to_metadata(), "body": article.body}
-                line = json.dumps(record, ensure_ascii=False) + "\n"
-            handle.write(line)
-    with (staging / "chunks.jsonl").open("w", encoding="utf-8") as handle:
-        for article_chunks in chunks:
-            if isinstance(article_chunks, KeptChunks):
-                handle.writelines(previous.chunk_lines[article_chunks.start:article_chunks.end])
-                continue
-            for chunk in article_chunks:
-                record = {
-                    "article_id": chunk.article_id,
-                    "ordinal": chunk.ordinal,
-                    "heading": chunk.heading,
-                    "text_key": text_key(chunk.text),
-                    "text": chunk.text,
-                }
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -29,15 +29,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, get_args
 
-import numpy as np
-
-from kbsearch.content.articles import Article, load_articles
-from kbsearch.content.chunking import chunk_article
+from kbsearch.content.articles import load_articles
 from kbsearch.errors import ArticleError, IndexBuildError, KbsearchError
 from kbsearch.fileio import atomic_write_text
 from kbsearch.index.builds import BuildReport, build_from_articles, current_articles
@@ -167,68 +164,6 @@ class ReindexPlan:
 def now_iso() -> str:
     """Return the time now as ISO 8601 in UTC, to the second."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-class ProgressEmbedder:
-    """An embedder that embeds in batches and says after each how many articles are done.
-
-    An article is done when every chunk of it has been embedded, or was reused from the
-    build before (its chunks are not among the texts the build asks for). The chunks are
-    cut as :func:`~kbsearch.index.builds.build_from_articles` cuts them.
-    """
-
-    def __init__(self, inner: Embedder, articles: Sequence[Article], chunk_tokens: int,
-                 batch_size: int, report: Callable[[int], None]) -> None:
-        """Wrap ``inner``; ``report(done)`` is called with the articles done so far."""
-        self.inner = inner
-        self.name, self.dimension = inner.name, inner.dimension
-        self.query_prompt, self.passage_prompt = inner.query_prompt, inner.passage_prompt
-        self.max_tokens = inner.max_tokens
-        self.batch_size = max(1, batch_size)
-        self.report = report
-        budget = min(chunk_tokens, inner.max_tokens)
-        self.owners: dict[str, set[int]] = {}
-        for number, article in enumerate(articles):
-            for chunk in chunk_article(article.id, article.title, article.body,
-                                       inner.count_tokens, budget):
-                self.owners.setdefault(chunk.text, set()).add(number)
-        self.total = len(articles)
-        self.pending: dict[int, set[str]] | None = None
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed queries with the wrapped model."""
-        return self.inner.embed_queries(texts)
-
-    def count_tokens(self, text: str) -> int:
-        """Count tokens with the wrapped model."""
-        return self.inner.count_tokens(text)
-
-    def embed_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Embed passages batch by batch, reporting the articles done after each batch."""
-        if self.pending is None and any(t in self.owners for t in texts):
-            self.pending = {n: set() for n in range(self.total)}
-            for text in texts:
-                for number in self.owners.get(text, ()):
-                    self.pending[number].add(text)
-            self.report(self.done())
-        parts = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = texts[start : start + self.batch_size]
-            parts.append(self.inner.embed_passages(batch))
-            for text in batch:
-                for number in self.owners.get(text, ()):
-                    if self.pending is not None:
-                        self.pending[number].discard(text)
-            self.report(self.done())
-        if not parts:
-            return self.inner.embed_passages(texts)
-        return np.concatenate(parts)
-
-    def done(self) -> int:
-        """Return how many articles have all their chunks embedded or reused."""
-        if self.pending is None:
-            return 0
-        return sum(1 for texts in self.pending.values() if not texts)
 
 
 class ReindexBoard:
@@ -363,10 +298,8 @@ def build(plan: ReindexPlan, strict: bool, embedder: Callable[[], Embedder],
         raise IndexBuildError(f"no valid article in {plan.articles_dir}; nothing built{detail}")
     articles = list(loaded.articles)
     on_total(len(articles))
-    tracked = ProgressEmbedder(embedder(), articles, plan.chunk_tokens, plan.batch_size,
-                               on_done)
-    report = build_from_articles(articles, plan.index_dir, tracked,
+    report = build_from_articles(articles, plan.index_dir, embedder(),
                                  chunk_tokens=plan.chunk_tokens, exact_limit=plan.exact_limit,
                                  errors=loaded.errors, keep_builds=plan.keep_builds,
-                                 current=current)
+                                 current=current, embed_batch=plan.batch_size, on_done=on_done)
     return ReindexResult.of(report)
