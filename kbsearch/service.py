@@ -368,7 +368,7 @@ class SearchService:
         visible = self._visible(index, request.visibility)
         results = []
         for hit in hits:
-            article = index.articles[index.positions[hit.id]]
+            article = index.article(index.positions[hit.id])
             others = tuple(index.articles[p] for p in index.families[family(article)]
                            if visible[p] and index.articles[p].id != article.id)
             results.append(Result(hit, article, article_snippet(article, request.query),
@@ -461,10 +461,9 @@ class SearchService:
         position = index.positions.get(article_id)
         if position is None:
             raise ArticleNotFoundError(article_id)
-        article = index.articles[position]
-        if not may_see(article, visibility):
+        if not may_see(index.articles[position], visibility):
             raise ArticleNotFoundError(article_id)
-        return article
+        return index.article(position)
 
     def articles(
         self, visibility: str = "public", caller: Caller | None = None
@@ -476,7 +475,7 @@ class SearchService:
         visibility = caller.visibility if caller is not None else visibility
         index = self.index()
         return sorted(
-            (a for a in index.articles if may_see(a, visibility)),
+            (index.article(p) for p, a in enumerate(index.articles) if may_see(a, visibility)),
             key=lambda a: (a.category, a.title.lower()),
         )
 

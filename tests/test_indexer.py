@@ -322,3 +322,40 @@ def test_kept_chunk_blocks_leave_out_an_article_whose_rows_are_split():
     blocks = _blocks(["a", "a", "b", "c", "c", "c", "b"], {"a": "h1", "c": "h3"})
     assert blocks == {"a": ("h1", KeptChunks(0, 2)), "c": ("h3", KeptChunks(3, 6))}
     assert _blocks([], {}) == {}
+
+
+def test_an_opened_build_reads_article_texts_from_disk_when_asked(small_kb, tmp_path,
+                                                                   fake_embedder):
+    from kbsearch.content.articles import load_articles
+
+    index_dir = tmp_path / "index"
+    build_index(small_kb, index_dir, fake_embedder)
+    loaded = open_index(index_dir)
+    try:
+        assert all(a.body == "" for a in loaded.articles)  # metadata only in memory
+        expected = {a.id: a for a in load_articles(small_kb).articles}
+        for position, meta in enumerate(loaded.articles):
+            full = loaded.article(position)
+            assert full == expected[meta.id]
+        shutil.rmtree(loaded.path)  # pruned while a worker still searches it
+        assert loaded.article(0).body == expected[loaded.articles[0].id].body
+    finally:
+        loaded.close()
+    with pytest.raises(ValueError):
+        loaded.article(0)
+
+
+def test_article_texts_are_found_across_blank_lines(tmp_path):
+    from kbsearch.content.articles import Article
+    from kbsearch.index.bodies import read_articles
+
+    texts = ["# Eins\n\nÄrger mit dem Zähler.\n", "Zwei \"zitiert\"\n", "drei"]
+    lines = [json.dumps({**Article(id=f"a{i}", title=f"T{i}", language="de", category="c",
+                                   body=t).to_metadata(), "body": t}, ensure_ascii=False)
+             for i, t in enumerate(texts)]
+    path = tmp_path / "articles.jsonl"
+    path.write_text("\n" + lines[0] + "\n\n\n" + lines[1] + "\n" + lines[2], "utf-8")
+    articles, bodies = read_articles(path)
+    assert [a.id for a in articles] == ["a0", "a1", "a2"]
+    assert [bodies.body(p) for p in (2, 0, 1)] == [texts[2], texts[0], texts[1]]
+    bodies.close()

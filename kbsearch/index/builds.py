@@ -62,6 +62,7 @@ from kbsearch.errors import (
 )
 from kbsearch.fileio import atomic_write_text, remove_temp_files, remove_tree
 from kbsearch.index.batches import EMBED_BATCH, write_articles
+from kbsearch.index.bodies import ArticleBodies, read_articles
 from kbsearch.index.dense import DENSE_FILE, load_faiss, write_dense
 from kbsearch.index.embedding import Embedder
 from kbsearch.index.keyword import (
@@ -394,12 +395,18 @@ def _write_build(
 
 @dataclass(frozen=True)
 class LoadedIndex:
-    """A published build, opened read-only for searching."""
+    """A published build, opened read-only for searching.
+
+    ``articles`` hold the metadata of the articles, their ``body`` empty: :meth:`article`
+    returns an article with its Markdown (read from the build, see
+    :mod:`kbsearch.index.bodies`).
+    """
 
     version: str
     path: Path
     manifest: dict
     articles: tuple[Article, ...]
+    bodies: ArticleBodies
     positions: dict[str, int]
     chunk_article: np.ndarray
     chunk_starts: np.ndarray
@@ -412,9 +419,14 @@ class LoadedIndex:
     keyword_docnums: np.ndarray  # each article's document number in the keyword index
     families: dict[str, tuple[int, ...]]  # translation family -> its articles' positions
 
+    def article(self, position: int) -> Article:
+        """Return the article at a position with its Markdown."""
+        return dataclasses.replace(self.articles[position], body=self.bodies.body(position))
+
     def close(self) -> None:
-        """Release the keyword index's files."""
+        """Release the keyword index's and the article texts' files."""
         self.keyword.close()
+        self.bodies.close()
 
 
 def check_format(manifest: dict, version: str) -> None:
@@ -449,10 +461,7 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         raise IndexNotFoundError(f"index build {version} not found in {index_dir}")
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
     check_format(manifest, version)
-    articles = tuple(
-        Article.from_metadata(record, record["body"])
-        for record in read_jsonl(folder / "articles.jsonl")
-    )
+    articles, bodies = read_articles(folder / "articles.jsonl")
     positions = {article.id: i for i, article in enumerate(articles)}
     chunk_article = np.array([positions[c["article_id"]]  # chunk texts stay on disk
                               for c in read_jsonl(folder / "chunks.jsonl")], dtype=np.int64)
@@ -464,6 +473,7 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         path=folder,
         manifest=manifest,
         articles=articles,
+        bodies=bodies,
         positions=positions,
         chunk_article=chunk_article,
         chunk_starts=np.searchsorted(chunk_article, np.arange(len(articles) + 1)),
