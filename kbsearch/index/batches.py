@@ -120,8 +120,8 @@ def write_articles(
     embedded = done = 0
     with (RowsFile(staging / "chunk_vectors.npy", dimension) as chunk_rows,
           RowsFile(staging / "title_vectors.npy", dimension) as title_rows,
-          (staging / "articles.jsonl").open("w", encoding="utf-8") as article_lines,
-          (staging / "chunks.jsonl").open("w", encoding="utf-8") as chunk_lines,
+          (staging / "articles.jsonl").open("wb") as article_lines,
+          (staging / "chunks.jsonl").open("wb") as chunk_lines,
           tqdm(total=len(articles), unit=" articles", disable=not progress) as bar):
 
         def flush(batch: list[tuple[Article, KeptChunks | tuple[Chunk, ...]]],
@@ -161,7 +161,7 @@ def write_articles(
 
 
 def write_lines(
-    article_lines: IO[str], chunk_lines: IO[str],
+    article_lines: IO[bytes], chunk_lines: IO[bytes],
     batch: Sequence[tuple[Article, KeptChunks | tuple[Chunk, ...]]], previous: PreviousBuild,
 ) -> None:
     """Append a batch's lines to articles.jsonl and chunks.jsonl.
@@ -173,10 +173,10 @@ def write_lines(
         line = previous.article_line(article)
         if line is None:
             record = {**article.to_metadata(), "body": article.body}
-            line = json.dumps(record, ensure_ascii=False) + "\n"
+            line = json_line(record)
         article_lines.write(line)
         if isinstance(chunks, KeptChunks):
-            chunk_lines.writelines(previous.chunk_lines[chunks.start:chunks.end])
+            chunk_lines.write(previous.kept_lines(chunks))
             continue
         for chunk in chunks:
             record = {
@@ -186,4 +186,9 @@ def write_lines(
                 "text_key": text_key(chunk.text),
                 "text": chunk.text,
             }
-            chunk_lines.write(json.dumps(record, ensure_ascii=False) + "\n")
+            chunk_lines.write(json_line(record))
+
+
+def json_line(record: dict) -> bytes:
+    """Return a record as a JSON line, UTF-8 (non-ASCII characters as they are)."""
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")

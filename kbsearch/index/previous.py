@@ -23,6 +23,7 @@ import numpy as np
 from kbsearch import __version__
 from kbsearch.content.articles import Article
 from kbsearch.content.chunking import Chunk, chunk_article
+from kbsearch.fileio import LineFile
 from kbsearch.index.dense import CENTROIDS_FILE, LISTS_FILE
 
 
@@ -70,17 +71,18 @@ def chunk_line_keys(line: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class CurrentArticles:
-    """The current build's articles, parsed, and their lines of its articles.jsonl.
+    """The current build's articles, parsed, and its articles.jsonl, whose lines they are.
 
     Read before a new build parses the articles folder: an unchanged file (same path and
-    bytes) is taken from here instead of being parsed again, and its line is written into
-    the new build as it is. Empty without a current build, or when another kbsearch
-    version (whose checks may differ) or build format wrote it.
+    bytes) is taken from here instead of being parsed again, and its line is copied into
+    the new build as it is (read back from ``lines``, not kept in memory). Empty without a
+    current build, or when another kbsearch version (whose checks may differ) or build
+    format wrote it.
     """
 
     folder: Path | None = None
     articles: tuple[Article, ...] = ()
-    lines: tuple[str, ...] = ()
+    lines: LineFile | None = None
 
     def by_file(self) -> dict[tuple[str, str], Article]:
         """Return the articles by path (relative to the articles folder) and content hash."""
@@ -96,9 +98,9 @@ def read_current_articles(folder: Path | None, build_format: int) -> CurrentArti
         if (manifest.get("format"), manifest.get("kbsearch_version")) != (build_format,
                                                                            __version__):
             return CurrentArticles()
-        lines = tuple(line for line in _lines(folder / "articles.jsonl") if line.strip())
+        lines = LineFile(folder / "articles.jsonl")
         articles = tuple(Article.from_metadata(record, record["body"])
-                         for record in map(json.loads, lines))
+                         for record in map(json.loads, lines.scan()))
     except (OSError, ValueError, KeyError, TypeError):  # pruned meanwhile, or another format
         return CurrentArticles()
     return CurrentArticles(folder, articles, lines)
@@ -141,7 +143,7 @@ class PreviousBuild:
         self.centroids: np.ndarray | None = None
         self.lists: np.ndarray | None = None
         self.chunk_rows: dict[str, int] = {}
-        self.chunk_lines: list[str] = []
+        self.chunk_lines: LineFile | None = None
         self.titles: dict[str, np.ndarray] = {}
         self.questions: dict[str, np.ndarray] = {}
         self.hashes: dict[str, str] = {}
@@ -150,12 +152,13 @@ class PreviousBuild:
         self.keyword_updates = 0
         self.chunk_budget = 0
         self.kept: dict[str, tuple[str, KeptChunks]] = {}
-        self._lines: dict[str, tuple[Article, str]] = {}
+        self._lines: dict[str, tuple[Article, int]] = {}
+        self._article_lines: LineFile | None = None
         if folder is None:
             return
-        if current is not None and current.folder == folder:
-            self._lines = {a.id: (a, line) for a, line in zip(current.articles, current.lines,
-                                                              strict=True)}
+        if current is not None and current.folder == folder and current.lines is not None:
+            self._lines = {a.id: (a, line) for line, a in enumerate(current.articles)}
+            self._article_lines = current.lines
         manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
         self.hashes = dict(manifest.get("content_hashes", {}))
         self.synonyms = manifest.get("synonyms", {}).get("sha256")
@@ -171,8 +174,8 @@ class PreviousBuild:
         if (folder / LISTS_FILE).exists():  # an IVF index: its centroids and lists
             self.centroids = np.load(folder / CENTROIDS_FILE)
             self.lists = np.load(folder / LISTS_FILE, mmap_mode="r")
-        self.chunk_lines = [line for line in _lines(folder / "chunks.jsonl") if line.strip()]
-        pairs = [chunk_line_keys(line) for line in self.chunk_lines]
+        self.chunk_lines = LineFile(folder / "chunks.jsonl")
+        pairs = [chunk_line_keys(line.decode("utf-8")) for line in self.chunk_lines.scan()]
         ids = [article_id for article_id, _ in pairs]
         self.chunk_rows = {key: row for row, (_, key) in enumerate(pairs)}
         if same_release:
@@ -191,11 +194,19 @@ class PreviousBuild:
         for row, text in enumerate(texts):
             self.questions[text_key(text)] = questions[row]
 
-    def article_line(self, article: Article) -> str | None:
+    def article_line(self, article: Article) -> bytes | None:
         """Return the current build's articles.jsonl line of an article taken from it
         unparsed (the very object), or None."""
         kept = self._lines.get(article.id)
-        return kept[1] if kept is not None and kept[0] is article else None
+        if kept is None or kept[0] is not article or self._article_lines is None:
+            return None
+        return self._article_lines.read(kept[1])
+
+    def kept_lines(self, chunks: KeptChunks) -> bytes:
+        """Return the chunks.jsonl lines of an unchanged article's chunks."""
+        if self.chunk_lines is None:
+            raise ValueError("the current build has no chunk records to keep")
+        return self.chunk_lines.read(chunks.start, chunks.end)
 
     def lists_of(self, source: np.ndarray) -> np.ndarray | None:
         """Return the IVF list of each new row whose row here is ``source`` (-1: a new
@@ -228,12 +239,6 @@ def _blocks(ids: Sequence[str], hashes: dict[str, str]) -> dict[str, tuple[str, 
     for article_id in split:
         del blocks[article_id]
     return blocks
-
-
-def _lines(path: Path) -> list[str]:
-    """Return the lines of a UTF-8 text file, line ends kept."""
-    with path.open(encoding="utf-8") as handle:
-        return handle.readlines()
 
 
 def chunks_of(
