@@ -260,15 +260,7 @@ class SearchService:
         mask = self._visible(index, request.visibility)
         if not (request.language or request.category or request.tags):
             return mask
-
-        def wanted(article: Article) -> bool:
-            if request.language and article.language != request.language:
-                return False
-            if request.category and article.category != request.category:
-                return False
-            return all(tag in article.tags for tag in request.tags)
-
-        return mask & np.array([wanted(a) for a in index.articles], dtype=bool)
+        return mask & index.facets.mask(request.language, request.category, request.tags)
 
     def candidates(
         self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray,

@@ -51,7 +51,7 @@ import numpy as np
 
 from kbsearch import __version__
 from kbsearch.content.analysis import Lexicon
-from kbsearch.content.articles import Article, family, load_articles
+from kbsearch.content.articles import Article, load_articles
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import (
     ArticleError,
@@ -65,6 +65,7 @@ from kbsearch.index.batches import EMBED_BATCH, write_articles
 from kbsearch.index.bodies import ArticleBodies, read_articles
 from kbsearch.index.dense import DENSE_FILE, load_faiss, write_dense
 from kbsearch.index.embedding import Embedder
+from kbsearch.index.facets import Facets, translation_families
 from kbsearch.index.keyword import (
     BM25_B,
     BM25_K1,
@@ -418,6 +419,7 @@ class LoadedIndex:
     keyword: KeywordIndex
     keyword_docnums: np.ndarray  # each article's document number in the keyword index
     families: dict[str, tuple[int, ...]]  # translation family -> its articles' positions
+    facets: Facets  # the articles of each language, category and tag, for filters
 
     def article(self, position: int) -> Article:
         """Return the article at a position with its Markdown."""
@@ -488,12 +490,6 @@ def open_index(index_dir: Path, version: str | None = None) -> LoadedIndex:
         keyword=keyword,
         keyword_docnums=keyword.docnums_of(a.id for a in articles),
         families=translation_families(articles),
+        facets=Facets(articles),
     )
 
-
-def translation_families(articles: Sequence[Article]) -> dict[str, tuple[int, ...]]:
-    """Return the positions of each translation family's articles, by the original's id."""
-    members: dict[str, list[int]] = {}
-    for position, article in enumerate(articles):
-        members.setdefault(family(article), []).append(position)
-    return {key: tuple(positions) for key, positions in members.items()}
