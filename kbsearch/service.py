@@ -460,14 +460,15 @@ class SearchService:
     def articles(
         self, visibility: str = "public", caller: Caller | None = None
     ) -> list[Article]:
-        """Return every published article visible at this level, by category and title.
+        """Return every published article visible at this level, by category and title,
+        without its Markdown (``body`` empty: :meth:`article` reads it).
 
         With a ``caller`` its role decides the level (internal for agents and editors).
         """
         visibility = caller.visibility if caller is not None else visibility
         index = self.index()
         return sorted(
-            (index.article(p) for p, a in enumerate(index.articles) if may_see(a, visibility)),
+            (a for a in index.articles if may_see(a, visibility)),
             key=lambda a: (a.category, a.title.lower()),
         )
 

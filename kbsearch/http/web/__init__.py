@@ -291,7 +291,8 @@ def category_page(category: str) -> Any:
     topic = next((t for t in topics() if t.key == category), None)
     if topic is None:
         abort(404)
-    return render_template("category.html", topic=topic, teaser=teaser)
+    return render_template("category.html", topic=topic,
+                           teaser=lambda article: teaser(service().article(article.id)))
 
 
 @web.get("/articles/<article_id>")
