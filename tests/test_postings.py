@@ -61,15 +61,18 @@ def test_every_term_reads_the_same_as_one_by_one(segmented: Path, blocks: bool,
         assert len(terms) > 1000
         postings_reader = PostingsReader(reader)
         for field, term in terms:
-            ids, weights = postings_reader.read(field, term)
+            read = postings_reader.read(field, term)
             matcher = reader.postings(field, term)  # Whoosh's own: deletions filtered
             expected_ids, expected_weights = read_one_by_one(matcher)
-            assert ids.tolist() == expected_ids.tolist(), (field, term)
-            assert np.all(np.diff(ids) > 0)  # ascending, each document once
-            assert weights.tolist() == expected_weights.tolist(), (field, term)
+            assert read.docnums.tolist() == expected_ids.tolist(), (field, term)
+            assert np.all(np.diff(read.docnums) > 0)  # ascending, each document once
+            assert read.weights.tolist() == expected_weights.tolist(), (field, term)
+            # what Whoosh's idf counts: every segment's documents, deleted ones too
+            assert read.doc_frequency == reader.doc_frequency(field, term), (field, term)
         # some postings fill several blocks of 128 in one segment
         assert max(leaf.doc_frequency(*ft) for leaf, _ in leaves for ft in terms) > 128
-        assert postings_reader.read("body_de", b"no-such-term")[0].size == 0
+        missing = postings_reader.read("body_de", b"no-such-term")
+        assert missing.docnums.size == 0 and missing.doc_frequency == 0
 
 
 def test_a_long_read_is_stopped_between_blocks(segmented: Path) -> None:

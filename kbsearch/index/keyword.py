@@ -16,6 +16,7 @@ time at 1,000 articles.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import threading
@@ -36,7 +37,7 @@ from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import SearchTimeoutError
 from kbsearch.index.deadline import Deadline
-from kbsearch.index.postings import PostingsReader
+from kbsearch.index.postings import PostingsReader, TermPostings
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
@@ -170,7 +171,8 @@ class KeywordIndex:
         self._cache: OrderedDict[tuple[str, bytes], _Postings] = OrderedDict()
         self._cached = 0  # postings in the cache
         self._lengths: dict[str, np.ndarray] = {}
-        self._ids: list[str] = [""] * self._searcher.doc_count_all()
+        self._doc_count = self._searcher.doc_count_all()
+        self._ids: list[str] = [""] * self._doc_count
         for docnum, stored in self._searcher.reader().iter_docs():
             self._ids[docnum] = stored["id"]
         self._docnums = {article_id: n for n, article_id in enumerate(self._ids) if article_id}
@@ -223,27 +225,30 @@ class KeywordIndex:
             self._cache.move_to_end(key)
             return cached
         check = None if deadline is None else partial(deadline.check, "keyword")
-        ids, weights = self._postings_reader.read(field_name, term, check)
-        postings = _Postings(ids, self._bm25(field_name, term, weights, ids))
+        read = self._postings_reader.read(field_name, term, check)
+        postings = _Postings(read.docnums, self._bm25(field_name, read))
         self._cache[key] = postings
-        self._cached += max(1, len(ids))
+        self._cached += max(1, len(read.docnums))
         while self._cached > POSTINGS_CACHE and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
             self._cached -= max(1, len(dropped.docnums))
         return postings
 
-    def _bm25(self, field_name: str, term: bytes, tf: np.ndarray, docnums: np.ndarray
-              ) -> np.ndarray:
+    def _bm25(self, field_name: str, postings: TermPostings) -> np.ndarray:
         """Return the BM25F scores of a term's postings: Whoosh's BM25FScorer, as arrays.
 
         The same operations in the same order as ``whoosh.scoring.bm25`` on the same
-        statistics (the term's idf, the field's average length, each document's field
-        length as Whoosh stores it), so the scores are equal to the last bit; asking
-        Whoosh's scorer posting by posting took most of a search over 10,000 articles.
+        statistics (the term's idf as ``WeightingModel.idf`` computes it, the field's
+        average length, each document's field length as Whoosh stores it), so the scores
+        are equal to the last bit; asking Whoosh's scorer posting by posting took most of
+        a search over 10,000 articles. The idf comes from the document frequency read with
+        the postings: the searcher's own idf looked the term up again in every segment
+        (and kept every term ever asked in a cache without bound).
         """
-        idf = self._searcher.idf(field_name, term)
+        idf = math.log(self._doc_count / (postings.doc_frequency + 1)) + 1
         avgfl = self._searcher.avg_field_length(field_name) or 1
-        fl = self._field_lengths(field_name)[docnums]
+        tf = postings.weights
+        fl = self._field_lengths(field_name)[postings.docnums]
         b, k1 = BM25_B, BM25_K1
         return idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * fl / avgfl)))
 

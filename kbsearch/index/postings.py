@@ -12,14 +12,26 @@ compares both ways on every term of an index with several segments and deletions
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.matching import Matcher
 from whoosh.matching.wrappers import FilterMatcher
-from whoosh.reading import IndexReader
+from whoosh.reading import IndexReader, TermNotFound
 
 Check = Callable[[], None]  # raises when the search has to stop (a deadline)
+
+
+@dataclass(frozen=True)
+class TermPostings:
+    """A term's documents in a field (ascending, deleted ones left out), its weight
+    (frequency) in each, and its document frequency as Whoosh counts it for idf (every
+    segment's stored count, deleted documents included)."""
+
+    docnums: np.ndarray
+    weights: np.ndarray
+    doc_frequency: int
 
 
 class PostingsReader:
@@ -38,18 +50,20 @@ class PostingsReader:
                 deleted[list(leaf.deleted_docs_set)] = True
             self._leaves.append((leaf, offset, deleted))
 
-    def read(self, field: str, term: bytes, check: Check | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the documents that contain a term in a field (ascending) and the term's
-        weight (frequency) in each, deleted documents left out; none for a missing term.
+    def read(self, field: str, term: bytes, check: Check | None = None) -> TermPostings:
+        """Return a term's postings in a field; none for a missing term.
 
-        ``check`` is called before each block of postings is read, so that a long read can
-        be stopped.
+        Each segment's term dictionary is asked once for the term's statistics (the
+        document frequency Whoosh's idf adds up) and once for its postings. ``check`` is
+        called before each block of postings is read, so that a long read can be stopped.
         """
         ids: list[np.ndarray] = []
         weights: list[np.ndarray] = []
+        doc_frequency = 0
         for leaf, offset, deleted in self._leaves:
-            if (field, term) not in leaf:
+            try:
+                doc_frequency += leaf.term_info(field, term).doc_frequency()
+            except TermNotFound:
                 continue
             matcher = leaf.postings(field, term)
             if isinstance(matcher, FilterMatcher):  # the deletions, left out below
@@ -62,8 +76,8 @@ class PostingsReader:
             ids.append(leaf_ids + offset)
             weights.append(leaf_weights)
         if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        return np.concatenate(ids), np.concatenate(weights)
+            return TermPostings(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), 0)
+        return TermPostings(np.concatenate(ids), np.concatenate(weights), doc_frequency)
 
 
 def _read_matcher(matcher: Matcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
