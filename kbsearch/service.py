@@ -40,8 +40,10 @@ from kbsearch.index.retrieval import (
     KeywordRetriever,
     RetrievalQuery,
     Retriever,
+    RetrieverPool,
     SearchRequest,
     best_chunk_similarity,
+    retrieve_all,
 )
 from kbsearch.index.vector_cache import VectorCache
 from kbsearch.queries import check_search
@@ -164,6 +166,7 @@ class SearchService:
         self._masks: dict[tuple[str, str], np.ndarray] = {}
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._pool = RetrieverPool()
 
     @property
     def feedback(self) -> FeedbackStore:
@@ -266,23 +269,29 @@ class SearchService:
         self, index: LoadedIndex, request: SearchRequest, query_vector: np.ndarray,
         ranker: Ranker | None = None, deadline: Deadline | None = None,
     ) -> Candidates:
-        """Collect the top candidates of every retriever with all their raw scores.
+        """Collect the top candidates of every retriever with all their raw scores."""
+        return self.gather(index, request, lambda: query_vector, ranker, deadline)[0]
 
-        Articles whose learned or editors' questions match the query join the candidates
-        too; ``question_sim`` is the two matches added up (at most 1). Past the
-        ``deadline``, a retriever is stopped or its answer refused (SearchTimeoutError).
+    def gather(
+        self, index: LoadedIndex, request: SearchRequest, vector_of: Callable[[], np.ndarray],
+        ranker: Ranker | None = None, deadline: Deadline | None = None,
+    ) -> tuple[Candidates, np.ndarray]:
+        """Collect the candidates as :meth:`candidates` does; return them and the vector.
+
+        ``vector_of`` gives the query vector; retrievers that need none run meanwhile
+        (:func:`retrieve_all`). Articles whose learned or editors' questions match the
+        query join the candidates too; ``question_sim`` is the two matches added up (at
+        most 1). Past the ``deadline``, a retriever is stopped or its answer refused
+        (SearchTimeoutError).
         """
         ranker = ranker or self.ranker()
         mask = self._allowed(index, request)
         if not mask.any():
-            return _empty_candidates()
+            return _empty_candidates(), vector_of()
         languages = (request.language,) if request.language else LANGUAGES
-        query = RetrievalQuery(request.query, query_vector, languages, mask, deadline)
-        found = {}
-        for retriever in self.retrievers:
-            found[retriever.name] = retriever.retrieve(index, query, self.settings.candidates)
-            if deadline is not None:
-                deadline.check(retriever.name)
+        query = RetrievalQuery(request.query, None, languages, mask, deadline)
+        found, query_vector = retrieve_all(self.retrievers, index, query, vector_of,
+                                           self.settings.candidates, self._pool)
         dense, keyword = found["dense"], found["keyword"]
         learned = {
             index.positions[a]: v for a, v in ranker.questions.match(query_vector).items()
@@ -313,7 +322,7 @@ class SearchService:
             question_sim=np.array([learned.get(a, 0.0) for a in pool]),
             helpfulness=ranker.helpfulness.scores(ids),
             stale=staleness(np.array([_days_overdue(index.articles[a], today) for a in pool])),
-        )
+        ), query_vector
 
     def rank(
         self, candidates: Candidates, mode: str, k: int, ranker: Ranker | None = None
@@ -349,9 +358,8 @@ class SearchService:
             raise QueryError("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
         index = self.index()
         ranker = self.ranker()
-        query_vector = self.query_vector(request.query)
-        deadline.check("embedding")  # not stoppable, but as long as a query may be
-        candidates = self.candidates(index, request, query_vector, ranker, deadline)
+        candidates, query_vector = self.gather(
+            index, request, lambda: self.query_vector(request.query), ranker, deadline)
         hits = self.rank(candidates, request.mode, len(candidates.ids), ranker)
         shown = [index.articles[index.positions[hit.id]] for hit in hits]
         hits = one_per_family(hits, [family(a) for a in shown], [a.language for a in shown],

@@ -6,13 +6,22 @@ build, best first, with named raw scores for each. Dense (FAISS over chunk vecto
 keyword (Whoosh BM25F) retrieval are the two kbsearch ships; a new one implements
 :class:`Retriever`, and the ranking features that read its scores are added in
 ``kbsearch.ranking.scoring``.
+
+A retriever that does not read the query vector (``needs_vector`` false: keyword search)
+runs on a :class:`RetrieverPool` thread while the query is embedded (:func:`retrieve_all`):
+the embedding runs in native code without Python's lock, so a search costs about the
+longer of the two instead of their sum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -40,11 +49,12 @@ class RetrievalQuery:
 
     ``allowed`` is a boolean mask over the build's articles; ``everything`` says that it
     allows all of them (so that no filter needs to be applied). A retriever that can be
-    stopped midway raises SearchTimeoutError when the ``deadline`` passes.
+    stopped midway raises SearchTimeoutError when the ``deadline`` passes. ``vector`` is
+    None for a retriever that does not need it (it may run before the query is embedded).
     """
 
     text: str
-    vector: np.ndarray
+    vector: np.ndarray | None
     languages: tuple[str, ...]
     allowed: np.ndarray
     deadline: Deadline | None = None
@@ -64,9 +74,14 @@ class Retrieved:
 
 
 class Retriever(Protocol):
-    """Finds up to ``n`` candidate articles for a query in a build."""
+    """Finds up to ``n`` candidate articles for a query in a build.
+
+    ``needs_vector``: whether it reads the query vector; one that does not is given None
+    and runs while the query is embedded.
+    """
 
     name: str
+    needs_vector: bool
 
     def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
         """Return the best ``n`` allowed articles, best first."""
@@ -77,9 +92,12 @@ class DenseRetriever:
     """Articles by their best chunk's cosine with the query vector (FAISS)."""
 
     name = "dense"
+    needs_vector = True
 
     def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
         """Search chunks (enough to fill ``n`` distinct articles) and keep each article once."""
+        if query.vector is None:
+            raise ValueError("dense retrieval needs the query vector")
         chunk_mask = None if query.everything else query.allowed[index.chunk_article]
         per_article = max(1, int(np.ceil(len(index.chunk_article) / max(1, len(query.allowed)))))
         found = dense.search(index.dense, index.chunk_vectors, query.vector,
@@ -96,6 +114,7 @@ class KeywordRetriever:
     """Articles by BM25F over title, tags and body in the query's languages (Whoosh)."""
 
     name = "keyword"
+    needs_vector = False
 
     def retrieve(self, index: LoadedIndex, query: RetrievalQuery, n: int) -> Retrieved:
         """Search the keyword index; scores are BM25F overall, per field, and term coverage."""
@@ -123,3 +142,63 @@ def best_chunk_similarity(
     rows = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
     similarities = index.chunk_vectors[rows] @ vector
     return np.maximum.reduceat(similarities, offsets).astype(np.float64)
+
+
+T = TypeVar("T")
+
+
+class RetrieverPool:
+    """Threads on which retrievers run beside the query embedding, made per process.
+
+    Threads do not survive ``fork``: a gunicorn worker forked from a master that had
+    searched would inherit a pool without threads. So each process makes its own on first
+    use.
+    """
+
+    def __init__(self, threads: int = 4) -> None:
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = 0
+
+    def submit(self, function: Callable[..., T], *args: object) -> Future[T]:
+        """Run ``function(*args)`` on one of this process's threads."""
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                self._executor = ThreadPoolExecutor(self._threads,
+                                                    thread_name_prefix="kbsearch-retrieve")
+                self._pid = os.getpid()
+            return self._executor.submit(function, *args)
+
+
+def retrieve_all(
+    retrievers: Sequence[Retriever], index: LoadedIndex, query: RetrievalQuery,
+    vector_of: Callable[[], np.ndarray], n: int, pool: RetrieverPool,
+) -> tuple[dict[str, Retrieved], np.ndarray]:
+    """Ask every retriever for ``n`` candidates; return their answers and the query vector.
+
+    Those that need no vector start on ``pool`` threads first, then ``vector_of`` embeds
+    the query (or finds it cached) here, then the others run here. ``query.vector`` is
+    ignored. The deadline is checked after the embedding and after each retriever, in the
+    retrievers' order; a retriever's error is raised here, as if it had run here.
+    """
+    without = dataclasses.replace(query, vector=None)
+    early = {i: pool.submit(r.retrieve, index, without, n)
+             for i, r in enumerate(retrievers) if not r.needs_vector}
+    try:
+        vector = vector_of()
+        if query.deadline is not None:
+            query.deadline.check("embedding")  # not stoppable, but as long as a query may be
+        with_vector = dataclasses.replace(query, vector=vector)
+        found = {}
+        for i, retriever in enumerate(retrievers):
+            if i in early:
+                found[retriever.name] = early[i].result()
+            else:
+                found[retriever.name] = retriever.retrieve(index, with_vector, n)
+            if query.deadline is not None:
+                query.deadline.check(retriever.name)
+    finally:
+        for future in early.values():
+            future.cancel()  # one not started yet when the embedding or a retriever failed
+    return found, vector
