@@ -22,6 +22,7 @@ from kbsearch.index.onnx_engine import (
     model_layout,
     onnx_mismatch,
     onnx_path,
+    padding_batches,
 )
 
 from .conftest import MODEL
@@ -126,6 +127,33 @@ def test_onnx_gives_sentence_transformers_vectors(engines, texts: tuple[str, ...
         assert (mine * theirs).sum(axis=1).min() >= 0.99999, method
     assert [onnx.count_tokens(t) for t in texts] == [st.count_tokens(t) for t in texts]
     assert onnx.embed_queries([]).shape == (0, 384)
+
+
+def test_batches_hold_texts_of_about_the_same_length() -> None:
+    lengths = np.array([512, 500, 470, 300, 290, 280, 270, 12, 11, 11, 10, 9])
+    batches = padding_batches(lengths, limit=3)
+    assert batches == [(0, 3), (3, 6), (6, 7), (7, 10), (10, 12)]
+    for start, stop in batches:  # none padded to less than 90 % of its longest
+        assert lengths[start:stop].min() >= 0.9 * lengths[start] and stop - start <= 3
+    assert padding_batches(np.array([5]), 32) == [(0, 1)] and padding_batches(np.array([]), 8) == []
+
+
+@pytest.mark.model
+def test_a_text_gets_the_same_vector_in_any_batch(engines) -> None:
+    """Embedded alone or among texts of other lengths, in batches of any size: the same
+    vector (padding is masked out)."""
+    onnx, _ = engines
+    texts = [*GERMAN, *ENGLISH, *LONG, *ODD]
+    together = onnx.embed_passages(texts)
+    size = onnx.batch_size
+    try:
+        onnx.batch_size = 2
+        in_pairs = onnx.embed_passages(texts)
+    finally:
+        onnx.batch_size = size
+    alone = np.vstack([onnx.embed_passages([t]) for t in texts])
+    assert (together * alone).sum(axis=1).min() >= 0.99999
+    assert (in_pairs * alone).sum(axis=1).min() >= 0.99999
 
 
 @pytest.mark.model

@@ -20,6 +20,11 @@ normalisation that the folder's modules name, done in NumPy.
   2 ms a query and burned 38 ms of CPU after each one). The pool does not survive
   ``fork``, so each process makes its own session on first use (:meth:`OnnxEmbedder.
   _session_here`), and ``kbsearch serve`` loads it in each worker, not in the master.
+- **Batches without padding.** A batch costs its longest text times its size: every text
+  is padded to it. Texts are sorted by their token count and a batch holds only texts of
+  at least PAD_SHARE of its longest (:func:`padding_batches`). Batches of 32 sorted by
+  characters were padded to their longest outlier and embedded FAQ answers 2.5 to 3
+  times slower than one at a time.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ ONNX_MODEL = "model.onnx"
 ONNX_SOURCE = "source.json"
 WEIGHTS = "model.safetensors"
 OPSET = 17
+PAD_SHARE = 0.9  # a text joins a batch if it has this share of the batch's longest's tokens
 
 
 def onnx_path(model_dir: Path) -> Path:
@@ -215,7 +221,7 @@ class OnnxEmbedder:
         self._tokenizer = _tokenizer(model_dir)
         self._tokenizer.enable_truncation(self.max_tokens)
         pad = self._tokenizer.token_to_id("<pad>")
-        self._tokenizer.enable_padding(pad_id=0 if pad is None else pad)
+        self._pad = 0 if pad is None else pad  # what sentence-transformers pads with
         self._lock = threading.Lock()
         self.name = model
         self.query_prompt = query_prompt
@@ -255,11 +261,14 @@ class OnnxEmbedder:
         self._session_pid = os.getpid()
         return self._session
 
-    def _run(self, texts: list[str]) -> np.ndarray:
-        """Embed one batch of prompted texts: token states, mean pooling, normalisation."""
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _run(self, encodings: Sequence[Any]) -> np.ndarray:
+        """Embed one batch of tokenised texts: token states, mean pooling, normalisation."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)] = encoding.ids
+            mask[row, :len(encoding.ids)] = 1
         with self._lock:
             session = self._session_here()
             states = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
@@ -270,21 +279,23 @@ class OnnxEmbedder:
         return vectors.astype(np.float32)
 
     def _encode(self, texts: Sequence[str], prompt: str, progress: bool) -> np.ndarray:
-        """Embed texts in batches of similar length (as sentence-transformers sorts them)."""
+        """Embed texts in batches of about the same token count (:func:`padding_batches`)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         # stripped after the prompt, as sentence-transformers' Transformer strips its input
-        prompted = [(prompt + clean_text(text)).strip() for text in texts]
-        order = np.argsort([-len(text) for text in prompted], kind="stable")
-        starts: Any = range(0, len(order), self.batch_size)
+        encodings = self._tokenizer.encode_batch(
+            [(prompt + clean_text(text)).strip() for text in texts])
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(-lengths, kind="stable")
+        batches: Any = padding_batches(lengths[order], self.batch_size)
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="Batches", unit="batch")
+            batches = tqdm(batches, desc="Batches", unit="batch")
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in starts:
-            rows = order[start:start + self.batch_size]
-            vectors[rows] = self._run([prompted[row] for row in rows])
+        for start, stop in batches:
+            rows = order[start:stop]
+            vectors[rows] = self._run([encodings[row] for row in rows])
         return vectors
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -298,6 +309,23 @@ class OnnxEmbedder:
     def count_tokens(self, text: str) -> int:
         """Count the model tokens of a passage, prompt and special tokens included."""
         return len(self._counter.encode((self.passage_prompt + clean_text(text)).strip()).ids)
+
+
+def padding_batches(lengths: np.ndarray, limit: int, share: float = PAD_SHARE
+                    ) -> list[tuple[int, int]]:
+    """Cut token counts sorted longest first into batches: (start, stop) of each.
+
+    A batch holds at most ``limit`` texts, each with at least ``share`` of the tokens of
+    its first (longest), so that padding wastes at most about ``1 - share`` of it.
+    """
+    batches = []
+    start = 0
+    for position in range(1, len(lengths) + 1):
+        if (position == len(lengths) or position - start == limit
+                or lengths[position] < share * lengths[start]):
+            batches.append((start, position))
+            start = position
+    return batches
 
 
 def _tokenizer(model_dir: Path) -> Tokenizer:
