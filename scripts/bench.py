@@ -64,10 +64,11 @@ KEYS = ("build_docs_per_s", "incremental_1_s", "inproc_p50_ms", "http_p50_ms",
         "http_p99_ms", "qps", "rss_mb_per_worker", "index_mb", "recall@10")
 CLIENTS = 8
 BUILD_FIGURES = "build-figures.json"  # in a --workdir size folder: its base is built
-# A build holds every parsed article and chunk at once: a 100k run peaked at 5.9 GB with
-# the model loaded (2026-12-02), a 1M one passed 21 GB while cutting chunks.
+# A build streams chunks and vectors in batches but holds every parsed article (the
+# keyword index is written from them): a 1M build (--build-only, generating the articles
+# included) peaked at 19.2 GB resident (2026-12-03).
 BUILD_BASE_BYTES = 1_500_000_000
-BUILD_BYTES_PER_ARTICLE = 46_000
+BUILD_BYTES_PER_ARTICLE = 18_000
 STARTUP_SECONDS = 600  # a 1M index takes minutes to open
 SERVE_FAKE = """
 import sys

@@ -107,12 +107,12 @@ def test_a_size_too_large_for_the_memory_is_refused_before_anything_is_built():
     bench = load_script("bench")
     million, ten_k, sample = bench.parse_sizes("1M,10k,sample", 100_000)
     gb = 1_000_000_000
-    assert bench.build_memory_needed(1_000_000) > 40 * gb  # a 1M build passed 21 GB
-    assert bench.build_memory_needed(100_000) < 7 * gb  # a 100k build peaked at 5.9 GB
-    with pytest.raises(bench.BenchError, match=r"1000000 articles needs about 48 GB .* "
-                                               r"24\.0 GB are available.*--ignore-memory"):
-        bench.check_build_memory(million, 24 * gb)
-    bench.check_build_memory(million, 64 * gb)  # enough: no error
+    assert bench.build_memory_needed(1_000_000) > 19.2 * gb  # a 1M build peaked at 19.2 GB
+    assert bench.build_memory_needed(100_000) < 4 * gb
+    with pytest.raises(bench.BenchError, match=r"1000000 articles needs about 20 GB .* "
+                                               r"16\.0 GB are available.*--ignore-memory"):
+        bench.check_build_memory(million, 16 * gb)
+    bench.check_build_memory(million, 24 * gb)  # enough: no error
     bench.check_build_memory(ten_k, 4 * gb)
     bench.check_build_memory(sample, 0)  # the bundled knowledge base is always built
     assert bench.available_memory() > 0
