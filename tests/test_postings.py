@@ -88,3 +88,28 @@ def test_a_long_read_is_stopped_between_blocks(segmented: Path) -> None:
         expired = Deadline(limit=1.0, expires=0.0, clock=lambda: 1.0)
         with pytest.raises(SearchTimeoutError):
             postings_reader.read(field, term, lambda: expired.check("keyword"))
+
+
+@pytest.mark.parametrize("columns", [True, False], ids=["length-columns", "one-by-one"])
+def test_field_lengths_are_whoosh_s_for_every_document(segmented: Path, columns: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scored field's length of every document, in every segment, read as whoosh3's
+    length columns (or, for another kind of segment, one by one) is what Whoosh's
+    ``doc_field_length`` gives, 1 where a document has no terms in the field."""
+    if not columns:
+        monkeypatch.setattr(postings, "W3PerDocReader", type("Other", (), {}))
+    ix = whoosh_index.open_dir(str(segmented), schema=make_schema(Lexicon(frozenset())))
+    with ix.searcher() as searcher:
+        reader = searcher.reader()
+        fields = [name for name in ix.schema.names() if name != "id"]
+        assert len(fields) == 6
+        without = 0
+        for field in fields:
+            lengths = postings.field_lengths(reader, field)
+            expected = [reader.doc_field_length(d, field, 1) or 1
+                        for d in range(reader.doc_count_all())]
+            assert lengths.tolist() == expected, field
+            without += sum(1 for d in range(reader.doc_count_all())
+                           if not reader.doc_field_length(d, field))
+        assert without > 0  # documents without a field (English articles' German fields)
+        assert max(postings.field_lengths(reader, "body_de")) > 100

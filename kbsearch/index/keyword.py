@@ -37,7 +37,7 @@ from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import SearchTimeoutError
 from kbsearch.index.deadline import Deadline
-from kbsearch.index.postings import PostingsReader, TermPostings
+from kbsearch.index.postings import PostingsReader, TermPostings, field_lengths
 
 FIELDS = ("title", "tags", "body")
 FIELD_BOOSTS = {"title": 2.0, "tags": 1.5, "body": 1.0}
@@ -170,7 +170,11 @@ class KeywordIndex:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, bytes], _Postings] = OrderedDict()
         self._cached = 0  # postings in the cache
-        self._lengths: dict[str, np.ndarray] = {}
+        # every document's length per field, as BM25F normalises by it (read at open, in
+        # milliseconds: asked of Whoosh per document on a first search, it took seconds)
+        reader = self._searcher.reader()
+        self._lengths = {field: field_lengths(reader, field)
+                         for field in (f"{name}_{lang}" for name in FIELDS for lang in LANGUAGES)}
         self._doc_count = self._searcher.doc_count_all()
         self._ids: list[str] = [""] * self._doc_count
         for docnum, stored in self._searcher.reader().iter_docs():
@@ -248,20 +252,9 @@ class KeywordIndex:
         idf = math.log(self._doc_count / (postings.doc_frequency + 1)) + 1
         avgfl = self._searcher.avg_field_length(field_name) or 1
         tf = postings.weights
-        fl = self._field_lengths(field_name)[postings.docnums]
+        fl = self._lengths[field_name][postings.docnums]
         b, k1 = BM25_B, BM25_K1
         return idf * ((tf * (k1 + 1)) / (tf + k1 * ((1 - b) + b * fl / avgfl)))
-
-    def _field_lengths(self, field_name: str) -> np.ndarray:
-        """Return every document's length in a field, as Whoosh scores it (read once)."""
-        lengths = self._lengths.get(field_name)
-        if lengths is None:
-            length = self._searcher.doc_field_length
-            # None for a document without the field: one it has no postings in
-            lengths = np.array([length(docnum, field_name, 1) or 1
-                                for docnum in range(len(self._ids))], dtype=np.int64)
-            self._lengths[field_name] = lengths
-        return lengths
 
     def _scores(self, parts: list[_Part], deadline: Deadline | None) -> _Matches:
         """Return every matching document's BM25F scores: all fields, title, body, groups.
