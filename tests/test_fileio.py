@@ -28,8 +28,18 @@ def test_a_dropped_line_file_closes_its_descriptor(tmp_path):
 
     path = tmp_path / "x"
     path.write_text("x\n")
-    before = len(os.listdir("/proc/self/fd"))
+
+    def open_on_path() -> int:
+        """Descriptors of this process open on ``path`` (others may close meanwhile)."""
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+            except OSError:  # closed while listed
+                pass
+        return count
+
     files = [LineFile(path) for _ in range(20)]
-    assert len(os.listdir("/proc/self/fd")) >= before + 20
+    assert open_on_path() == 20
     del files
-    assert len(os.listdir("/proc/self/fd")) <= before
+    assert open_on_path() == 0
