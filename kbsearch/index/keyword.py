@@ -37,6 +37,7 @@ from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import SearchTimeoutError
 from kbsearch.index.deadline import Deadline
+from kbsearch.index.mapped import MappedStorage
 from kbsearch.index.postings import PostingsReader, TermPostings, field_lengths
 
 FIELDS = ("title", "tags", "body")
@@ -163,7 +164,8 @@ class KeywordIndex:
         synonyms = load_synonyms(folder / SYNONYMS_FILE)
         self._synonyms = {lang: synonyms.for_language(lang) for lang in LANGUAGES}
         self._schema = make_schema(self._lexicon, synonyms)
-        self._ix = whoosh_index.open_dir(str(folder), readonly=True, schema=self._schema)
+        # mapped, not copied into each process (see kbsearch/index/mapped.py)
+        self._ix = MappedStorage(str(folder)).open_index(schema=self._schema)
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
         self._postings_reader = PostingsReader(self._searcher.reader())
