@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from whoosh import index as whoosh_index
 
 from kbsearch.config import Settings, load_settings
+from kbsearch.content.analysis import Lexicon
+from kbsearch.content.articles import load_articles
+from kbsearch.index.keyword import _document, build_keyword_index, make_schema
 
 from .fakes import FakeEmbedder
 
@@ -259,3 +263,27 @@ def serving(app: Any, name: str = "kbsearch-server") -> Iterator[str]:
         httpd.shutdown()
         thread.join(timeout=10)
         httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def segmented(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A keyword index of the bundled articles in three segments, two with deletions:
+    articles changed and copies added twice, committed without merging (as a reindex
+    may)."""
+    folder = tmp_path_factory.mktemp("segmented")
+    articles = list(load_articles(ARTICLES).articles)
+    lexicon = Lexicon(frozenset())
+    build_keyword_index(folder, articles, lexicon)
+    ix = whoosh_index.open_dir(str(folder), schema=make_schema(lexicon))
+    for round_, changed in enumerate((articles[:5], articles[3:12:2]), start=1):
+        writer = ix.writer()
+        for article in changed:
+            writer.delete_by_term("id", article.id)
+            body = f"{article.body}\n\nStand {round_}: Zählerstand Router Rechnung."
+            writer.add_document(**_document(dataclasses.replace(article, body=body)))
+        for number in range(150 * round_):  # so that some postings fill several blocks
+            copy = articles[number % len(articles)]
+            copy = dataclasses.replace(copy, id=f"copy-{round_}-{number}")
+            writer.add_document(**_document(copy))
+        writer.commit(merge=False)
+    return folder

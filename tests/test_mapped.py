@@ -17,8 +17,6 @@ from kbsearch.index.keyword import KeywordIndex, build_keyword_index, make_schem
 from kbsearch.index.mapped import MappedFile, MappedStorage
 from kbsearch.index.postings import PostingsReader, field_lengths
 
-from .test_postings import segmented  # noqa: F401 - the fixture, shared
-
 GRAIN = mmap.ALLOCATIONGRANULARITY
 
 
@@ -56,8 +54,7 @@ def test_a_part_of_a_file_reads_as_the_same_bytes_would(tmp_path: Path) -> None:
     assert MappedStorage(str(tmp_path)).open_file("empty").read() == b""
 
 
-def test_an_index_reads_the_same_mapped_as_through_whoosh_s_storage(segmented: Path,  # noqa: F811
-                                                                   ) -> None:
+def test_an_index_reads_the_same_mapped_as_through_whoosh_s_storage(segmented: Path) -> None:
     """Every term's postings, every field's lengths and every stored document of an index
     with three segments and deletions: the same through both storages."""
     schema = make_schema(Lexicon(frozenset()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,38 +9,11 @@ import pytest
 from whoosh import index as whoosh_index
 
 from kbsearch.content.analysis import Lexicon
-from kbsearch.content.articles import load_articles
 from kbsearch.errors import SearchTimeoutError
 from kbsearch.index import postings
 from kbsearch.index.deadline import Deadline
-from kbsearch.index.keyword import _document, build_keyword_index, make_schema
+from kbsearch.index.keyword import make_schema
 from kbsearch.index.postings import PostingsReader, read_one_by_one
-
-from .conftest import ARTICLES
-
-
-@pytest.fixture(scope="module")
-def segmented(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A keyword index of the bundled articles in three segments, two with deletions:
-    articles changed and copies added twice, committed without merging (as a reindex
-    may)."""
-    folder = tmp_path_factory.mktemp("segmented")
-    articles = list(load_articles(ARTICLES).articles)
-    lexicon = Lexicon(frozenset())
-    build_keyword_index(folder, articles, lexicon)
-    ix = whoosh_index.open_dir(str(folder), schema=make_schema(lexicon))
-    for round_, changed in enumerate((articles[:5], articles[3:12:2]), start=1):
-        writer = ix.writer()
-        for article in changed:
-            writer.delete_by_term("id", article.id)
-            body = f"{article.body}\n\nStand {round_}: Zählerstand Router Rechnung."
-            writer.add_document(**_document(dataclasses.replace(article, body=body)))
-        for number in range(150 * round_):  # so that some postings fill several blocks
-            copy = articles[number % len(articles)]
-            copy = dataclasses.replace(copy, id=f"copy-{round_}-{number}")
-            writer.add_document(**_document(copy))
-        writer.commit(merge=False)
-    return folder
 
 
 @pytest.mark.parametrize("blocks", [True, False], ids=["blocks", "other-matchers"])

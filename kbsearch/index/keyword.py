@@ -168,18 +168,18 @@ class KeywordIndex:
         self._ix = MappedStorage(str(folder)).open_index(schema=self._schema)
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
-        self._postings_reader = PostingsReader(self._searcher.reader())
+        reader = self._searcher.reader()
+        self._postings_reader = PostingsReader(reader)
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, bytes], _Postings] = OrderedDict()
         self._cached = 0  # postings in the cache
         # every document's length per field, as BM25F normalises by it (read at open, in
         # milliseconds: asked of Whoosh per document on a first search, it took seconds)
-        reader = self._searcher.reader()
         self._lengths = {field: field_lengths(reader, field)
                          for field in (f"{name}_{lang}" for name in FIELDS for lang in LANGUAGES)}
         self._doc_count = self._searcher.doc_count_all()
         self._ids: list[str] = [""] * self._doc_count
-        for docnum, stored in self._searcher.reader().iter_docs():
+        for docnum, stored in reader.iter_docs():
             self._ids[docnum] = stored["id"]
         self._docnums = {article_id: n for n, article_id in enumerate(self._ids) if article_id}
 
