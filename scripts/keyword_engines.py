@@ -6,6 +6,9 @@ installed: ``.venv/bin/pip install tantivy``; not a kbsearch dependency).
 Usage: scripts/keyword_engines.py BASE [--engines whoosh,fts5,tantivy] [--queries 300]
        [--workdir DIR] [--json]
 
+``whoosh-blocks`` is kbsearch's keyword index searched without the postings its build
+stored decoded (every posting read from Whoosh's blocks, as before they existed).
+
 BASE is a size folder of ``scripts/bench.py --workdir DIR`` (``DIR/100000``): its
 ``articles/`` are indexed into each other engine (kept under ``--workdir``, default
 ``BASE/engines``, and reused), and its current build's Whoosh keyword index is searched as
@@ -179,13 +182,16 @@ def open_tantivy(folder: Path) -> Search:
     return search
 
 
-def open_whoosh(base: Path) -> Search:
-    """Return kbsearch's keyword search over the base's current build."""
+def open_whoosh(base: Path, decoded: bool = True) -> Search:
+    """Return kbsearch's keyword search over the base's current build (``decoded``: with
+    the long postings the build stored decoded; without: from Whoosh's blocks alone)."""
     index_dir = base / "index"
-    keyword = KeywordIndex(index_dir / BUILDS / str(current_version(index_dir)) / "keyword")
+    keyword = KeywordIndex(index_dir / BUILDS / str(current_version(index_dir)) / "keyword",
+                           decoded=decoded)
     return lambda query: keyword.search(query, TOP)[0]
 
 
+WHOOSH = ("whoosh", "whoosh-blocks")  # kbsearch's keyword index: as it searches, blocks only
 ENGINES: dict[str, tuple[Callable[[Path, Path], None] | None, Callable[[Path], Search]]] = {
     "fts5": (build_fts5, open_fts5),
     "tantivy": (build_tantivy, open_tantivy),
@@ -227,9 +233,10 @@ def run_engine(name: str, base: Path, workdir: Path, queries: Sequence[str]
                ) -> tuple[dict[str, Any], list[list[str]]]:
     """Build (unless kept) and open one engine, then measure it."""
     figures: dict[str, Any] = {}
-    if name == "whoosh":
+    if name in WHOOSH:
         folder = base / "index"
-        opener: Callable[[], Search] = lambda: open_whoosh(base)  # noqa: E731
+        opener: Callable[[], Search] = lambda: open_whoosh(  # noqa: E731
+            base, decoded=name == "whoosh")
     else:
         build, open_engine = ENGINES[name]
         folder = workdir / name
@@ -248,7 +255,7 @@ def run_engine(name: str, base: Path, workdir: Path, queries: Sequence[str]
     measured, answers = measure(search, queries)
     figures.update(measured)
     figures["rss_added_mb"] = round(rss_mb() - before, 1)
-    figures["index_mb"] = folder_mb(folder if name != "whoosh" else
+    figures["index_mb"] = folder_mb(folder if name not in WHOOSH else
                                     folder / BUILDS / str(current_version(folder)) / "keyword")
     return figures, answers
 
@@ -266,9 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
-    unknown = [n for n in names if n != "whoosh" and n not in ENGINES]
+    unknown = [n for n in names if n not in WHOOSH and n not in ENGINES]
     if unknown:
-        parser.error(f"--engines: unknown {', '.join(unknown)} (whoosh, fts5, tantivy)")
+        parser.error(f"--engines: unknown {', '.join(unknown)} "
+                     "(whoosh, whoosh-blocks, fts5, tantivy)")
     if "tantivy" in names:
         try:
             import tantivy  # noqa: F401

@@ -61,10 +61,13 @@ def test_the_script_compares_whoosh_with_fts5(engines, sample_index, tmp_path, c
     base.mkdir()
     (base / "articles").symlink_to(ARTICLES)
     (base / "index").symlink_to(sample_index)
-    assert engines.main([str(base), "--engines", "whoosh,fts5", "--queries", "20",
-                         "--eval-dir", str(SHARED_EVAL), "--json"]) == 0
+    assert engines.main([str(base), "--engines", "whoosh,fts5,whoosh-blocks", "--queries",
+                         "20", "--eval-dir", str(SHARED_EVAL), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert list(result["engines"]) == ["whoosh", "fts5"] and result["queries"] == 20
+    assert list(result["engines"]) == ["whoosh", "fts5", "whoosh-blocks"]
+    assert result["queries"] == 20
+    # the same index read from Whoosh's blocks alone answers the same
+    assert result["engines"]["whoosh-blocks"]["overlap@10_with_whoosh"] == 1.0
     whoosh, fts5 = result["engines"]["whoosh"], result["engines"]["fts5"]
     assert whoosh["new"]["p50"] > 0 and whoosh["index_mb"] > 0
     assert fts5["build_s"] >= 0 and 0 < fts5["overlap@10_with_whoosh"] <= 1

@@ -11,7 +11,8 @@ took the score of another document at which a second term's postings stood.
 A term's postings and their scores are kept as NumPy arrays once read (a build never
 changes), up to ``POSTINGS_CACHE`` postings per index, and a query adds them up as arrays:
 reading postings one by one in Python grew with the knowledge base, to most of a search's
-time at 1,000 articles.
+time at 1,000 articles. A build also stores each segment's long postings decoded beside it
+(:mod:`kbsearch.index.decoded`), which a search maps instead of reading Whoosh's blocks.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from kbsearch.content.chunking import plain_text
 from kbsearch.content.synonyms import NO_RULES, SYNONYMS_FILE, Synonyms, load_synonyms
 from kbsearch.errors import SearchTimeoutError
 from kbsearch.index.deadline import Deadline
+from kbsearch.index.decoded import open_decoded, write_decoded_postings
 from kbsearch.index.mapped import MappedStorage
 from kbsearch.index.postings import PostingsReader, TermPostings, field_lengths
 
@@ -80,11 +82,13 @@ def build_keyword_index(
     """
     folder.mkdir(parents=True, exist_ok=True)
     _write_analysis(folder, lexicon, synonyms)
-    ix = whoosh_index.create_in(str(folder), make_schema(lexicon, synonyms))
+    schema = make_schema(lexicon, synonyms)
+    ix = whoosh_index.create_in(str(folder), schema)
     writer = ix.writer(limitmb=128)
     for article in articles:
         writer.add_document(**_document(article))
     writer.commit()
+    write_decoded_postings(folder, schema)
 
 
 def update_keyword_index(
@@ -112,13 +116,15 @@ def update_keyword_index(
     for name in (LEXICON_FILE, SYNONYMS_FILE):
         (folder / name).unlink(missing_ok=True)
     _write_analysis(folder, lexicon, synonyms)
-    ix = whoosh_index.open_dir(str(folder), schema=make_schema(lexicon, synonyms))
+    schema = make_schema(lexicon, synonyms)
+    ix = whoosh_index.open_dir(str(folder), schema=schema)
     writer = ix.writer(limitmb=128)
     for article_id in remove:
         writer.delete_by_term("id", article_id)
     for article in add:
         writer.add_document(**_document(article))
     writer.commit()
+    write_decoded_postings(folder, schema)
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -154,11 +160,13 @@ def _document(article: Article) -> dict[str, str]:
 class KeywordIndex:
     """A read-only Whoosh index with BM25F search by article id."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, decoded: bool = True) -> None:
         """Open the index in ``folder``; queries use the lexicon it was built with.
 
         The schema is made here from the stored lexicon and handed to Whoosh, which then
         skips the schema it pickled at build time (whose analyzer names a module path).
+        With ``decoded`` (the default), long postings are read from the decoded files the
+        build wrote beside its segments; without, from Whoosh's blocks alone (to compare).
         """
         self._lexicon = Lexicon(read_lexicon(folder))
         synonyms = load_synonyms(folder / SYNONYMS_FILE)
@@ -169,7 +177,9 @@ class KeywordIndex:
         self._weighting = scoring.BM25F(B=BM25_B, K1=BM25_K1)
         self._searcher = self._ix.searcher(weighting=self._weighting)
         reader = self._searcher.reader()
-        self._postings_reader = PostingsReader(reader)
+        # long postings decoded at build time, where the build wrote them
+        self._postings_reader = PostingsReader(
+            reader, partial(open_decoded, folder) if decoded else None)
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, bytes], _Postings] = OrderedDict()
         self._cached = 0  # postings in the cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, W3PerDocReader, _lenfield
@@ -30,6 +31,17 @@ from whoosh.util.numeric import byte_to_length
 Check = Callable[[], None]  # raises when the search has to stop (a deadline)
 # a stored length byte → the length Whoosh scores with; 0 (no terms in the field) → 1
 LENGTHS = np.array([1] + [byte_to_length(b) for b in range(1, 256)], dtype=np.int64)
+
+
+class SegmentPostings(Protocol):
+    """A segment's postings stored apart from Whoosh's blocks (:mod:`kbsearch.index.decoded`)."""
+
+    def read(self, field: str, term: bytes) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Return a term's document numbers in the segment (deleted ones included), weights
+        and document frequency; None for a term not stored there."""
+
+
+SegmentOpener = Callable[[IndexReader], "SegmentPostings | None"]
 
 
 @dataclass(frozen=True)
@@ -47,38 +59,53 @@ class PostingsReader:
     """Reads terms' postings from an open Whoosh reader, segment by segment.
 
     The segments and their deleted documents are read once: a searcher's reader never
-    changes.
+    changes. ``stored`` opens a segment's postings stored apart from Whoosh's blocks, where
+    it has them (:mod:`kbsearch.index.decoded`); a term found there is not read from Whoosh.
     """
 
-    def __init__(self, reader: IndexReader) -> None:
-        self._leaves: list[tuple[IndexReader, int, np.ndarray | None]] = []
+    def __init__(self, reader: IndexReader, stored: SegmentOpener | None = None) -> None:
+        self._leaves: list[tuple[IndexReader, int, np.ndarray | None,
+                                 SegmentPostings | None]] = []
         for leaf, offset in reader.leaf_readers():
             deleted = None
             if leaf.has_deletions():
                 deleted = np.zeros(leaf.doc_count_all(), dtype=bool)
                 deleted[list(leaf.deleted_docs_set)] = True
-            self._leaves.append((leaf, offset, deleted))
+            self._leaves.append((leaf, offset, deleted, stored(leaf) if stored else None))
+
+    @property
+    def stored_segments(self) -> int:
+        """Return how many segments have their long postings stored apart."""
+        return sum(1 for *_, stored in self._leaves if stored is not None)
 
     def read(self, field: str, term: bytes, check: Check | None = None) -> TermPostings:
         """Return a term's postings in a field; none for a missing term.
 
         Each segment's term dictionary is asked once for the term's statistics (the
-        document frequency Whoosh's idf adds up) and once for its postings. ``check`` is
+        document frequency Whoosh's idf adds up) and once for its postings, unless the
+        segment's stored postings hold the term. ``check`` is
         called before each block of postings is read, so that a long read can be stopped.
         """
         ids: list[np.ndarray] = []
         weights: list[np.ndarray] = []
         doc_frequency = 0
-        for leaf, offset, deleted in self._leaves:
-            try:
-                doc_frequency += leaf.term_info(field, term).doc_frequency()
-            except TermNotFound:
-                continue
-            matcher = leaf.postings(field, term)
-            if isinstance(matcher, FilterMatcher):  # the deletions, left out below
-                matcher = matcher.child
-                matcher.reset()
-            leaf_ids, leaf_weights = _read_matcher(matcher, check)
+        for leaf, offset, deleted, stored in self._leaves:
+            found = stored.read(field, term) if stored is not None else None
+            if found is not None:
+                if check is not None:
+                    check()
+                leaf_ids, leaf_weights, leaf_frequency = found
+                doc_frequency += leaf_frequency
+            else:
+                try:
+                    doc_frequency += leaf.term_info(field, term).doc_frequency()
+                except TermNotFound:
+                    continue
+                matcher = leaf.postings(field, term)
+                if isinstance(matcher, FilterMatcher):  # the deletions, left out below
+                    matcher = matcher.child
+                    matcher.reset()
+                leaf_ids, leaf_weights = read_matcher(matcher, check)
             if deleted is not None:
                 kept = ~deleted[leaf_ids]
                 leaf_ids, leaf_weights = leaf_ids[kept], leaf_weights[kept]
@@ -116,7 +143,7 @@ def field_lengths(reader: IndexReader, field: str) -> np.ndarray:
     return lengths
 
 
-def _read_matcher(matcher: Matcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
+def read_matcher(matcher: Matcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
     """Return a segment matcher's document numbers and weights, from its first posting."""
     if type(matcher) is W3LeafMatcher and not matcher._byteids:
         return _read_blocks(matcher, check)
