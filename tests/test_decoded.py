@@ -136,3 +136,18 @@ def test_a_reindex_keeps_the_files_and_whoosh_drops_them_with_their_segment(
         path.unlink()
     assert KeywordIndex(second).search("Zählerstand", 100)[0] == ids
     assert {a.id for a in changed} <= set(ids)
+
+
+def test_a_failed_write_leaves_no_file(segmented: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "keyword"
+    shutil.copytree(segmented, folder)
+    before = sorted(p.name for p in folder.iterdir())
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(decoded, "_write_segment", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_decoded_postings(folder, make_schema(LEXICON))
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing half-written

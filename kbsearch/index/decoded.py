@@ -78,11 +78,14 @@ def write_decoded_postings(folder: Path, schema: Schema) -> list[Path]:
             if path is None or path.exists():
                 continue
             partial = path.with_name(f".{path.name}.partial")
-            with open(partial, "wb") as out:
-                _write_segment(out, leaf, fields)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, path)
+            try:
+                with open(partial, "wb") as out:
+                    _write_segment(out, leaf, fields)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
             written.append(path)
     return written
 
