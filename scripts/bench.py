@@ -230,21 +230,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def server_environment(settings: Settings) -> dict[str, str]:
-    """Return the environment of ``kbsearch serve`` for one size (rate limits off)."""
+def server_environment(settings: Settings, root: Path = ROOT) -> dict[str, str]:
+    """Return the environment of ``kbsearch serve`` for one size (rate limits off), serving
+    the kbsearch package of the checkout at ``root``."""
     values = {"articles": settings.articles, "index": settings.index,
               "feedback_db": settings.feedback_db, "weights_dir": settings.weights_dir,
               "keys_file": settings.keys_file, "channels_db": settings.channels_db,
               "model": settings.model, "rate_limit": "off", "rate_limit_keyed": "off",
               "rate_limit_callbacks": "off"}
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(root)}
     env.update({f"KBSEARCH_{name.upper()}": str(value) for name, value in values.items()})
     return env
 
 
-def start_server(settings: Settings, folder: Path, fake_seed: int | None) -> tuple[
-        subprocess.Popen, int]:
-    """Start ``kbsearch serve`` with its defaults in a process group of its own."""
+def start_server(settings: Settings, folder: Path, fake_seed: int | None,
+                 root: Path = ROOT) -> tuple[subprocess.Popen, int]:
+    """Start ``kbsearch serve`` with its defaults in a process group of its own (the
+    kbsearch of the checkout at ``root``: this one unless comparing two)."""
     port = free_port()
     serve = ["serve", "--port", str(port)]
     if fake_seed is None:
@@ -253,7 +255,8 @@ def start_server(settings: Settings, folder: Path, fake_seed: int | None) -> tup
         command = [sys.executable, "-c", SERVE_FAKE, str(SCRIPTS), str(fake_seed), *serve]
     log = (folder / "server.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
-                               env=server_environment(settings), start_new_session=True)
+                               env=server_environment(settings, root),
+                               start_new_session=True)
     log.close()
     deadline = time.monotonic() + STARTUP_SECONDS
     while True:

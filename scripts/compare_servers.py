@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Two kbsearch checkouts served side by side on one bench base, searched interleaved.
+
+Usage: scripts/compare_servers.py BASE CHECKOUT_A CHECKOUT_B [--queries 300] [--seed 1]
+       [--eval-dir DIR] [--json]
+
+BASE is a size folder of ``scripts/bench.py --workdir DIR`` (``DIR/10000``). Each checkout
+(a folder holding the ``kbsearch`` package, e.g. a ``git worktree`` of an older commit)
+serves the base's current build with ``kbsearch serve``'s defaults, as the benchmark's
+server does, each with stores of its own in a temporary folder. One client sends the same
+mixed German and English queries to both over kept-alive connections, alternating which
+goes first, so that whatever else the machine does falls on both alike: on a machine
+whose speed drifts from one run to the next, only such a comparison can tell a change of
+a few milliseconds. Prints p50 / p95 / p99 per checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench  # noqa: E402
+from bench_kb import load_sources, mixed_queries  # noqa: E402
+
+from kbsearch.config import load_settings  # noqa: E402
+
+WARM_UP = 5  # queries sent to both before the timed ones
+
+
+def figures(times_ms: Sequence[float]) -> dict[str, float]:
+    """Return p50, p95 and p99 of some times (ms), as the benchmark computes them."""
+    return {"p50": round(statistics.median(times_ms), 1),
+            "p95": round(bench.percentile(times_ms, 0.95), 1),
+            "p99": round(bench.percentile(times_ms, 0.99), 1)}
+
+
+def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str]
+            ) -> dict[str, dict[str, float]]:
+    """Serve the base from each checkout and time every query on each, interleaved."""
+    times: dict[str, list[float]] = {str(c): [] for c in checkouts}
+    servers: dict[str, tuple[object, int]] = {}
+    connections: dict[str, http.client.HTTPConnection] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for number, checkout in enumerate(checkouts):
+                data = Path(tmp) / str(number)
+                data.mkdir()
+                settings = bench.size_settings(load_settings(), base).replace(
+                    feedback_db=data / "feedback.sqlite3", channels_db=data / "ch.sqlite3",
+                    weights_dir=data / "w", keys_file=data / "keys.json")
+                servers[str(checkout)] = bench.start_server(settings, data, None,
+                                                            root=checkout)
+            connections.update({name: http.client.HTTPConnection("127.0.0.1", port,
+                                                                  timeout=60)
+                                for name, (_, port) in servers.items()})
+            names = list(connections)
+            for position, query in enumerate([*queries[:WARM_UP], *queries]):
+                for name in names if position % 2 == 0 else reversed(names):
+                    started = time.perf_counter()
+                    status, body = bench.get(0, bench.search_path(query), connections[name])
+                    if status != 200:
+                        raise bench.BenchError(f"{name}: {query!r} answered {status}: "
+                                               f"{body[:300]!r}")
+                    if position >= WARM_UP:
+                        times[name].append((time.perf_counter() - started) * 1000)
+        finally:
+            for connection in connections.values():
+                connection.close()
+            for process, _ in servers.values():
+                bench.stop_server(process)  # type: ignore[arg-type]
+    return {name: figures(values) for name, values in times.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compare two checkouts; print JSON or a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("base", type=Path)
+    parser.add_argument("checkouts", type=Path, nargs=2)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--eval-dir", type=Path,
+                        default=Path(__file__).resolve().parent.parent.parent / "shared" / "eval")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    for checkout in args.checkouts:
+        if not (checkout / "kbsearch" / "__init__.py").is_file():
+            parser.error(f"{checkout}: no kbsearch package in it")
+    if not (args.base / "index").is_dir():
+        parser.error(f"{args.base}: no index folder (a size folder of bench.py --workdir)")
+    queries = mixed_queries(load_sources(load_settings().articles, args.eval_dir),
+                            args.queries, args.seed)
+    result = compare(args.base, [c.resolve() for c in args.checkouts], queries)
+    if args.json:
+        print(json.dumps({"base": str(args.base), "queries": len(queries), "servers": result}))
+    else:
+        print("| checkout | HTTP p50 / p95 / p99 ms |\n| --- | --- |")
+        for name, f in result.items():
+            print(f"| {name} | {f['p50']} / {f['p95']} / {f['p99']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
