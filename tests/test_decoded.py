@@ -106,6 +106,9 @@ def test_a_damaged_file_is_logged_and_the_blocks_are_read(
     assert f"{paths[0]}: not a decoded postings file" in messages
     assert f"{paths[2]}: written for segment" in messages
     assert index.search("Zählerstand Router Rechnung", 20) == expected
+    [kept] = [stored for *_, stored in index._postings_reader._leaves if stored is not None]
+    index.close()
+    assert kept._map.closed  # unmapped with the index
 
 
 def test_a_reindex_keeps_the_files_and_whoosh_drops_them_with_their_segment(

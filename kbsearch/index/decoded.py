@@ -165,6 +165,13 @@ class DecodedPostings:
     def __len__(self) -> int:
         return len(self._terms)
 
+    def close(self) -> None:
+        """Unmap the file (left to the garbage collector while a search still reads it)."""
+        try:
+            self._map.close()
+        except BufferError:
+            pass
+
     def read(self, field: str, term: bytes) -> tuple[np.ndarray, np.ndarray, int] | None:
         """Return a term's document numbers in the segment (deleted ones included), its
         frequency in each (as float64) and its document frequency; None if not stored."""

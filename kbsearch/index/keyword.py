@@ -194,8 +194,9 @@ class KeywordIndex:
         self._docnums = {article_id: n for n, article_id in enumerate(self._ids) if article_id}
 
     def close(self) -> None:
-        """Release the searcher's files."""
+        """Release the searcher's files and the decoded postings' files."""
         self._searcher.close()
+        self._postings_reader.close()
 
     def docnums_of(self, article_ids: Iterable[str]) -> np.ndarray:
         """Return the index's document number of each article id, -1 for one not in it.

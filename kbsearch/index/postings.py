@@ -40,6 +40,9 @@ class SegmentPostings(Protocol):
         """Return a term's document numbers in the segment (deleted ones included), weights
         and document frequency; None for a term not stored there."""
 
+    def close(self) -> None:
+        """Release the stored postings' file."""
+
 
 SegmentOpener = Callable[[IndexReader], "SegmentPostings | None"]
 
@@ -72,6 +75,12 @@ class PostingsReader:
                 deleted = np.zeros(leaf.doc_count_all(), dtype=bool)
                 deleted[list(leaf.deleted_docs_set)] = True
             self._leaves.append((leaf, offset, deleted, stored(leaf) if stored else None))
+
+    def close(self) -> None:
+        """Release the files of the segments' stored postings."""
+        for *_, stored in self._leaves:
+            if stored is not None:
+                stored.close()
 
     @property
     def stored_segments(self) -> int:
