@@ -37,11 +37,10 @@ from typing import BinaryIO
 
 import numpy as np
 from whoosh.fields import Schema
-from whoosh.matching.wrappers import FilterMatcher
 from whoosh.reading import IndexReader, SegmentReader
 
 from kbsearch.index.mapped import MappedStorage
-from kbsearch.index.postings import read_matcher
+from kbsearch.index.postings import segment_postings
 
 MIN_POSTINGS = 1024  # a term with fewer postings in a segment (8 blocks) is read from Whoosh
 SUFFIX = ".kbpost"
@@ -101,11 +100,7 @@ def _write_segment(out: BinaryIO, leaf: IndexReader, fields: list[str]) -> None:
             frequency = info.doc_frequency()
             if frequency < MIN_POSTINGS:
                 continue
-            matcher = leaf.postings(field, term)
-            if isinstance(matcher, FilterMatcher):  # deletions are applied when read
-                matcher = matcher.child
-                matcher.reset()
-            docnums, weights = read_matcher(matcher, None)
+            docnums, weights = segment_postings(leaf, field, term)  # deleted ones too
             whole = weights.astype(np.uint8)
             small = bool(np.all(whole == weights))
             stored = whole if small else weights.astype(np.float32)

@@ -110,11 +110,7 @@ class PostingsReader:
                     doc_frequency += leaf.term_info(field, term).doc_frequency()
                 except TermNotFound:
                     continue
-                matcher = leaf.postings(field, term)
-                if isinstance(matcher, FilterMatcher):  # the deletions, left out below
-                    matcher = matcher.child
-                    matcher.reset()
-                leaf_ids, leaf_weights = read_matcher(matcher, check)
+                leaf_ids, leaf_weights = segment_postings(leaf, field, term, check)
             if deleted is not None:
                 kept = ~deleted[leaf_ids]
                 leaf_ids, leaf_weights = leaf_ids[kept], leaf_weights[kept]
@@ -152,7 +148,18 @@ def field_lengths(reader: IndexReader, field: str) -> np.ndarray:
     return lengths
 
 
-def read_matcher(matcher: Matcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
+def segment_postings(leaf: IndexReader, field: str, term: bytes, check: Check | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Return a term's document numbers and weights in one segment, its deleted documents
+    included (Whoosh's matcher would skip them one by one; callers drop them as arrays)."""
+    matcher = leaf.postings(field, term)
+    if isinstance(matcher, FilterMatcher):
+        matcher = matcher.child
+        matcher.reset()
+    return _read_matcher(matcher, check)
+
+
+def _read_matcher(matcher: Matcher, check: Check | None) -> tuple[np.ndarray, np.ndarray]:
     """Return a segment matcher's document numbers and weights, from its first posting."""
     if type(matcher) is W3LeafMatcher and not matcher._byteids:
         return _read_blocks(matcher, check)
