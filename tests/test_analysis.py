@@ -1,6 +1,9 @@
+import random
+
 import pytest
 
 from kbsearch.content.analysis import (
+    FOLD,
     KbAnalyzer,
     Lexicon,
     analyze,
@@ -26,6 +29,15 @@ def test_umlaut_spellings_meet_in_one_term(a, b):
 
 def test_fold_spells_umlauts_out():
     assert fold("Zählerstandsmeldung Größe") == "zaehlerstandsmeldung groesse"
+    assert fold("ẞ don’t Äpfel") == "ss don't aepfel"
+
+
+def test_fold_is_lower_case_and_the_fold_table_on_any_text():
+    rng = random.Random(7)
+    alphabet = "aAzZäÄöÖüÜßẞ’'İı -.\n\tÉéçΣσς1_"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert fold(text) == text.lower().translate(FOLD), text
 
 
 @pytest.mark.parametrize(

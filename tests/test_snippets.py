@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 from kbsearch.content.articles import load_articles
 from kbsearch.content.snippets import (
     SENTENCE_END,
+    _sentences,
     article_snippet,
     article_text,
     make_snippet,
@@ -59,3 +62,25 @@ def test_ties_keep_the_first_sentence():
         "Gas hier. Strom dort.", "Strom Strom Gas", "")
     assert make_snippet(text, "xyzzy") == "Strom sparen."
     assert make_snippet("", "Strom", fallback="Anfang") == "Anfang"
+
+
+def test_sentence_scores_count_what_shared_terms_counts():
+    rng = random.Random(11)
+    words = ["Zähler", "zaehlerstand", "Straße", "strasse", "_x", "x_", "a1", "1a", "Größe",
+             "GRÖSSE", "don’t", "e-mail", "mail", "Stromzähler", "über", "ueberweisung"]
+    separators = [" ", ". ", "! ", "\n", ", ", "-", "’", "(", "_", ":\n\n"]
+    for _ in range(400):
+        text = "".join(rng.choice(words) + rng.choice(separators)
+                       for _ in range(rng.randint(1, 25)))
+        query = " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+        prefixes = match_prefixes(query) + ["zähl", "don’", "ail", "x_"]
+        index = _sentences(text)
+        assert index.scores(prefixes) == [shared_terms(s, prefixes) for s in index.sentences], (
+            text, prefixes)
+
+
+def test_a_prefix_is_found_only_at_a_word_beginning():
+    index = _sentences("Netzstrom fällt aus. Strom fällt aus. Die Stromrechnung!")
+    assert index.scores(["stro"]) == [0, 1, 1]
+    assert index.scores(["stro", "faell"]) == [1, 2, 1]
+    assert index.scores(["fällt", "str-"]) == [0, 0, 0]  # never folded, or not a word

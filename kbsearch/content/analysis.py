@@ -26,6 +26,7 @@ from whoosh.lang.stopwords import stoplists
 
 WORD = re.compile(r"\w+(?:[-'’]\w+)*", re.UNICODE)
 FOLD = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "’": "'"})
+_FOLD_LETTERS = tuple((chr(code), str(spelled)) for code, spelled in FOLD.items())
 # Linking elements (Fugen) between the parts of a German compound.
 LINKS = ("", "s", "es", "n", "en", "e", "er")
 MIN_PART = 3
@@ -47,8 +48,18 @@ _EXTRA_STOPWORDS = {
 
 
 def fold(word: str) -> str:
-    """Lowercase a word and spell umlauts and ß as two letters."""
-    return word.lower().translate(FOLD)
+    """Lowercase a word (or a text) and spell umlauts and ß as two letters.
+
+    The same as ``word.lower().translate(FOLD)``; one ``replace`` per letter of FOLD runs
+    in C over the whole string, where ``translate`` with a table of strings looks up every
+    character in Python's dict (1.1 against 0.25 µs a word, 16 times slower on an article).
+    """
+    low = word.lower()
+    if low.isascii():
+        return low
+    for letter, spelled in _FOLD_LETTERS:
+        low = low.replace(letter, spelled)
+    return low
 
 
 @functools.cache
