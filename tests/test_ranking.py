@@ -8,6 +8,8 @@ from kbsearch.ranking.scoring import (
     FEATURES,
     Calibration,
     Candidates,
+    FeatureRow,
+    Hit,
     ModeModel,
     RankingModel,
     RankingWeights,
@@ -107,6 +109,40 @@ def test_rank_sorts_by_probability_and_cuts_at_k_and_threshold():
         probabilities(feature_matrix(candidates()), MODEL),
         sigmoid(np.array([10 * 0.5 - 6, 10 * 0.9 - 6, 10 * 0.6 - 6])),
     )
+
+
+def reference_rank(candidates: Candidates, model: ModeModel, k: int) -> list[Hit]:
+    """rank as written before it sorted with numpy: sorted() on the tie-breaking key."""
+    matrix = feature_matrix(candidates)
+    score = scores(matrix, model.weights)
+    probs = calibrate(score, matrix, model.calibration)
+    order = sorted(range(len(probs)), key=lambda i: (
+        -probs[i], -score[i], -candidates.dense[i], candidates.ids[i]))[:k]
+    rows = np.round(matrix, 6).tolist()
+    return [Hit(candidates.ids[i], float(probs[i]), dict(zip(FEATURES, rows[i], strict=True)))
+            for i in order]
+
+
+def test_rank_breaks_ties_by_score_then_dense_then_id_as_sorted_did():
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 7, 60):
+        ids = tuple(f"a{i:03d}" for i in rng.permutation(n))
+        # few distinct values, so that probabilities, scores and dense tie often
+        values = [rng.integers(0, 3, n) / 4 for _ in range(6)]
+        tied = Candidates(ids, *values, rng.integers(-1, 3, n), rng.integers(-1, 3, n))
+        for k in (1, 5, n):
+            assert rank(tied, MODEL, k) == reference_rank(tied, MODEL, k)
+
+
+def test_a_hits_features_read_like_a_dict():
+    row = FeatureRow([float(i) for i in range(len(FEATURES))])
+    as_dict = {name: float(i) for i, name in enumerate(FEATURES)}
+    assert row == as_dict and dict(row) == as_dict and list(row) == list(FEATURES)
+    assert row["coverage"] == FEATURES.index("coverage") and len(row) == len(FEATURES)
+    with pytest.raises(KeyError):
+        row["nonsense"]
+    with pytest.raises(ValueError, match="15 values, not 2"):
+        FeatureRow([1.0, 2.0])
 
 
 def test_weights_round_trip_and_reject_unknown_features():

@@ -13,7 +13,7 @@ gaps to the best candidate), so one set of weights carries across knowledge base
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -72,6 +72,41 @@ class Candidates:
     question_sim: np.ndarray | None = None
     helpfulness: np.ndarray | None = None
     stale: np.ndarray | None = None
+
+
+_FEATURE_COLUMN = {name: column for column, name in enumerate(FEATURES)}
+
+
+class FeatureRow(Mapping[str, float]):
+    """One candidate's features by name (every name of FEATURES), read from its matrix row.
+
+    A search ranks every candidate (a few hundred) but shows ten: a view over the row costs
+    far less than a dict per hit.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Sequence[float]) -> None:
+        """View ``values``, one per name of FEATURES in that order."""
+        if len(values) != len(FEATURES):
+            raise ValueError(f"a feature row has {len(FEATURES)} values, not {len(values)}")
+        self._values = values
+
+    def __getitem__(self, name: str) -> float:
+        """Return the value of a named feature; KeyError for a name not in FEATURES."""
+        return self._values[_FEATURE_COLUMN[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the feature names, in the order of FEATURES."""
+        return iter(FEATURES)
+
+    def __len__(self) -> int:
+        """Return the number of features."""
+        return len(FEATURES)
+
+    def __repr__(self) -> str:
+        """Show the features as a dict."""
+        return repr(dict(self))
 
 
 @dataclass(frozen=True)
@@ -414,7 +449,7 @@ def rank(
     candidates: Candidates, model: ModeModel, k: int, min_probability: float = 0.0,
     eligible: np.ndarray | None = None,
 ) -> list[Hit]:
-    """Score candidates and return the top-k hits by probability (ties: dense, then id).
+    """Score candidates and return the top-k hits by probability (ties: score, dense, id).
 
     ``eligible`` limits the hits to some candidates (e.g. those one retriever returned),
     while the probabilities still see every candidate of the query.
@@ -422,22 +457,17 @@ def rank(
     matrix = feature_matrix(candidates)
     score = scores(matrix, model.weights)
     probs = calibrate(score, matrix, model.calibration)
-    order = sorted(
-        range(len(probs)),
-        key=lambda i: (-probs[i], -score[i], -candidates.dense[i], candidates.ids[i]),
-    )
-    hits: list[Hit] = []
-    rows = np.round(matrix, 6).tolist()  # once for all candidates, not per feature and hit
-    for i in order:
-        if eligible is not None and not eligible[i]:
-            continue
-        if probs[i] < min_probability:
-            break
-        hits.append(Hit(candidates.ids[i], float(probs[i]), dict(zip(FEATURES, rows[i],
-                                                                       strict=True))))
-        if len(hits) == k:
-            break
-    return hits
+    # np.lexsort sorts by its last key first
+    order = np.lexsort((np.array(candidates.ids), -candidates.dense, -score, -probs))
+    if eligible is not None:
+        order = order[np.asarray(eligible, dtype=bool)[order]]
+    order = order[:k]
+    if min_probability > 0:
+        order = order[probs[order] >= min_probability]
+    rows = np.round(matrix[order], 6).tolist()  # only the rows of hits, at once
+    listed = probs[order].tolist()
+    return [Hit(candidates.ids[i], listed[n], FeatureRow(rows[n]))
+            for n, i in enumerate(order.tolist())]
 
 
 def rank_mode(
