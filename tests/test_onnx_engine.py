@@ -15,15 +15,18 @@ import pytest
 
 from kbsearch.errors import ModelError
 from kbsearch.index.onnx_engine import (
+    EXPORT_FORMAT,
     ONNX_DIR,
     ONNX_SOURCE,
     OnnxEmbedder,
     export_onnx,
     model_layout,
     onnx_mismatch,
+    onnx_outdated,
     onnx_path,
     padding_batches,
 )
+from kbsearch.index.onnx_fusion import FusionError, fuse_transformer, largest_difference
 
 from .conftest import MODEL
 from .test_inference import ENGLISH, GERMAN, LONG, ODD
@@ -104,6 +107,37 @@ def test_an_export_of_other_weights_is_not_used(tmp_path: Path) -> None:
         OnnxEmbedder(str(folder))
 
 
+def test_an_export_of_an_older_format_is_outdated_but_still_runs(tmp_path: Path) -> None:
+    old = exported_folder(tmp_path / "old")  # no "export" recorded: format 1
+    assert onnx_mismatch(old) == ""
+    assert "is of format 1" in onnx_outdated(old)
+    assert onnx_outdated(exported_folder(tmp_path / "new", export=EXPORT_FORMAT)) == ""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert "has no ONNX export" in onnx_outdated(bare)
+
+
+def test_fused_token_states_are_compared_where_the_mask_keeps_them() -> None:
+    batch = {"input_ids": np.ones((2, 3), dtype=np.int64),
+             "attention_mask": np.array([[1, 1, 1], [1, 0, 0]])}
+    plain = np.zeros((2, 3, 4))
+    fused = plain.copy()
+    fused[1, 1:] = 5.0  # padding positions: never pooled
+    assert largest_difference([plain], [fused], [batch]) == 0.0
+    fused[1, 0, 2] = 0.25
+    assert largest_difference([plain], [fused], [batch]) == 0.25
+    assert largest_difference([plain], [fused[:, :2]], [batch]) == float("inf")
+
+
+def test_a_graph_the_optimizer_cannot_read_is_not_fused(tmp_path: Path) -> None:
+    plain = tmp_path / "model.onnx"
+    plain.write_bytes(b"not a graph")
+    fused = tmp_path / "fused.onnx"
+    with pytest.raises(FusionError, match="could not fuse model.onnx"):
+        fuse_transformer(plain, fused, 2, 32, [])
+    assert not fused.exists()
+
+
 @pytest.fixture(scope="module")
 def engines():
     """The default model on ONNX Runtime and on sentence-transformers."""
@@ -180,11 +214,21 @@ def test_onnx_describes_the_same_model_and_answers_threads_alike(engines) -> Non
 
 @pytest.mark.model
 @pytest.mark.slow
-def test_a_model_is_exported_and_checked(tmp_path: Path) -> None:
+def test_a_model_is_exported_and_checked(tmp_path: Path, monkeypatch, caplog) -> None:
     """A tiny random BERT saved as a sentence-transformers folder (the default model's
-    tokenizer): the export runs on ONNX Runtime with its vectors, and records its weights."""
-    from sentence_transformers import SentenceTransformer, models
+    tokenizer): the export is fused, runs on ONNX Runtime with its vectors, and records its
+    weights; where fusing fails, the plain export is written."""
+    from sentence_transformers import SentenceTransformer
     from transformers import BertConfig, BertModel
+
+    try:  # sentence-transformers 6 (importing .models warns there)
+        from sentence_transformers.sentence_transformer.modules import (
+            Normalize,
+            Pooling,
+            Transformer,
+        )
+    except ImportError:  # sentence-transformers 5
+        from sentence_transformers.models import Normalize, Pooling, Transformer
 
     base = tmp_path / "base"
     base.mkdir()
@@ -194,19 +238,39 @@ def test_a_model_is_exported_and_checked(tmp_path: Path) -> None:
                         num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=514, type_vocab_size=1)
     BertModel(config).save_pretrained(str(base))
-    transformer = models.Transformer(str(base), max_seq_length=64)
+    transformer = Transformer(str(base), max_seq_length=64)
     folder = tmp_path / "tiny"
-    SentenceTransformer(modules=[transformer, models.Pooling(32, "mean"),
-                                 models.Normalize()]).save(str(folder))
+    SentenceTransformer(modules=[transformer, Pooling(32, "mean"),
+                                 Normalize()]).save(str(folder))
     assert "has no ONNX export" in onnx_mismatch(folder)
     assert export_onnx(folder) == onnx_path(folder)
-    assert onnx_mismatch(folder) == ""
+    assert onnx_mismatch(folder) == "" and onnx_outdated(folder) == ""
     assert sorted(p.name for p in (folder / ONNX_DIR).iterdir()) == ["model.onnx", ONNX_SOURCE]
+    source = json.loads((folder / ONNX_DIR / ONNX_SOURCE).read_text("utf-8"))
+    # each of the 2 layers' attention one operator, its 2 residual layer norms fused too
+    assert source["export"] == EXPORT_FORMAT
+    assert source["fused"]["Attention"] == 2 and source["fused"]["SkipLayerNormalization"] == 4
     from kbsearch.index.onnx_engine import compare_with_sentence_transformers
 
     figures = compare_with_sentence_transformers(folder, [*GERMAN, *ENGLISH, *LONG])
     assert figures["min_cosine"] >= 0.99999
     assert OnnxEmbedder(str(folder)).max_tokens == 64
+
+    # where the optimizer fails, the plain export is written, as good and only slower
+    import kbsearch.index.onnx_fusion as fusion
+
+    def fail(*args: object) -> dict[str, int]:
+        raise FusionError("no fusion today")
+
+    monkeypatch.setattr(fusion, "fuse_transformer", fail)
+    with caplog.at_level("WARNING"):
+        export_onnx(folder)
+    assert "stays unfused: no fusion today" in caplog.text
+    source = json.loads((folder / ONNX_DIR / ONNX_SOURCE).read_text("utf-8"))
+    assert source["fused"] == {} and source["export"] == EXPORT_FORMAT
+    assert sorted(p.name for p in (folder / ONNX_DIR).iterdir()) == ["model.onnx", ONNX_SOURCE]
+    figures = compare_with_sentence_transformers(folder, [*GERMAN, *ENGLISH])
+    assert figures["min_cosine"] >= 0.99999
 
 
 # onnxruntime keeps quiet by itself where these say it runs under CI: left out, so that

@@ -291,13 +291,26 @@ def model_build(out: Path | None, verify: bool, force: bool) -> None:
                                  "(default: KBSEARCH_MODEL).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare with sentence-transformers afterwards (cosine >= 0.9999).")
+@click.option("--if-outdated", is_flag=True,
+              help="Export only where the folder has no current export (none, one of other "
+                   "weights or of an older format); scripts/setup.sh runs it so.")
 @friendly_errors
-def model_export_onnx(model_dir: Path | None, verify: bool) -> None:
+def model_export_onnx(model_dir: Path | None, verify: bool, if_outdated: bool) -> None:
     """Export the model for ONNX Runtime, the fastest engine for queries (needs torch)."""
     from kbsearch.errors import ModelError
-    from kbsearch.index.onnx_engine import compare_with_sentence_transformers, export_onnx
+    from kbsearch.index.onnx_engine import (
+        compare_with_sentence_transformers,
+        export_onnx,
+        onnx_outdated,
+    )
 
     model_dir = model_dir or Path(_settings().model)
+    if if_outdated:
+        reason = onnx_outdated(model_dir)
+        if not reason:
+            click.echo(f"the ONNX export of {model_dir} is current")
+            return
+        click.echo(f"exporting: {reason}")
     click.echo(f"exported {export_onnx(model_dir)}")
     if verify:
         figures = compare_with_sentence_transformers(model_dir)

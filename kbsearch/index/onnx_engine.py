@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import warnings
@@ -47,12 +48,16 @@ from kbsearch.index.embedding import clean_text
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+log = logging.getLogger(__name__)
+
 ONNX_ENGINE = "onnx"
 ONNX_DIR = "onnx"
 ONNX_MODEL = "model.onnx"
 ONNX_SOURCE = "source.json"
 WEIGHTS = "model.safetensors"
 OPSET = 17
+# 2: traced with eager attention and fused by ONNX Runtime (1: SDPA, not fused)
+EXPORT_FORMAT = 2
 PAD_SHARE = 0.9  # a text joins a batch if it has this share of the batch's longest's tokens
 
 
@@ -102,12 +107,15 @@ def weights_digest(model_dir: Path) -> str:
 def export_onnx(model_dir: Path) -> Path:
     """Export a model folder's transformer to ``onnx/model.onnx`` (needs torch); return it.
 
-    The file is written under a temporary name and renamed, and ``source.json`` records
-    the pipeline's token limit and normalisation, and the weights' size, modification time
-    and SHA-256, so that an export of other weights is never used.
+    The transformer is traced with eager attention and then fused by ONNX Runtime's
+    transformer optimizer where that computes the same token states
+    (:mod:`kbsearch.index.onnx_fusion`; else the plain export is kept). The file is
+    written under a temporary name and renamed, and ``source.json`` records the pipeline's
+    token limit and normalisation, the weights' size, modification time and SHA-256 (so
+    that an export of other weights is never used), EXPORT_FORMAT and the fused operators.
     """
     try:
-        import torch
+        import torch  # noqa: F401 - only whether it is there
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
     except ImportError:
@@ -115,12 +123,42 @@ def export_onnx(model_dir: Path) -> Path:
                          "scripts/setup.sh") from None
     transformers_logging.disable_progress_bar()
     try:
-        pipeline = SentenceTransformer(str(model_dir), device="cpu")
+        # eager attention: the graph ONNX Runtime's optimizer can fuse (not SDPA's)
+        pipeline = SentenceTransformer(str(model_dir), device="cpu",
+                                       model_kwargs={"attn_implementation": "eager"})
     except Exception as exc:  # noqa: BLE001 - any loading failure means the same here
         raise ModelError(f"cannot load the model {model_dir}: {exc}") from None
     max_tokens, normalize = pipeline_layout(pipeline, model_dir)
     transformer: Any = pipeline[0].auto_model
     transformer.eval()
+    folder = model_dir / ONNX_DIR
+    folder.mkdir(exist_ok=True)
+    partial = folder / f".{ONNX_MODEL}.{os.getpid()}.tmp"
+    fused_partial = folder / f".{ONNX_MODEL}.{os.getpid()}.fused.tmp"
+    try:
+        _trace(transformer, partial)
+        fused = _fuse(partial, fused_partial, transformer.config, model_dir)
+        if fused:
+            os.replace(fused_partial, partial)
+        stat = (model_dir / WEIGHTS).stat()
+        dimension = int((pipeline.get_embedding_dimension() if hasattr(
+            pipeline, "get_embedding_dimension")
+            else pipeline.get_sentence_embedding_dimension()) or 0)
+        source = {"max_tokens": max_tokens, "normalize": normalize, "dimension": dimension,
+                  "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns,
+                  "weights_sha256": weights_digest(model_dir), "opset": OPSET,
+                  "export": EXPORT_FORMAT, "fused": fused, "kbsearch_version": __version__}
+        (folder / ONNX_SOURCE).write_text(json.dumps(source, indent=2) + "\n", "utf-8")
+        os.replace(partial, folder / ONNX_MODEL)
+    finally:
+        partial.unlink(missing_ok=True)
+        fused_partial.unlink(missing_ok=True)
+    return folder / ONNX_MODEL
+
+
+def _trace(transformer: Any, path: Path) -> None:
+    """Write the transformer (input ids and attention mask in, token states out) as ONNX."""
+    import torch
 
     class LastHiddenState(torch.nn.Module):
         """The transformer with the two inputs kbsearch gives it, token states out."""
@@ -133,30 +171,41 @@ def export_onnx(model_dir: Path) -> Path:
             output = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
             return output.last_hidden_state
 
-    folder = model_dir / ONNX_DIR
-    folder.mkdir(exist_ok=True)
-    partial = folder / f".{ONNX_MODEL}.{os.getpid()}.tmp"
     example = torch.ones((1, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "tokens"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on the model's Python code
         torch.onnx.export(
-            LastHiddenState(), (example, example), str(partial),
+            LastHiddenState(), (example, example), str(path),
             input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
             dynamic_axes={"input_ids": axes, "attention_mask": axes,
                           "last_hidden_state": axes},
             opset_version=OPSET, dynamo=False)
-    stat = (model_dir / WEIGHTS).stat()
-    dimension = int((pipeline.get_embedding_dimension() if hasattr(
-        pipeline, "get_embedding_dimension") else pipeline.get_sentence_embedding_dimension())
-        or 0)
-    source = {"max_tokens": max_tokens, "normalize": normalize, "dimension": dimension,
-              "weights_size": stat.st_size, "weights_mtime_ns": stat.st_mtime_ns,
-              "weights_sha256": weights_digest(model_dir), "opset": OPSET,
-              "kbsearch_version": __version__}
-    (folder / ONNX_SOURCE).write_text(json.dumps(source, indent=2) + "\n", "utf-8")
-    os.replace(partial, folder / ONNX_MODEL)
-    return folder / ONNX_MODEL
+
+
+def _fuse(plain: Path, fused: Path, config: Any, model_dir: Path) -> dict[str, int]:
+    """Fuse the plain export into ``fused``; return the fused operators, {} where the plain
+    export has to stay (logged: the optimizer failed, or computes something else)."""
+    from kbsearch.index.e5model import SAMPLE_TEXTS
+    from kbsearch.index.onnx_fusion import FusionError, fuse_transformer
+
+    tokenizer = _tokenizer(model_dir)
+    encodings = tokenizer.encode_batch([f"passage: {text}" for text in SAMPLE_TEXTS])
+    width = max(len(e.ids) for e in encodings)
+    ids = np.ones((len(encodings), width), dtype=np.int64)  # padding never read
+    mask = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        ids[row, :len(encoding.ids)] = encoding.ids
+        mask[row, :len(encoding.ids)] = 1
+    batches = [{"input_ids": ids, "attention_mask": mask},
+               {"input_ids": ids[:1, :int(mask[0].sum())],
+                "attention_mask": mask[:1, :int(mask[0].sum())]}]
+    try:
+        return fuse_transformer(plain, fused, int(config.num_attention_heads),
+                                int(config.hidden_size), batches)
+    except (FusionError, AttributeError, TypeError, ValueError) as exc:
+        log.warning("the ONNX export of %s stays unfused: %s", model_dir, exc)
+        return {}
 
 
 def onnx_mismatch(model_dir: Path) -> str:
@@ -179,6 +228,24 @@ def onnx_mismatch(model_dir: Path) -> str:
     if not same_file and source.get("weights_sha256") != weights_digest(model_dir):
         return (f"the ONNX export in {model_dir} was made from other weights; export it "
                 "again with 'kbsearch model export-onnx'")
+    return ""
+
+
+def onnx_outdated(model_dir: Path) -> str:
+    """Return why a model folder's ONNX export should be made again, or '' when it is
+    current: none or an unusable one (:func:`onnx_mismatch`), or one of an older
+    EXPORT_FORMAT (it still runs, slower)."""
+    reason = onnx_mismatch(model_dir)
+    if reason:
+        return reason
+    try:
+        source = json.loads((model_dir / ONNX_DIR / ONNX_SOURCE).read_text("utf-8"))
+        made = int(source.get("export", 1))
+    except (OSError, ValueError, TypeError) as exc:
+        return str(exc)
+    if made < EXPORT_FORMAT:
+        return (f"the ONNX export in {model_dir} is of format {made}; format "
+                f"{EXPORT_FORMAT} fuses the transformer's operators (faster)")
     return ""
 
 
