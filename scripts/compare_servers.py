@@ -2,7 +2,7 @@
 """Two kbsearch checkouts served side by side on one bench base, searched interleaved.
 
 Usage: scripts/compare_servers.py BASE CHECKOUT_A CHECKOUT_B [--queries 300] [--seed 1]
-       [--eval-dir DIR] [--json]
+       [--eval-dir DIR] [--models MODEL_A MODEL_B] [--json]
 
 BASE is a size folder of ``scripts/bench.py --workdir DIR`` (``DIR/10000``). Each checkout
 (a folder holding the ``kbsearch`` package, e.g. a ``git worktree`` of an older commit)
@@ -11,7 +11,9 @@ server does, each with stores of its own in a temporary folder. One client sends
 mixed German and English queries to both over kept-alive connections, alternating which
 goes first, so that whatever else the machine does falls on both alike: on a machine
 whose speed drifts from one run to the next, only such a comparison can tell a change of
-a few milliseconds. Prints p50 / p95 / p99 per checkout.
+a few milliseconds. Prints p50 / p95 / p99 per checkout. ``--models`` gives each server a
+model folder of its own (``KBSEARCH_MODEL``; e.g. two exports of one model, one checkout
+named twice); by default both serve the configured model.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ def figures(times_ms: Sequence[float]) -> dict[str, float]:
     return {f"p{p}": round(bench.percentile(times_ms, p / 100), 1) for p in (50, 95, 99)}
 
 
-def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str]
-            ) -> dict[str, dict[str, float]]:
-    """Serve the base from each checkout and time every query on each, interleaved."""
-    times: dict[str, list[float]] = {str(c): [] for c in checkouts}
+def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str],
+            models: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Serve the base from each checkout (with its model, where ``models`` names them) and
+    time every query on each, interleaved."""
+    names = [str(c) if models is None else f"{c} ({m})" for c, m in
+             zip(checkouts, models or checkouts, strict=True)]
+    times: dict[str, list[float]] = {name: [] for name in names}
     servers: dict[str, tuple[object, int]] = {}
     connections: dict[str, http.client.HTTPConnection] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,12 +60,13 @@ def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str]
                 settings = bench.size_settings(load_settings(), base).replace(
                     feedback_db=data / "feedback.sqlite3", channels_db=data / "ch.sqlite3",
                     weights_dir=data / "w", keys_file=data / "keys.json")
-                servers[str(checkout)] = bench.start_server(settings, data, None,
+                if models is not None:
+                    settings = settings.replace(model=models[number])
+                servers[names[number]] = bench.start_server(settings, data, None,
                                                             root=checkout)
             connections.update({name: http.client.HTTPConnection("127.0.0.1", port,
                                                                   timeout=60)
                                 for name, (_, port) in servers.items()})
-            names = list(connections)
             for position, query in enumerate([*queries[:WARM_UP], *queries]):
                 for name in names if position % 2 == 0 else reversed(names):
                     started = time.perf_counter()
@@ -87,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--eval-dir", type=Path,
                         default=Path(__file__).resolve().parent.parent.parent / "shared" / "eval")
+    parser.add_argument("--models", nargs=2, metavar=("MODEL_A", "MODEL_B"),
+                        help="the model folder each checkout serves with (KBSEARCH_MODEL)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     for checkout in args.checkouts:
@@ -96,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.base}: no index folder (a size folder of bench.py --workdir)")
     queries = mixed_queries(load_sources(load_settings().articles, args.eval_dir),
                             args.queries, args.seed)
-    result = compare(args.base, [c.resolve() for c in args.checkouts], queries)
+    models = None if args.models is None else [str(Path(m).resolve()) for m in args.models]
+    result = compare(args.base, [c.resolve() for c in args.checkouts], queries, models)
     if args.json:
         print(json.dumps({"base": str(args.base), "queries": len(queries), "servers": result}))
     else:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import ARTICLES, ROOT, SHARED_EVAL
+from .conftest import ARTICLES, MODEL, ROOT, SHARED_EVAL
 from .test_bench import load_script
 
 
@@ -23,10 +23,12 @@ def test_two_servers_answer_the_same_queries_in_turn(model_index, tmp_path, caps
     other.mkdir()
     (other / "kbsearch").symlink_to(ROOT / "kbsearch")
     assert compare.main([str(base), str(ROOT), str(other), "--queries", "12",
-                         "--eval-dir", str(SHARED_EVAL), "--json"]) == 0
+                         "--eval-dir", str(SHARED_EVAL), "--models", str(MODEL), str(MODEL),
+                         "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["queries"] == 12
-    assert set(result["servers"]) == {str(ROOT), str(other.resolve())}
+    model = MODEL.resolve()
+    assert set(result["servers"]) == {f"{ROOT} ({model})", f"{other.resolve()} ({model})"}
     for figures in result["servers"].values():
         assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"]
     with pytest.raises(SystemExit):  # not a checkout
