@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from kbsearch import BLAS_THREADS_SLEEP
+from kbsearch import BLAS_THREADS_SLEEP, heap
 from kbsearch.config import Settings
 from kbsearch.content.analysis import LANGUAGES, confident_language, detect_language
 from kbsearch.content.articles import Article, article_url, family
@@ -229,6 +229,7 @@ class SearchService:
             version = current_version(self.index_dir)
             if self._index is None or (version and version != self._index.version):
                 self._index = open_index(self.index_dir, version)
+                heap.freeze()  # the new build's objects: out of the collector's way
             return self._index
 
     def warm_up(self, before_fork: bool = False) -> None:
@@ -239,7 +240,8 @@ class SearchService:
         whose threads do not survive fork (ONNX Runtime, ``per_process``) is loaded there
         only. Where numpy's BLAS threads spin after each product (numpy was imported before
         kbsearch, see ``kbsearch/__init__.py``), it keeps BLAS on the calling thread, so that
-        they do not take the cores of the next embedding.
+        they do not take the cores of the next embedding. Last, what is loaded is frozen out
+        of the cyclic garbage collector's walks (:mod:`kbsearch.heap`).
         """
         if not BLAS_THREADS_SLEEP:
             threadpool_limits(limits=1, user_api="blas")
@@ -247,6 +249,7 @@ class SearchService:
         if not (before_fork and getattr(self.embedder, "per_process", False)):
             self.embedder.embed_queries(["warm-up"])
         detect_language("warm up the language detector")
+        heap.freeze(collect=before_fork)  # see kbsearch.heap
 
     def _visible(self, index: LoadedIndex, visibility: str) -> np.ndarray:
         """Return (cached per build) the mask of published articles visible at a level."""

@@ -15,6 +15,7 @@ read-only index; ``app`` and ``client`` serve ``sample_service``.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 import threading
@@ -89,6 +90,14 @@ def _refuse_model(settings: Settings):
         "this test loads the real embedding model without the 'model' mark: use the "
         "fake_model fixture, or the embedder fixture (or @pytest.mark.model) for the real one"
     )
+
+
+@pytest.fixture(autouse=True)
+def _thaw_the_heap() -> Iterator[None]:
+    """A test that warms a service up freezes the heap (kbsearch.heap); thaw it after, so
+    that the test process's cyclic garbage is collected as usual."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
