@@ -228,8 +228,9 @@ class SearchService:
             self._checked = now
             version = current_version(self.index_dir)
             if self._index is None or (version and version != self._index.version):
-                self._index = open_index(self.index_dir, version)
-                heap.freeze()  # the new build's objects: out of the collector's way
+                replaced, self._index = self._index, open_index(self.index_dir, version)
+                if replaced is not None:  # a first one is frozen by warm_up
+                    heap.freeze()  # free the replaced build's cycles, freeze the new one
             return self._index
 
     def warm_up(self, before_fork: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import weakref
 
@@ -47,6 +48,11 @@ def test_warming_up_and_a_new_build_freeze_what_is_loaded(sample_service, sample
     assert not any(o is index for o in gc.get_objects())
     frozen: list[bool] = []
     monkeypatch.setattr(heap, "freeze", lambda collect=True: frozen.append(collect))
-    sample_service._index = None  # as if another build had been published
+    sample_service._index = None  # a first search without warm-up: no full collection
     sample_service.index()
+    assert frozen == []
+    # as if another build had been published since
+    sample_service._index = dataclasses.replace(index, version="an older build")
+    sample_service._checked = float("-inf")
+    assert sample_service.index().version == index.version
     assert frozen == [True]
