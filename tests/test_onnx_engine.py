@@ -272,6 +272,24 @@ def test_a_model_is_exported_and_checked(tmp_path: Path, monkeypatch, caplog) ->
     figures = compare_with_sentence_transformers(folder, [*GERMAN, *ENGLISH])
     assert figures["min_cosine"] >= 0.99999
 
+    # a model class that takes no attention choice is exported with its own attention
+    import sentence_transformers
+
+    loaded: list[object] = []
+
+    def without_eager(path: str, device: str, model_kwargs: object = None) -> object:
+        loaded.append(model_kwargs)
+        if model_kwargs:
+            raise ValueError("unexpected keyword argument 'attn_implementation'")
+        return SentenceTransformer(path, device=device)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", without_eager)
+    export_onnx(folder)
+    assert loaded == [{"attn_implementation": "eager"}, None]
+    monkeypatch.undo()
+    figures = compare_with_sentence_transformers(folder, [*GERMAN, *ENGLISH])
+    assert figures["min_cosine"] >= 0.99999
+
 
 # onnxruntime keeps quiet by itself where these say it runs under CI: left out, so that
 # only kbsearch's opt-out can keep the home folder empty

@@ -123,9 +123,11 @@ def export_onnx(model_dir: Path) -> Path:
                          "scripts/setup.sh") from None
     transformers_logging.disable_progress_bar()
     try:
-        # eager attention: the graph ONNX Runtime's optimizer can fuse (not SDPA's)
-        pipeline = SentenceTransformer(str(model_dir), device="cpu",
-                                       model_kwargs={"attn_implementation": "eager"})
+        try:  # eager attention: the graph ONNX Runtime's optimizer can fuse (not SDPA's)
+            pipeline = SentenceTransformer(str(model_dir), device="cpu",
+                                           model_kwargs={"attn_implementation": "eager"})
+        except (TypeError, ValueError):  # a model class without it: its own attention
+            pipeline = SentenceTransformer(str(model_dir), device="cpu")
     except Exception as exc:  # noqa: BLE001 - any loading failure means the same here
         raise ModelError(f"cannot load the model {model_dir}: {exc}") from None
     max_tokens, normalize = pipeline_layout(pipeline, model_dir)
