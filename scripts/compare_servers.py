@@ -47,8 +47,8 @@ def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str],
             models: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     """Serve the base from each checkout (with its model, where ``models`` names them) and
     time every query on each, interleaved."""
-    names = [str(c) if models is None else f"{c} ({m})" for c, m in
-             zip(checkouts, models or checkouts, strict=True)]
+    names = [str(c) for c in checkouts] if models is None else [
+        f"{c} ({m})" for c, m in zip(checkouts, models, strict=True)]
     times: dict[str, list[float]] = {name: [] for name in names}
     servers: dict[str, tuple[object, int]] = {}
     connections: dict[str, http.client.HTTPConnection] = {}

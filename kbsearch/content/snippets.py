@@ -6,8 +6,8 @@ beginning (all but its last two letters, at least four), so that "Zählerstände
 "Zählerstand". The search results' snippets, the chatbot's short answers and the FAQ page's
 highlighting all use :func:`match_prefixes` and :func:`shared_terms`. Search results
 score an article's sentences all at once: its text is folded once, and each query word's
-beginning is found in it by one regular expression, instead of being tried against every
-word of every sentence (folding each word of a long article in Python cost about 1 ms).
+beginning is found in it with ``str.find``, instead of being tried against every word of
+every sentence (folding each word of a long article in Python cost about 1 ms).
 """
 
 from __future__ import annotations

@@ -193,12 +193,7 @@ def _fuse(plain: Path, fused: Path, config: Any, model_dir: Path) -> dict[str, i
 
     tokenizer = _tokenizer(model_dir)
     encodings = tokenizer.encode_batch([f"passage: {text}" for text in SAMPLE_TEXTS])
-    width = max(len(e.ids) for e in encodings)
-    ids = np.ones((len(encodings), width), dtype=np.int64)  # padding never read
-    mask = np.zeros((len(encodings), width), dtype=np.int64)
-    for row, encoding in enumerate(encodings):
-        ids[row, :len(encoding.ids)] = encoding.ids
-        mask[row, :len(encoding.ids)] = 1
+    ids, mask = padded(encodings, 1)  # what padding holds is never compared
     batches = [{"input_ids": ids, "attention_mask": mask},
                {"input_ids": ids[:1, :int(mask[0].sum())],
                 "attention_mask": mask[:1, :int(mask[0].sum())]}]
@@ -208,6 +203,18 @@ def _fuse(plain: Path, fused: Path, config: Any, model_dir: Path) -> dict[str, i
     except (FusionError, AttributeError, TypeError, ValueError) as exc:
         log.warning("the ONNX export of %s stays unfused: %s", model_dir, exc)
         return {}
+
+
+def padded(encodings: Sequence[Any], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return tokenised texts as one batch: their ids padded with ``pad`` to the longest,
+    and the attention mask (1 for a text's own tokens)."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.full((len(encodings), width), pad, dtype=np.int64)
+    mask = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        ids[row, :len(encoding.ids)] = encoding.ids
+        mask[row, :len(encoding.ids)] = 1
+    return ids, mask
 
 
 def onnx_mismatch(model_dir: Path) -> str:
@@ -332,12 +339,7 @@ class OnnxEmbedder:
 
     def _run(self, encodings: Sequence[Any]) -> np.ndarray:
         """Embed one batch of tokenised texts: token states, mean pooling, normalisation."""
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self._pad, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, :len(encoding.ids)] = encoding.ids
-            mask[row, :len(encoding.ids)] = 1
+        ids, mask = padded(encodings, self._pad)
         with self._lock:
             session = self._session_here()
             states = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
