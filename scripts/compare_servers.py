@@ -2,7 +2,7 @@
 """Two kbsearch checkouts served side by side on one bench base, searched interleaved.
 
 Usage: scripts/compare_servers.py BASE CHECKOUT_A CHECKOUT_B [--queries 300] [--seed 1]
-       [--eval-dir DIR] [--models MODEL_A MODEL_B] [--json]
+       [--eval-dir DIR] [--models MODEL_A MODEL_B] [--search-log FILE] [--json]
 
 BASE is a size folder of ``scripts/bench.py --workdir DIR`` (``DIR/10000``). Each checkout
 (a folder holding the ``kbsearch`` package, e.g. a ``git worktree`` of an older commit)
@@ -13,7 +13,10 @@ goes first, so that whatever else the machine does falls on both alike: on a mac
 whose speed drifts from one run to the next, only such a comparison can tell a change of
 a few milliseconds. Prints p50 / p95 / p99 per checkout. ``--models`` gives each server a
 model folder of its own (``KBSEARCH_MODEL``; e.g. two exports of one model, one checkout
-named twice); by default both serve the configured model.
+named twice); by default both serve the configured model. ``--search-log`` starts each
+server's feedback store from a copy of FILE (e.g. the base's ``data/feedback.sqlite3``
+after some bench runs), as a service that has logged searches for a while writes into a
+large file, not an empty one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import sqlite3
 import sys
 import tempfile
 import time
@@ -43,10 +47,19 @@ def figures(times_ms: Sequence[float]) -> dict[str, float]:
     return {f"p{p}": round(bench.percentile(times_ms, p / 100), 1) for p in (50, 95, 99)}
 
 
+def copy_store(source: Path, target: Path) -> None:
+    """Copy a SQLite file as it stands, WAL included (SQLite's online backup)."""
+    with sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True) as src, \
+            sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
 def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str],
-            models: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
-    """Serve the base from each checkout (with its model, where ``models`` names them) and
-    time every query on each, interleaved."""
+            models: Sequence[str] | None = None, search_log: Path | None = None,
+            ) -> dict[str, dict[str, float]]:
+    """Serve the base from each checkout (with its model, where ``models`` names them; its
+    feedback store a copy of ``search_log`` where given) and time every query on each,
+    interleaved."""
     names = [str(c) for c in checkouts] if models is None else [
         f"{c} ({m})" for c, m in zip(checkouts, models, strict=True)]
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -57,6 +70,8 @@ def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str],
             for number, checkout in enumerate(checkouts):
                 data = Path(tmp) / str(number)
                 data.mkdir()
+                if search_log is not None:
+                    copy_store(search_log, data / "feedback.sqlite3")
                 settings = bench.size_settings(load_settings(), base).replace(
                     feedback_db=data / "feedback.sqlite3", channels_db=data / "ch.sqlite3",
                     weights_dir=data / "w", keys_file=data / "keys.json")
@@ -95,8 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default=Path(__file__).resolve().parent.parent.parent / "shared" / "eval")
     parser.add_argument("--models", nargs=2, metavar=("MODEL_A", "MODEL_B"),
                         help="the model folder each checkout serves with (KBSEARCH_MODEL)")
+    parser.add_argument("--search-log", type=Path, metavar="FILE",
+                        help="a feedback store each server starts from a copy of")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.search_log is not None and not args.search_log.is_file():
+        parser.error(f"--search-log {args.search_log}: no such file")
     for checkout in args.checkouts:
         if not (checkout / "kbsearch" / "__init__.py").is_file():
             parser.error(f"{checkout}: no kbsearch package in it")
@@ -105,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     queries = mixed_queries(load_sources(load_settings().articles, args.eval_dir),
                             args.queries, args.seed)
     models = None if args.models is None else [str(Path(m).resolve()) for m in args.models]
-    result = compare(args.base, [c.resolve() for c in args.checkouts], queries, models)
+    result = compare(args.base, [c.resolve() for c in args.checkouts], queries, models,
+                     args.search_log)
     if args.json:
         print(json.dumps({"base": str(args.base), "queries": len(queries), "servers": result}))
     else:

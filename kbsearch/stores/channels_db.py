@@ -68,6 +68,13 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
 
-def channels_database(path: Path | str, what: str, error: type[StoreError]) -> Database:
-    """Return the channels database at path for one store, opened on first use."""
-    return Database(path, MIGRATIONS, what, error, reopen=True)
+def channels_database(path: Path | str, what: str, error: type[StoreError],
+                      checkpoint_every: float | None = None) -> Database:
+    """Return the channels database at path for one store, opened on first use.
+
+    The store written on every bot message checkpoints every ``checkpoint_every`` seconds
+    in the background (see :class:`~kbsearch.stores.sqlite.Database`); one such store
+    per file is enough.
+    """
+    return Database(path, MIGRATIONS, what, error, reopen=True,
+                    checkpoint_every=checkpoint_every)

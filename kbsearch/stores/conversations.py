@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from kbsearch.errors import ConversationConflictError, ConversationStoreError
 from kbsearch.stores.channels_db import channels_database
+from kbsearch.stores.checkpoints import CHECKPOINT_INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ class SQLiteConversationStore:
         """Remember where the database lives and the idle expiry; nothing is opened yet."""
         self.path = Path(path)
         self.idle_seconds = idle_seconds
-        self._db = channels_database(self.path, "conversation store", ConversationStoreError)
+        self._db = channels_database(self.path, "conversation store", ConversationStoreError,
+                                     checkpoint_every=CHECKPOINT_INTERVAL_S)
 
     def get(self, client: str, conversation_id: str, now: float) -> Conversation | None:
         """Return a live conversation, or None when there is none or it expired."""

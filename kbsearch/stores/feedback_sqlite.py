@@ -27,6 +27,7 @@ from kbsearch.errors import (
     FeedbackStoreError,
     UnknownSearchError,
 )
+from kbsearch.stores.checkpoints import CHECKPOINT_INTERVAL_S
 from kbsearch.stores.feedback import (
     EVENTS,
     SEARCH_COLUMNS,
@@ -163,7 +164,7 @@ class SQLiteFeedbackStore:
         self.path = Path(path)
         self._clock = clock
         self._db = Database(self.path, MIGRATIONS, "feedback store", FeedbackStoreError,
-                            reopen=False)
+                            reopen=False, checkpoint_every=CHECKPOINT_INTERVAL_S)
         self._db.open()
 
     def __enter__(self) -> SQLiteFeedbackStore:

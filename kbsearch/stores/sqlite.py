@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kbsearch.errors import StoreError
+from kbsearch.stores.checkpoints import FALLBACK_PAGES, BackgroundCheckpointer
 
 TIMEOUT_SECONDS = 5.0
 PRAGMAS: tuple[str, ...] = (
@@ -95,7 +96,9 @@ class Database:
 
     ``what`` names the store in messages ("feedback store"); ``error`` is the store's named
     error. After :meth:`close`, a use opens the file again when ``reopen`` is true and raises
-    ``error`` saying it is closed otherwise.
+    ``error`` saying it is closed otherwise. With ``checkpoint_every`` seconds (a store
+    written on every request) the WAL is checkpointed that often on a thread of its own,
+    not by whichever write takes it past 1,000 pages (:mod:`kbsearch.stores.checkpoints`).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Database:
         what: str,
         error: type[StoreError],
         reopen: bool = True,
+        checkpoint_every: float | None = None,
     ) -> None:
         """Describe the database; nothing is opened yet (see :meth:`open`)."""
         self.path = Path(path)
@@ -115,6 +119,8 @@ class Database:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._checkpoint_every = checkpoint_every
+        self._checkpointer: BackgroundCheckpointer | None = None
 
     @property
     def version(self) -> int:
@@ -144,12 +150,17 @@ class Database:
     def transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """Hold the connection in a write transaction for one action, as :meth:`connection`."""
         with self.connection(action) as conn, transaction(conn):
+            if self._checkpointer is not None:
+                self._checkpointer.ensure_running()
             yield conn
 
     def close(self) -> None:
         """Close the connection; idempotent."""
         with self._lock:
             self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -160,6 +171,9 @@ class Database:
             if self._closed and not self._reopen:
                 raise self.error(f"{self.what} {self.path} is closed")
             self._conn = self._connect()
+            if self._checkpoint_every is not None:
+                self._checkpointer = BackgroundCheckpointer(self.path, self,
+                                                            self._checkpoint_every)
         return self._conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -180,6 +194,8 @@ class Database:
         try:
             for pragma in PRAGMAS:
                 _execute_waiting(conn, pragma)
+            if self._checkpoint_every is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES:d}")
             self._migrate(conn)
         except BaseException as exc:
             conn.close()
