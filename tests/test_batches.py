@@ -1,5 +1,6 @@
 """A build writes its articles a batch at a time: same files, bounded embedding calls."""
 
+import dataclasses
 import filecmp
 import json
 import shutil
@@ -86,3 +87,32 @@ def test_a_reindex_in_batches_reuses_what_is_unchanged(tmp_path, kb_copy, fake_e
         assert filecmp.cmp(build_of(index_dir) / name, build_of(tmp_path / "fresh") / name,
                            shallow=False), name
     assert fresh.chunks == report.chunks and first != build_of(index_dir)
+
+
+def test_a_text_several_articles_share_is_embedded_once(tmp_path, fake_embedder):
+    # three answers to one question (stackfaq's shape), and one article twice
+    articles = [dataclasses.replace(a, id=f"{a.id}-{n}", path=f"{a.id}-{n}.md",
+                                    title="Wie melde ich meinen Zählerstand?",
+                                    body=f"Antwort {n}: {a.body}" if n else a.body)
+                for a in list(load_articles(ARTICLES).articles)[:1] for n in range(3)]
+    articles.append(dataclasses.replace(articles[0], id="kopie", path="kopie.md"))
+    counting = CountingEmbedder(fake_embedder)
+    report = build_from_articles(articles, tmp_path / "index", counting)
+    texts = Counter(counting.passages)
+    assert set(texts.values()) == {1}  # nothing embedded twice
+    assert texts["Wie melde ich meinen Zählerstand?"] == 1
+    build = build_of(tmp_path / "index")
+    titles = np.load(build / "title_vectors.npy")
+    assert np.array_equal(titles[0], titles[1]) and np.array_equal(titles[0], titles[2])
+    assert np.array_equal(titles[0], fake_embedder.embed_passages(
+        ["Wie melde ich meinen Zählerstand?"])[0])
+    chunks = [json.loads(line) for line in (build / "chunks.jsonl").read_text().splitlines()]
+    vectors = np.load(build / "chunk_vectors.npy")
+    first = [i for i, c in enumerate(chunks) if c["article_id"] == articles[0].id]
+    copy = [i for i, c in enumerate(chunks) if c["article_id"] == "kopie"]
+    assert len(first) == len(copy) > 0
+    assert np.array_equal(vectors[first], vectors[copy])  # the same text, the same vector
+    distinct = {c["text"] for c in chunks}
+    assert len(distinct) < len(chunks)  # the copy's, and the answers' later paragraphs
+    assert report.embedded == len(distinct)
+    assert report.reused == report.chunks - len(distinct)  # the repeats count as reused

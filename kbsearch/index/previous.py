@@ -258,18 +258,21 @@ def embed_missing(
     embed: Callable[[Sequence[str]], np.ndarray],
     dimension: int,
 ) -> tuple[np.ndarray, int]:
-    """Return vectors for texts, embedding only those ``cached`` has none for (by text key)."""
+    """Return vectors for texts and how many were embedded: only the texts ``cached`` has
+    no vector for (by text key), each distinct one once (titles several articles share, a
+    paragraph repeated in many)."""
     found = [cached(text_key(t)) for t in texts]
     missing = [i for i, vector in enumerate(found) if vector is None]
     out = np.zeros((len(texts), dimension), dtype=np.float32)
-    if missing:
-        fresh = embed([texts[i] for i in missing])
-        for i, vector in zip(missing, fresh, strict=True):
-            out[i] = vector
+    distinct = list(dict.fromkeys(texts[i] for i in missing))
+    if distinct:
+        fresh = dict(zip(distinct, embed(distinct), strict=True))
+        for i in missing:
+            out[i] = fresh[texts[i]]
     for i, vector in enumerate(found):
         if vector is not None:
             out[i] = vector
-    return out, len(missing)
+    return out, len(distinct)
 
 
 def chunk_vectors_of(
