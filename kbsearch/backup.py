@@ -74,7 +74,7 @@ def _files(folder: Path) -> Iterator[Path]:
     yield from sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-def _copy_database(source: Path, target: Path) -> None:
+def copy_database(source: Path, target: Path) -> None:
     """Copy one SQLite database with the online backup API (consistent while written)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
@@ -99,7 +99,7 @@ def backup(settings: Settings, folder: Path) -> BackupSummary:
             if not source.exists():
                 continue
             if name.endswith(".sqlite3"):
-                _copy_database(source, folder / name)
+                copy_database(source, folder / name)
             else:
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, folder / name)
@@ -180,7 +180,7 @@ def restore(settings: Settings, folder: Path, force: bool = False) -> BackupSumm
             if name not in manifest["parts"]:
                 continue
             if name.endswith(".sqlite3"):
-                _copy_database(folder / name, target)  # SQLite replaces pages, WAL and all
+                copy_database(folder / name, target)  # SQLite replaces pages, WAL and all
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(folder / name, target)

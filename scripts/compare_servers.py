@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench  # noqa: E402
 from bench_kb import load_sources, mixed_queries  # noqa: E402
 
+from kbsearch.backup import copy_database  # noqa: E402
 from kbsearch.config import load_settings  # noqa: E402
 
 WARM_UP = 5  # queries sent to both before the timed ones
@@ -45,13 +45,6 @@ WARM_UP = 5  # queries sent to both before the timed ones
 def figures(times_ms: Sequence[float]) -> dict[str, float]:
     """Return p50, p95 and p99 of some times (ms), as the benchmark computes them."""
     return {f"p{p}": round(bench.percentile(times_ms, p / 100), 1) for p in (50, 95, 99)}
-
-
-def copy_store(source: Path, target: Path) -> None:
-    """Copy a SQLite file as it stands, WAL included (SQLite's online backup)."""
-    with sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True) as src, \
-            sqlite3.connect(target) as dst:
-        src.backup(dst)
 
 
 def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str],
@@ -71,7 +64,7 @@ def compare(base: Path, checkouts: Sequence[Path], queries: Sequence[str],
                 data = Path(tmp) / str(number)
                 data.mkdir()
                 if search_log is not None:
-                    copy_store(search_log, data / "feedback.sqlite3")
+                    copy_database(search_log, data / "feedback.sqlite3")
                 settings = bench.size_settings(load_settings(), base).replace(
                     feedback_db=data / "feedback.sqlite3", channels_db=data / "ch.sqlite3",
                     weights_dir=data / "w", keys_file=data / "keys.json")

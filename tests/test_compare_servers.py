@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from kbsearch.backup import copy_database
 from kbsearch.stores.feedback_sqlite import SQLiteFeedbackStore
 
 from .conftest import ARTICLES, MODEL, ROOT, SHARED_EVAL
@@ -51,7 +52,7 @@ def test_a_search_log_is_copied_with_what_its_wal_holds(tmp_path, capsys):
     writer.execute("CREATE TABLE searches (query TEXT)")
     writer.executemany("INSERT INTO searches VALUES (?)", [("Zählerstand",), ("Umzug",)])
     assert (tmp_path / "source.sqlite3-wal").stat().st_size > 0  # the rows are in the WAL
-    compare.copy_store(source, tmp_path / "copy.sqlite3")
+    copy_database(source, tmp_path / "copy.sqlite3")  # what --search-log copies with
     writer.close()
     with sqlite3.connect(tmp_path / "copy.sqlite3") as conn:
         assert conn.execute("SELECT query FROM searches").fetchall() == [
