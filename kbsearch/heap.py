@@ -9,7 +9,9 @@ alive at that moment into a permanent generation that collections skip; referenc
 counting still frees them as usual, only reference cycles among them wait for the next
 :func:`freeze` with ``collect`` (a new build opened). Frozen before gunicorn forks, the
 objects the workers share with the master are not written to by collections either, so
-their pages stay shared.
+their pages stay shared. What a process caches after that (keyword postings, snippets'
+sentences, stems) is kept as strings, arrays and plain tuples of them, which the collector
+stops tracking after one pass, so the walks stay short however long a server runs.
 """
 
 from __future__ import annotations

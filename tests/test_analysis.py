@@ -1,4 +1,6 @@
+import gc
 import random
+import uuid
 
 import pytest
 
@@ -10,6 +12,7 @@ from kbsearch.content.analysis import (
     detect_language,
     fold,
     query_terms,
+    stem,
 )
 
 LEXICON = Lexicon.from_texts(
@@ -111,3 +114,16 @@ def test_each_lexicon_caches_its_own_splits_and_pickles_as_its_words():
     copy = pickle.loads(pickle.dumps(first))  # Whoosh keeps the analyser in the index
     assert copy == first and copy.split("umzugskosten") == ("umzug", "kosten")
     assert copy._segments.cache_info().currsize > 0
+
+
+def test_stemming_new_words_leaves_nothing_for_a_full_garbage_collection_to_walk():
+    # a server stems every new word its queries bring; PyStemmer's own cache kept a list
+    # per word (up to 10,000 per language) that every full collection walked
+    prefix = uuid.uuid4().hex[:8]
+    words = [f"zaehler{prefix}{i}ungen" for i in range(2000)]
+    gc.collect()
+    before = len(gc.get_objects())
+    stems = [stem(word, language) for word in words for language in ("de", "en")]
+    gc.collect()
+    assert len(gc.get_objects()) - before < 200
+    assert stems[0] == stem(words[0], "de") and stems[0] != words[0]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
+import weakref
 
 from kbsearch.content.articles import load_articles
 from kbsearch.content.snippets import (
     SENTENCE_END,
+    _sentence_parts,
     _sentences,
     article_snippet,
     article_text,
@@ -84,3 +88,21 @@ def test_a_prefix_is_found_only_at_a_word_beginning():
     assert index.scores(["stro"]) == [0, 1, 1]
     assert index.scores(["stro", "faell"]) == [1, 2, 1]
     assert index.scores(["fällt", "str-"]) == [0, 0, 0]  # never folded, or not a word
+
+
+def test_the_snippet_caches_keep_no_article_and_nothing_the_collector_walks():
+    # a long-running server shows thousands of articles: what the caches keep of them
+    # must not be objects that every full garbage collection walks
+    article = dataclasses.replace(load_articles(ARTICLES).articles[0], id="copy-for-gc-test",
+                                  body="Erster Satz hier. Zweiter Satz über Zählerstände.")
+    snippet = article_snippet(article, "Zählerstände melden")
+    assert snippet == "Zweiter Satz über Zählerstände."
+    alive = weakref.ref(article)
+    del article
+    gc.collect()
+    assert alive() is None  # not kept as a cache key
+    parts = _sentence_parts("Erster Satz hier. Zweiter Satz über Zählerstände.")
+    gc.collect()
+    assert _sentence_parts("Erster Satz hier. Zweiter Satz über Zählerstände.") is parts
+    assert type(parts) is tuple and not gc.is_tracked(parts)
+    assert _sentences("Erster Satz hier. Zweiter Satz über Zählerstände.").sentences == parts[0]

@@ -71,7 +71,11 @@ def stopwords(language: str) -> frozenset[str]:
 
 @functools.cache
 def _stemmer(language: str) -> Stemmer.Stemmer:
-    return Stemmer.Stemmer(STEMMER_NAMES[language])
+    stemmer = Stemmer.Stemmer(STEMMER_NAMES[language])
+    # :func:`stem` keeps the stems; PyStemmer's own cache would keep a list per word as
+    # well (10,000 words), objects that every full garbage collection walks
+    stemmer.maxCacheSize = 0
+    return stemmer
 
 
 @functools.lru_cache(maxsize=STEM_CACHE)

@@ -82,15 +82,23 @@ def _word_character(character: str) -> bool:
     return character.isalnum() or character == "_"
 
 
-@functools.lru_cache(maxsize=8192)
 def _sentences(text: str) -> _Sentences:
     """Return a text's sentences, also folded (kept: articles are searched often)."""
+    return _Sentences(*_sentence_parts(text))
+
+
+# The caches below hold strings and plain tuples of strings and numbers only: the garbage
+# collector stops tracking those after one pass, so however many articles a long-running
+# server has shown, a full collection does not walk them (a named tuple or an Article kept
+# as a key would be one more object each to walk).
+@functools.lru_cache(maxsize=8192)
+def _sentence_parts(text: str) -> tuple[tuple[str, ...], str, tuple[int, ...]]:
     sentences = tuple(s for s in (part.strip() for part in SENTENCE_END.split(text)) if s)
     folded = [fold(sentence) for sentence in sentences]
     starts = [0]
     for sentence in folded[:-1]:
         starts.append(starts[-1] + len(sentence) + 1)
-    return _Sentences(sentences, "\n".join(folded), tuple(starts))
+    return sentences, "\n".join(folded), tuple(starts)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -122,11 +130,14 @@ def make_snippet(text: str, query: str, fallback: str = "", length: int = SNIPPE
     return shorten(" ".join(best.split()), length)
 
 
-@functools.lru_cache(maxsize=8192)
 def article_text(article: Article) -> str:
     """Return an article's plain text without its title line (kept for the next search)."""
-    lines = [ln for ln in plain_text(plain(article.body)).split("\n")
-             if ln.strip() != article.title]
+    return _text_without_title(article.title, article.body)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_without_title(title: str, body: str) -> str:
+    lines = [ln for ln in plain_text(plain(body)).split("\n") if ln.strip() != title]
     return "\n".join(lines).strip()
 
 
